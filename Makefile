@@ -1,0 +1,62 @@
+# The router's everyday commands. `make help` lists them.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON312 := $(shell scripts/find-python312 2>/dev/null)
+VENV := .venv
+PY := $(VENV)/bin/python
+SAM_VENV := .venv-sam
+SAM := $(SAM_VENV)/bin/sam
+
+export PYTHONPATH := $(CURDIR):$(CURDIR)/layers/common
+# SAM needs a region even offline; the stack is meant for eu-west-2 (London).
+export AWS_REGION ?= eu-west-2
+export AWS_DEFAULT_REGION ?= $(AWS_REGION)
+export SAM_CLI_TELEMETRY := 0
+
+.PHONY: help install test lint format validate build migrate events clean
+
+help: ## list the commands
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: requirements.txt layers/common/requirements.txt
+	@test -n "$(PYTHON312)" || scripts/find-python312
+	$(PYTHON312) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -r requirements.txt
+	touch $@
+
+$(SAM_VENV)/.installed: requirements-sam.txt
+	@test -n "$(PYTHON312)" || scripts/find-python312
+	$(PYTHON312) -m venv $(SAM_VENV)
+	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-sam.txt
+	touch $@
+
+install: $(VENV)/.installed ## create .venv with everything the app and its tests need
+
+test: $(VENV)/.installed ## run the test suite (embedded Postgres unless TEST_DATABASE_URL is set)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed ## ruff (lint + format check) and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+
+format: $(VENV)/.installed ## apply ruff's formatting and safe fixes
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+validate: $(SAM_VENV)/.installed ## sam validate and sam validate --lint (offline)
+	$(SAM) validate --template template.yaml
+	$(SAM) validate --lint --template template.yaml
+
+build: $(SAM_VENV)/.installed ## sam build into .aws-sam/
+	$(SAM) build --template template.yaml
+
+migrate: $(VENV)/.installed ## apply the database migrations to DATABASE_URL
+	$(PY) -m event_router.migrate
+
+events: $(VENV)/.installed ## regenerate the signed sample events in events/
+	$(PY) -m devstack.samples
+
+clean: ## remove build output and virtual environments
+	rm -rf .aws-sam $(VENV) $(SAM_VENV) .pytest_cache .mypy_cache .ruff_cache
