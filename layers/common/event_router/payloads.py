@@ -1,0 +1,340 @@
+"""Webhook bodies (SPEC §5) normalised into one ``WebhookEvent``.
+
+Every shape Zoho CRM and Moodle send is validated by a pydantic model of its
+own and then reduced to the same handful of facts: which record, what
+happened to it, when, and an event id that stays the same when a sender
+re-sends the same change.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+from urllib.parse import parse_qsl
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from event_router.errors import InvalidPayload, Problem
+from event_router.routes import ZOHO_MODULE_NAMES, Module, Source
+
+Operation = Literal["create", "update", "delete"]
+
+_OPERATIONS: dict[str, Operation] = {
+    **dict.fromkeys(("create", "created", "insert", "inserted", "add", "added", "c"), "create"),
+    **dict.fromkeys(("update", "updated", "edit", "edited", "modify", "modified", "u"), "update"),
+    **dict.fromkeys(("delete", "deleted", "remove", "removed", "d"), "delete"),
+}
+
+
+def _operation(value: Any) -> Any:
+    if isinstance(value, str):
+        normalised = _OPERATIONS.get(value.strip().lower())
+        if normalised is None:
+            raise ValueError("unknown operation; expected create, update or delete (or a synonym)")
+        return normalised
+    return value
+
+
+def _identifier(value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, (int, str)):
+        raise ValueError("must be a string or an integer")
+    text = str(value).strip()
+    if not text:
+        raise ValueError("must not be empty")
+    return text
+
+
+def _moodle_id(value: Any) -> Any:
+    if isinstance(value, bool):
+        raise ValueError("must be an integer")
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return value
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+OperationField = Annotated[Operation, BeforeValidator(_operation)]
+Identifier = Annotated[str, BeforeValidator(_identifier), Field(max_length=200)]
+MoodleId = Annotated[int, BeforeValidator(_moodle_id), Field(ge=0, strict=True)]
+Timestamp = Annotated[datetime, AfterValidator(_as_utc)]
+
+
+class WebhookEvent(BaseModel):
+    """A verified webhook reduced to what the event log and the processors need."""
+
+    model_config = ConfigDict(frozen=True)
+
+    source: Source
+    module: Module
+    event_id: str
+    event_type: Operation
+    record_id: str
+    occurred_at: datetime | None
+    payload: dict[str, Any]
+
+
+# ---------------------------------------------------------------- body decoding
+
+
+def decode_body(body: bytes) -> dict[str, Any]:
+    """JSON object or form fields, decided by the content rather than the Content-Type."""
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidPayload([{"field": "body", "problem": "is not UTF-8 text"}]) from None
+    stripped = text.strip()
+    if not stripped:
+        raise InvalidPayload([{"field": "body", "problem": "is empty"}])
+    if stripped[0] in "{[":
+        try:
+            value = json.loads(stripped)
+        except ValueError as error:
+            problem = f"is not valid JSON (line {error.lineno}, column {error.colno})"  # type: ignore[attr-defined]
+            raise InvalidPayload([{"field": "body", "problem": problem}]) from None
+        if not isinstance(value, dict):
+            raise InvalidPayload([{"field": "body", "problem": "must be a JSON object"}])
+        return value
+    if "=" not in stripped:
+        raise InvalidPayload([{"field": "body", "problem": "is neither a JSON object nor form-encoded"}])
+    return _form_fields(stripped)
+
+
+def _form_fields(text: str) -> dict[str, Any]:
+    """Form parameters; PHP-style ``other[itemid]=5`` keys nest, repeated keys become lists."""
+    fields: dict[str, Any] = {}
+    for key, value in parse_qsl(text, keep_blank_values=True):
+        name, _, rest = key.removesuffix("[]").partition("[")
+        *parents, leaf = [name, *rest.removesuffix("]").split("][")] if rest else [name]
+        target = fields
+        for part in parents:
+            target = target.setdefault(part, {})
+            if not isinstance(target, dict):
+                raise InvalidPayload([{"field": part, "problem": "is given both as a value and as an object"}])
+        if leaf not in target:
+            target[leaf] = value
+        elif isinstance(target[leaf], list):
+            target[leaf].append(value)
+        else:
+            target[leaf] = [target[leaf], value]
+    return fields
+
+
+# ---------------------------------------------------------------- Zoho CRM
+
+
+def _zoho_module(value: Any) -> Any:
+    if not isinstance(value, str):
+        return value
+    wanted = value.strip().lower()
+    for module, api_name in ZOHO_MODULE_NAMES.items():
+        if wanted in (module, api_name.lower()):
+            return module
+    raise ValueError("is not one of the BTEC modules")
+
+
+ZohoModule = Annotated[Module, BeforeValidator(_zoho_module)]
+
+
+class ZohoFullRecord(BaseModel):
+    """Shape 1: the record's data with a notification id."""
+
+    notification_id: Identifier
+    timestamp: Timestamp
+    module: ZohoModule | None = None
+    operation: OperationField
+    record_id: Identifier | None = None
+    data: dict[str, Any]
+
+
+class ZohoMinimal(BaseModel):
+    """Shape 2: an id, what happened, to which record."""
+
+    event_id: Identifier
+    event_type: OperationField
+    module: ZohoModule | None = None
+    record_id: Identifier
+    changed_fields: list[str] | None = None
+    timestamp: Timestamp
+
+
+class ZohoRecordFields(BaseModel):
+    """Shape 3: a workflow webhook posting the record's fields, ``id`` being the record id."""
+
+    id: Identifier
+    operation: OperationField = "update"
+    module: ZohoModule | None = None
+    modified_time: Timestamp | None = Field(None, validation_alias="Modified_Time")
+    timestamp: Timestamp | None = None
+
+
+def _zoho_event(module: Module, fields: dict[str, Any]) -> WebhookEvent:
+    # (module named in the body, event id, operation, record id, source timestamp)
+    facts: tuple[Module | None, str | None, Operation, str, datetime | None]
+    if "notification_id" in fields or "data" in fields:
+        full = ZohoFullRecord.model_validate(fields)
+        record_id = full.record_id or _record_id_in_data(full.data)
+        modified = _optional_timestamp(full.data, "Modified_Time", "data.Modified_Time")
+        facts = (full.module, full.notification_id, full.operation, record_id, modified or full.timestamp)
+    elif "event_id" in fields or "event_type" in fields:
+        minimal = ZohoMinimal.model_validate(fields)
+        facts = (minimal.module, minimal.event_id, minimal.event_type, minimal.record_id, minimal.timestamp)
+    else:
+        flat = ZohoRecordFields.model_validate(fields)
+        facts = (flat.module, None, flat.operation, flat.id, flat.modified_time or flat.timestamp)
+    body_module, event_id, operation, record_id, occurred_at = facts
+    if body_module is not None and body_module != module:
+        raise InvalidPayload(
+            [{"field": "module", "problem": f"contradicts the route, which takes {ZOHO_MODULE_NAMES[module]}"}]
+        )
+    return WebhookEvent(
+        source="zoho",
+        module=module,
+        # Without a source timestamp, the record's content is what tells two changes apart.
+        event_id=event_id
+        or derived_event_id("zoho", module, record_id, operation, occurred_at, fields if occurred_at is None else None),
+        event_type=operation,
+        record_id=record_id,
+        occurred_at=occurred_at,
+        payload=fields,
+    )
+
+
+def _record_id_in_data(data: dict[str, Any]) -> str:
+    try:
+        return str(_identifier(data.get("id")))
+    except ValueError:
+        raise InvalidPayload([{"field": "record_id", "problem": "is required (or data.id)"}]) from None
+
+
+class _Stamp(BaseModel):
+    at: Timestamp
+
+
+def _optional_timestamp(data: dict[str, Any], key: str, field: str) -> datetime | None:
+    if data.get(key) in (None, ""):
+        return None
+    try:
+        return _Stamp(at=data[key]).at
+    except ValidationError:
+        raise InvalidPayload([{"field": field, "problem": "is not a date-time"}]) from None
+
+
+# ---------------------------------------------------------------- Moodle
+
+_MOODLE_EVENTS: dict[str, tuple[Module, Operation]] = {
+    "core\\event\\user_enrolment_created": ("enrollments", "create"),
+    "core\\event\\user_enrolment_updated": ("enrollments", "update"),
+    "core\\event\\user_enrolment_deleted": ("enrollments", "delete"),
+    "core\\event\\user_graded": ("grades", "update"),
+}
+
+
+def _moodle_other(value: Any) -> Any:
+    # PHP serialises an empty associative array as [], and some plugins send the
+    # event's "other" as a JSON string.
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError("must be an object, a list or null") from None
+    if value is None or isinstance(value, list):
+        return {}
+    return value
+
+
+class MoodleEventData(BaseModel):
+    """Both Moodle shapes: a signed plugin event (with ``eventid``) or raw event data."""
+
+    eventid: Identifier | None = None
+    eventname: Annotated[str, Field(min_length=1, max_length=200)]
+    courseid: MoodleId
+    userid: MoodleId | None = None
+    relateduserid: MoodleId | None = None
+    objectid: MoodleId | None = None
+    crud: OperationField | None = None
+    timecreated: Timestamp
+    other: Annotated[dict[str, Any], BeforeValidator(_moodle_other)] = Field(default_factory=dict)
+
+    @property
+    def canonical_name(self) -> str:
+        return self.eventname.strip().lstrip("\\")
+
+    @property
+    def student(self) -> int | None:
+        """The student the event is about: ``relateduserid`` when present, else ``userid``."""
+        return self.relateduserid if self.relateduserid is not None else self.userid
+
+
+def _moodle_event(module: Module, fields: dict[str, Any]) -> WebhookEvent:
+    data = MoodleEventData.model_validate(fields)
+    known = _MOODLE_EVENTS.get(data.canonical_name)
+    if known is not None and known[0] != module:
+        raise InvalidPayload(
+            [{"field": "eventname", "problem": f"belongs to {known[0]}, not to this route ({module})"}]
+        )
+    operation = data.crud or (known[1] if known else _operation_from_name(data.canonical_name))
+    if data.student is None:
+        raise InvalidPayload([{"field": "relateduserid", "problem": "or userid is required"}])
+    record_id = str(data.objectid) if data.objectid is not None else f"{data.student}:{data.courseid}"
+    identity = (data.canonical_name, data.student, data.courseid)
+    return WebhookEvent(
+        source="moodle",
+        module=module,
+        event_id=data.eventid or derived_event_id("moodle", module, record_id, operation, data.timecreated, identity),
+        event_type=operation,
+        record_id=record_id,
+        occurred_at=data.timecreated,
+        payload=fields,
+    )
+
+
+def _operation_from_name(name: str) -> Operation:
+    suffix = name.rsplit("_", 1)[-1]
+    if suffix in ("created", "updated", "deleted"):
+        return _OPERATIONS[suffix]
+    raise InvalidPayload([{"field": "crud", "problem": "is required when eventname does not say the operation"}])
+
+
+# ---------------------------------------------------------------- entry point
+
+
+def derived_event_id(
+    source: Source,
+    module: Module,
+    record_id: str,
+    operation: Operation,
+    occurred_at: datetime | None,
+    content: Any,
+) -> str:
+    """A deterministic id for payloads that carry none: the same change always hashes the same.
+
+    The change is identified by source, module, record, operation and source
+    timestamp; ``content`` adds whatever else the caller needs to tell two
+    changes apart (Moodle's event name and people, or a Zoho record's fields
+    when it came without a timestamp).
+    """
+    when = occurred_at.isoformat() if occurred_at is not None else None
+    facts = [source, module, record_id, operation, when, content]
+    canonical = json.dumps(facts, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def parse_event(source: Source, module: Module, fields: dict[str, Any]) -> WebhookEvent:
+    """Validate one decoded body from ``source`` arriving on ``module``'s route."""
+    try:
+        return _zoho_event(module, fields) if source == "zoho" else _moodle_event(module, fields)
+    except ValidationError as error:
+        raise InvalidPayload(problems(error)) from None
+
+
+def problems(error: ValidationError) -> list[Problem]:
+    """pydantic's errors as ``{"field", "problem"}`` pairs, never echoing the input."""
+    return [
+        {"field": ".".join(str(part) for part in e["loc"]) or "body", "problem": e["msg"]}
+        for e in error.errors(include_url=False, include_input=False)
+    ]

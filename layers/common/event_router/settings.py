@@ -1,0 +1,78 @@
+"""Runtime configuration: one validated model, read once per container from the environment.
+
+A plain pydantic model validated from ``os.environ`` rather than pydantic-settings:
+the verifiers' cold start is budgeted (README, "Cold start") and pydantic-settings
+adds about 0.15 s of imports for features (dotenv files, CLI parsing, nested
+sources) that a Lambda function does not use.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from event_router.routes import Module, Source
+
+
+def _comma_separated(value: Any) -> Any:
+    if isinstance(value, str):
+        return tuple(part.strip() for part in value.split(",") if part.strip())
+    return value
+
+
+CommaSeparated = Annotated[tuple[str, ...], BeforeValidator(_comma_separated)]
+
+
+class Settings(BaseModel):
+    """Every environment variable the functions read (README, "Configuration")."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True, hide_input_in_errors=True)
+
+    database_url: str | None = Field(None, alias="DATABASE_URL")
+    db_connect_timeout: float = Field(3.0, gt=0, alias="DB_CONNECT_TIMEOUT")
+    db_statement_timeout_ms: int = Field(2500, gt=0, alias="DB_STATEMENT_TIMEOUT_MS")
+    db_idle_ping_seconds: float = Field(30.0, ge=0, alias="DB_IDLE_PING_SECONDS")
+
+    students_queue_url: str | None = Field(None, alias="STUDENTS_QUEUE_URL")
+    enrollments_queue_url: str | None = Field(None, alias="ENROLLMENTS_QUEUE_URL")
+    grades_queue_url: str | None = Field(None, alias="GRADES_QUEUE_URL")
+    payments_queue_url: str | None = Field(None, alias="PAYMENTS_QUEUE_URL")
+    sqs_connect_timeout: float = Field(2.0, gt=0, alias="SQS_CONNECT_TIMEOUT")
+    sqs_read_timeout: float = Field(3.0, gt=0, alias="SQS_READ_TIMEOUT")
+    sqs_max_attempts: int = Field(2, ge=1, alias="SQS_MAX_ATTEMPTS")
+
+    zoho_webhook_secret: CommaSeparated = Field((), alias="ZOHO_WEBHOOK_SECRET")
+    moodle_webhook_secret: CommaSeparated = Field((), alias="MOODLE_WEBHOOK_SECRET")
+    zoho_webhook_token: CommaSeparated = Field((), alias="ZOHO_WEBHOOK_TOKEN")
+    moodle_webhook_token: CommaSeparated = Field((), alias="MOODLE_WEBHOOK_TOKEN")
+    zoho_webhook_secret_arn: str | None = Field(None, alias="ZOHO_WEBHOOK_SECRET_ARN")
+    moodle_webhook_secret_arn: str | None = Field(None, alias="MOODLE_WEBHOOK_SECRET_ARN")
+    secrets_max_age: int = Field(300, ge=0, alias="SECRETS_MAX_AGE")
+
+    def queue_urls(self) -> dict[Module, str]:
+        """The configured module queues."""
+        urls: dict[Module, str | None] = {
+            "students": self.students_queue_url,
+            "enrollments": self.enrollments_queue_url,
+            "grades": self.grades_queue_url,
+            "payments": self.payments_queue_url,
+        }
+        return {module: url for module, url in urls.items() if url}
+
+    def webhook_secrets(self, source: Source) -> tuple[str, ...]:
+        return self.zoho_webhook_secret if source == "zoho" else self.moodle_webhook_secret
+
+    def webhook_tokens(self, source: Source) -> tuple[str, ...]:
+        return self.zoho_webhook_token if source == "zoho" else self.moodle_webhook_token
+
+    def webhook_secret_arn(self, source: Source) -> str | None:
+        return self.zoho_webhook_secret_arn if source == "zoho" else self.moodle_webhook_secret_arn
+
+
+@cache
+def load_settings() -> Settings:
+    """The settings of this container, validated once."""
+    return Settings.model_validate(os.environ)
