@@ -1,0 +1,1 @@
+"""Development tooling: the local stack, embedded Postgres, sample events. Never deployed."""

@@ -1,0 +1,339 @@
+"""The sample webhooks of ``events/``: every route and payload shape, plus rejected examples.
+
+``python -m devstack.samples`` (``make events``) rewrites ``events/`` from this
+catalogue, signing with the fake development secrets below through the same
+``sign`` function the verifiers check with; a test fails when the files drift.
+
+The secrets here are fake, published on purpose, and only for local
+development and tests. Never configure them in a deployed stack.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+from urllib.parse import urlencode
+
+from devstack.apigw import http_api_event
+from event_router.routes import WEBHOOK_ROUTES
+from event_router.signatures import SIGNATURE_HEADERS, sign
+
+DEV_SECRETS = {"zoho": "dev-zoho-secret-NOT-FOR-PRODUCTION", "moodle": "dev-moodle-secret-NOT-FOR-PRODUCTION"}
+DEV_TOKENS = {"moodle": "dev-moodle-token-NOT-FOR-PRODUCTION"}
+EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
+
+Signing = Literal["signed", "signed-bare", "signed-upper", "unsigned", "bad-signature", "token"]
+
+STUDENT_ID = "5725767000000412001"
+CLASS_ID = "5725767000000520011"
+MODIFIED = "2026-11-25T09:15:00+00:00"
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One example webhook and the status a fresh database answers it with."""
+
+    name: str
+    route: str
+    body: bytes
+    expect: int
+    signing: Signing = "signed"
+    content_type: str = "application/json"
+    base64: bool = False
+
+    @property
+    def source(self) -> str:
+        return WEBHOOK_ROUTES[self.route].source
+
+    def headers(self, secrets: dict[str, str] = DEV_SECRETS) -> dict[str, str]:
+        headers = {"content-type": self.content_type, "user-agent": f"{self.source}-webhook-sample"}
+        header = SIGNATURE_HEADERS[self.source]  # type: ignore[index]
+        digest = sign(secrets[self.source], self.body)
+        if self.signing == "signed":
+            headers[header] = f"sha256={digest}" if self.source == "zoho" else digest
+        elif self.signing == "signed-bare":
+            headers[header] = digest
+        elif self.signing == "signed-upper":
+            headers[header] = f"sha256={digest.upper()}"
+        elif self.signing == "bad-signature":
+            headers[header] = sign("not-the-secret", self.body)
+        return headers
+
+    def event(self, secrets: dict[str, str] = DEV_SECRETS) -> dict[str, Any]:
+        """The API Gateway payload-v2 event for this webhook."""
+        method, path = self.route.split(" ", 1)
+        return http_api_event(
+            method,
+            path,
+            self.body,
+            self.headers(secrets),
+            route_key=self.route,
+            force_base64=self.base64,
+            request_id=f"sample-{self.name}",
+        )
+
+
+def _json(document: dict[str, Any]) -> bytes:
+    return json.dumps(document, indent=2).encode()
+
+
+def _form(fields: dict[str, str]) -> bytes:
+    return urlencode(fields).encode()
+
+
+ZOHO_RECORDS: dict[str, tuple[str, str, dict[str, Any]]] = {
+    # route segment: (Zoho module API name, record id, record fields)
+    "student": (
+        "BTEC_Students",
+        STUDENT_ID,
+        {
+            "id": STUDENT_ID,
+            "Name": "Ada Example",
+            "Student_ID_Number": "BTEC-2026-0001",
+            "Academic_Email": "ada.example@students.example.ac.uk",
+            "Modified_Time": MODIFIED,
+        },
+    ),
+    "enrollment": (
+        "BTEC_Enrollments",
+        "5725767000000630021",
+        {
+            "id": "5725767000000630021",
+            "Name": "Ada Example - Level 3 IT",
+            "Enrolled_Students": {"id": STUDENT_ID, "name": "Ada Example"},
+            "Classes": {"id": CLASS_ID, "name": "Level 3 Extended Diploma in IT"},
+            "Enrollment_Status": "Active",
+            "Modified_Time": MODIFIED,
+        },
+    ),
+    "grade": (
+        "BTEC_Grades",
+        "5725767000000740031",
+        {
+            "id": "5725767000000740031",
+            "Name": "Unit 1 - Ada Example",
+            "Student": {"id": STUDENT_ID, "name": "Ada Example"},
+            "Class": {"id": CLASS_ID, "name": "Level 3 Extended Diploma in IT"},
+            "Grade": "D",
+            "Modified_Time": MODIFIED,
+        },
+    ),
+    "payment": (
+        "BTEC_Payments",
+        "5725767000000850041",
+        {
+            "id": "5725767000000850041",
+            "Name": "Tuition instalment 1",
+            "Student": {"id": STUDENT_ID, "name": "Ada Example"},
+            "Amount": 1250.0,
+            "Currency": "GBP",
+            "Payment_Status": "Paid",
+            "Modified_Time": MODIFIED,
+        },
+    ),
+}
+
+
+def _zoho_samples() -> list[Sample]:
+    samples = []
+    for segment, (api_name, record_id, record) in ZOHO_RECORDS.items():
+        route = f"POST /api/v1/events/zoho/{segment}"
+        full = {
+            "notification_id": f"zoho-notif-{segment}-0001",
+            "timestamp": MODIFIED,
+            "module": api_name,
+            "operation": "update",
+            "record_id": record_id,
+            "data": record,
+        }
+        minimal = {
+            "event_id": f"zoho-evt-{segment}-0001",
+            "event_type": "created",
+            "module": api_name,
+            "record_id": int(record_id),  # Zoho sometimes sends ids as numbers
+            "changed_fields": sorted(k for k in record if k != "id"),
+            "timestamp": "2026-11-25T09:00:00+00:00",
+        }
+        flat = {k: (v["id"] if isinstance(v, dict) else str(v)) for k, v in record.items()}
+        samples += [
+            Sample(f"zoho-{segment}-full", route, _json(full), 202),
+            Sample(f"zoho-{segment}-minimal", route, _json(minimal), 202, signing="signed-bare"),
+            Sample(
+                f"zoho-{segment}-form",
+                route,
+                _form(flat),
+                202,
+                content_type="application/x-www-form-urlencoded",
+                signing="signed-upper",
+            ),
+        ]
+    return samples
+
+
+def _moodle_samples() -> list[Sample]:
+    enrol, grade = "POST /api/v1/events/moodle/enrollment", "POST /api/v1/events/moodle/grade"
+    raw_enrolment = {
+        "eventname": "\\core\\event\\user_enrolment_created",
+        "component": "core",
+        "action": "created",
+        "target": "user_enrolment",
+        "crud": "c",
+        "objectid": 9001,
+        "contextinstanceid": 12,
+        "userid": 2,
+        "relateduserid": 348,
+        "courseid": 12,
+        "timecreated": 1795598100,
+        "other": {"enrol": "manual"},
+    }
+    raw_grade = {
+        "eventname": "\\core\\event\\user_graded",
+        "component": "core",
+        "action": "graded",
+        "target": "user",
+        "crud": "u",
+        "objectid": 77001,
+        "userid": 5,
+        "relateduserid": "348",
+        "courseid": "12",
+        "timecreated": "1795598400",
+        "other": {"itemid": 431, "overridden": False, "finalgrade": 86.5},
+    }
+    plugin_enrolment = {
+        "eventid": "moodle-evt-enrol-0001",
+        "eventname": "\\core\\event\\user_enrolment_updated",
+        "courseid": 12,
+        "userid": 348,
+        "timecreated": 1795598200,
+        "other": None,
+    }
+    plugin_grade = {
+        "eventid": "moodle-evt-grade-0001",
+        "eventname": "\\core\\event\\user_graded",
+        "courseid": 12,
+        "userid": 348,
+        "timecreated": 1795598500,
+        "other": {"itemid": 432, "finalgrade": 64},
+    }
+    form_unenrol = {
+        "eventname": "\\core\\event\\user_enrolment_deleted",
+        "crud": "d",
+        "objectid": "9002",
+        "userid": "2",
+        "relateduserid": "349",
+        "courseid": "12",
+        "timecreated": "1795598600",
+        "other[userenrolment][status]": "1",
+        "other[enrol]": "manual",
+    }
+    token_enrolment = {**plugin_enrolment, "eventid": "moodle-evt-enrol-0002", "token": DEV_TOKENS["moodle"]}
+    return [
+        Sample("moodle-enrollment-raw", enrol, _json(raw_enrolment), 202),
+        Sample("moodle-enrollment-plugin", enrol, _json(plugin_enrolment), 202),
+        Sample(
+            "moodle-enrollment-form", enrol, _form(form_unenrol), 202, content_type="application/x-www-form-urlencoded"
+        ),
+        Sample("moodle-enrollment-token", enrol, _json(token_enrolment), 202, signing="token"),
+        Sample("moodle-grade-raw", grade, _json(raw_grade), 202),
+        Sample("moodle-grade-plugin", grade, _json(plugin_grade), 202, base64=True),
+    ]
+
+
+def _rejected_samples() -> list[Sample]:
+    student, grade = "POST /api/v1/events/zoho/student", "POST /api/v1/events/zoho/grade"
+    _, record_id, record = ZOHO_RECORDS["student"]
+    body = _json(
+        {
+            "notification_id": "zoho-notif-rejected",
+            "timestamp": MODIFIED,
+            "operation": "update",
+            "record_id": record_id,
+            "data": record,
+        }
+    )
+    no_record = _json({"event_id": "zoho-evt-no-record", "event_type": "updated", "timestamp": MODIFIED})
+    conflicting = _json(
+        {
+            "event_id": "zoho-evt-conflict",
+            "event_type": "updated",
+            "module": "BTEC_Students",
+            "record_id": record_id,
+            "timestamp": MODIFIED,
+        }
+    )
+    wrong_event = _json(
+        {
+            "eventid": "moodle-evt-wrong",
+            "eventname": "\\core\\event\\user_enrolment_created",
+            "courseid": 12,
+            "userid": 348,
+            "timecreated": 1795598100,
+        }
+    )
+    return [
+        Sample("zoho-student-unsigned", student, body, 401, signing="unsigned"),
+        Sample("zoho-student-bad-signature", student, body, 401, signing="bad-signature"),
+        Sample(
+            "moodle-grade-bad-signature", "POST /api/v1/events/moodle/grade", wrong_event, 401, signing="bad-signature"
+        ),
+        Sample("zoho-student-malformed-json", student, body[:-5], 400),
+        Sample("zoho-student-missing-record-id", student, no_record, 400),
+        Sample("zoho-grade-conflicting-module", grade, conflicting, 400),
+        Sample("moodle-grade-wrong-event", "POST /api/v1/events/moodle/grade", wrong_event, 400),
+    ]
+
+
+SAMPLES: dict[str, Sample] = {s.name: s for s in [*_zoho_samples(), *_moodle_samples(), *_rejected_samples()]}
+
+
+def dev_environment() -> dict[str, str]:
+    """Webhook settings of the local stack and ``sam local invoke`` (fake values)."""
+    return {
+        "ZOHO_WEBHOOK_SECRET": DEV_SECRETS["zoho"],
+        "MOODLE_WEBHOOK_SECRET": DEV_SECRETS["moodle"],
+        "MOODLE_WEBHOOK_TOKEN": DEV_TOKENS["moodle"],
+    }
+
+
+def render() -> dict[str, str]:
+    """File name → content of every file this catalogue puts in ``events/``."""
+    files = {f"{name}.json": json.dumps(s.event(), indent=2) + "\n" for name, s in SAMPLES.items()}
+    files["env.json"] = json.dumps(env_file(), indent=2) + "\n"
+    return files
+
+
+def env_file() -> dict[str, dict[str, str]]:
+    """``sam local invoke --env-vars events/env.json``: per function, the fake dev values."""
+    common = {
+        "DATABASE_URL": "postgresql://postgres@host.docker.internal:5432/event_router",
+        "AWS_ENDPOINT_URL_SQS": "http://host.docker.internal:4566",
+        "STUDENTS_QUEUE_URL": "http://host.docker.internal:4566/123456789012/event-router-students",
+        "ENROLLMENTS_QUEUE_URL": "http://host.docker.internal:4566/123456789012/event-router-enrollments",
+        "GRADES_QUEUE_URL": "http://host.docker.internal:4566/123456789012/event-router-grades",
+        "PAYMENTS_QUEUE_URL": "http://host.docker.internal:4566/123456789012/event-router-payments",
+    }
+    environment = dev_environment()
+    return {
+        "ZohoWebhookFunction": {**common, "ZOHO_WEBHOOK_SECRET": environment["ZOHO_WEBHOOK_SECRET"]},
+        "MoodleWebhookFunction": {
+            **common,
+            "MOODLE_WEBHOOK_SECRET": environment["MOODLE_WEBHOOK_SECRET"],
+            "MOODLE_WEBHOOK_TOKEN": environment["MOODLE_WEBHOOK_TOKEN"],
+        },
+    }
+
+
+def main(directory: Path = EVENTS_DIR) -> None:
+    directory.mkdir(exist_ok=True)
+    for stale in directory.glob("*.json"):
+        stale.unlink()
+    for name, content in render().items():
+        (directory / name).write_text(content)
+    print(f"wrote {len(render())} files to {directory}")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]) if len(sys.argv) > 1 else EVENTS_DIR)
