@@ -1,0 +1,178 @@
+"""Shared fixtures: a Postgres database of the run's own, moto's SQS server, fresh queues.
+
+Postgres comes from ``TEST_DATABASE_URL`` when set, otherwise from an embedded
+server (``pgserver``) started for the run. Either way the run creates a
+database of its own, migrates it, and drops only that database at the end.
+"""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+from moto.server import ThreadedMotoServer
+from sqlalchemy import Engine, text
+
+from devstack.postgres import create_database, drop_database, start_embedded
+from event_router.engine import make_engine
+from event_router.migrate import upgrade
+from event_router.observability import logger
+from event_router.routes import MODULES
+
+AWS_TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "eu-west-2",
+    "AWS_REGION": "eu-west-2",
+    "POWERTOOLS_SERVICE_NAME": "event-router",
+}
+
+
+# moto's server logs every request it serves; the tests' own output is more useful.
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def closed_port() -> int:
+    """A loopback port nothing listens on: connecting to it is refused at once."""
+    return free_port()
+
+
+@pytest.fixture(scope="session", autouse=True)
+def aws_environment() -> Iterator[None]:
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in AWS_TEST_ENV.items():
+            patch.setenv(name, value)
+        yield
+
+
+@pytest.fixture(scope="session")
+def database_url() -> Iterator[str]:
+    """URL of a freshly migrated database that this run created and will drop."""
+    admin_url = os.environ.get("TEST_DATABASE_URL")
+    server, data_dir = None, None
+    if not admin_url:
+        data_dir = Path(tempfile.mkdtemp(prefix="event-router-pg-"))
+        admin_url, server = start_embedded(data_dir / "data")
+    name = f"event_router_test_{uuid.uuid4().hex[:12]}"
+    url = create_database(admin_url, name)
+    try:
+        upgrade(url)
+        yield url
+    finally:
+        drop_database(admin_url, name)
+        if server is not None:
+            server.cleanup()
+        if data_dir is not None:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url, application_name="event-router-tests")
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def db(engine: Engine) -> Engine:
+    """The test database, emptied before the test."""
+    with engine.begin() as connection:
+        connection.execute(text("TRUNCATE integration_events_log, rejected_requests RESTART IDENTITY"))
+    return engine
+
+
+@pytest.fixture(scope="session")
+def sqs_endpoint() -> Iterator[str]:
+    """moto's server on a loopback port: the same SQS the local stack runs."""
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_ENDPOINT_URL_SQS", endpoint)
+        yield endpoint
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sqs(sqs_endpoint: str) -> Any:
+    return boto3.client("sqs", endpoint_url=sqs_endpoint, region_name="eu-west-2")
+
+
+class Queues:
+    """A fresh set of module queues and their dead-letter queue, named for one test."""
+
+    def __init__(self, sqs: Any, max_receive_count: int = 5) -> None:
+        self.sqs = sqs
+        prefix = f"t{uuid.uuid4().hex[:10]}"
+        self.dlq_url = sqs.create_queue(QueueName=f"{prefix}-dlq")["QueueUrl"]
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=self.dlq_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+        redrive = f'{{"deadLetterTargetArn": "{dlq_arn}", "maxReceiveCount": "{max_receive_count}"}}'
+        self.urls = {
+            module: sqs.create_queue(
+                QueueName=f"{prefix}-{module}", Attributes={"RedrivePolicy": redrive, "VisibilityTimeout": "30"}
+            )["QueueUrl"]
+            for module in MODULES
+        }
+
+    def environment(self) -> dict[str, str]:
+        return {f"{module.upper()}_QUEUE_URL": url for module, url in self.urls.items()}
+
+    def receive_all(self, url: str) -> list[dict[str, Any]]:
+        """Every message waiting on ``url``, deleted as it is read."""
+        messages: list[dict[str, Any]] = []
+        while True:
+            batch = self.sqs.receive_message(
+                QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], WaitTimeSeconds=0
+            ).get("Messages", [])
+            if not batch:
+                return messages
+            messages += batch
+            self.sqs.delete_message_batch(
+                QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(batch)]
+            )
+
+    def depth(self, url: str) -> int:
+        attributes = self.sqs.get_queue_attributes(
+            QueueUrl=url, AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"]
+        )["Attributes"]
+        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
+
+
+@pytest.fixture
+def queues(sqs: Any) -> Queues:
+    return Queues(sqs)
+
+
+@pytest.fixture
+def captured_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], list[str]]]:
+    """Every log line and EMF metric line the code under test writes."""
+    handler = logger.registered_handler
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)  # type: ignore[attr-defined]
+
+    printed: list[str] = []
+
+    def lines() -> list[str]:
+        printed.append(capsys.readouterr().out)
+        return [line for line in (buffer.getvalue() + "".join(printed)).splitlines() if line.strip()]
+
+    yield lines
+    handler.setStream(previous)  # type: ignore[attr-defined]

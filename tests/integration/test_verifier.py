@@ -1,0 +1,294 @@
+"""The verifiers against real Postgres and moto's SQS, driven by the committed events of ``events/``.
+
+Each test states one row of SPEC §6 or one durability rule, and checks all
+three places an event can be: the response, the event log, the module queue.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, text
+
+from devstack.samples import DEV_SECRETS, SAMPLES, Sample
+from event_router.routes import WEBHOOK_ROUTES
+from tests.conftest import Queues, closed_port
+from tests.integration.conftest import Invoke, body, load_event
+
+ACCEPTED = [s for s in SAMPLES.values() if s.expect == 202]
+UNAUTHORISED = [s for s in SAMPLES.values() if s.expect == 401]
+INVALID = [s for s in SAMPLES.values() if s.expect == 400]
+
+
+def log_rows(db: Engine) -> list[dict[str, Any]]:
+    with db.connect() as connection:
+        rows = connection.execute(text("SELECT * FROM integration_events_log ORDER BY id")).mappings()
+        return [dict(row) for row in rows]
+
+
+def rejected_rows(db: Engine) -> list[dict[str, Any]]:
+    with db.connect() as connection:
+        return [dict(r) for r in connection.execute(text("SELECT * FROM rejected_requests ORDER BY id")).mappings()]
+
+
+def down_database_url() -> str:
+    return f"postgresql://postgres@127.0.0.1:{closed_port()}/event_router"
+
+
+def down_sqs_endpoint() -> str:
+    return f"http://127.0.0.1:{closed_port()}"
+
+
+@pytest.mark.parametrize("sample", ACCEPTED, ids=lambda s: s.name)
+def test_new_event_returns_202_logs_a_queued_row_and_queues_one_message(
+    sample: Sample, load_verifier: Callable[..., Invoke], db: Engine, queues: Queues
+) -> None:
+    # Given the verifier of the sample's source
+    invoke = load_verifier(sample.source)
+    module = WEBHOOK_ROUTES[sample.route].module
+
+    # When the committed sample event arrives
+    response = invoke(load_event(sample.name))
+
+    # Then the sender is told it was accepted
+    assert response["statusCode"] == 202
+    answer = body(response)
+    assert answer == {
+        "success": True,
+        "message": "Event accepted for processing",
+        "event_id": answer["event_id"],
+        "status": "queued",
+    }
+    # and the event log holds one queued row for it
+    [row] = log_rows(db)
+    assert (row["event_id"], row["source"], row["module"], row["status"]) == (
+        answer["event_id"],
+        sample.source,
+        module,
+        "queued",
+    )
+    assert row["queued_at"] is not None
+    assert "token" not in row["payload"]
+    # and exactly one message waits on the module's queue, carrying the event
+    [message] = queues.receive_all(queues.urls[module])
+    assert {k: v["StringValue"] for k, v in message["MessageAttributes"].items()} == {
+        "source": sample.source,
+        "module": module,
+        "event_id": answer["event_id"],
+    }
+    queued = json.loads(message["Body"])
+    assert (queued["event_id"], queued["record_id"], queued["payload"]) == (
+        row["event_id"],
+        row["record_id"],
+        row["payload"],
+    )
+    assert all(queues.depth(url) == 0 for url in queues.urls.values())
+
+
+def test_duplicate_event_returns_200_and_writes_no_second_row_or_message(
+    load_verifier: Callable[..., Invoke], db: Engine, queues: Queues
+) -> None:
+    invoke = load_verifier("zoho")
+    event = load_event("zoho-student-full")
+    first = invoke(event)
+
+    second = invoke(event)
+
+    assert (first["statusCode"], second["statusCode"]) == (202, 200)
+    assert body(second) == {
+        "success": True,
+        "message": "Duplicate event ignored",
+        "event_id": "zoho-notif-student-0001",
+        "status": "duplicate",
+    }
+    assert len(log_rows(db)) == 1
+    assert len(queues.receive_all(queues.urls["students"])) == 1
+
+
+def test_same_change_without_an_id_resent_is_a_duplicate(
+    load_verifier: Callable[..., Invoke], db: Engine, queues: Queues
+) -> None:
+    invoke = load_verifier("moodle")
+    event = load_event("moodle-grade-raw")  # raw Moodle data carries no event id
+
+    first, second = invoke(event), invoke(event)
+
+    assert (first["statusCode"], second["statusCode"]) == (202, 200)
+    assert body(first)["event_id"] == body(second)["event_id"]
+    assert len(log_rows(db)) == 1
+
+
+@pytest.mark.parametrize("sample", UNAUTHORISED, ids=lambda s: s.name)
+def test_failed_verification_returns_401_records_the_rejection_and_stores_nothing(
+    sample: Sample, load_verifier: Callable[..., Invoke], db: Engine, queues: Queues
+) -> None:
+    invoke = load_verifier(sample.source)
+
+    response = invoke(load_event(sample.name))
+
+    assert response["statusCode"] == 401
+    assert body(response) == {
+        "success": False,
+        "error": "invalid_signature",
+        "message": "Webhook signature verification failed",
+    }
+    [rejection] = rejected_rows(db)
+    assert rejection["route"] == sample.route
+    assert rejection["cause"] in ("missing_signature", "signature_mismatch")
+    assert rejection["body_size"] == len(sample.body)
+    assert str(rejection["source_ip"]) == "127.0.0.1"
+    assert log_rows(db) == []
+    assert all(queues.depth(url) == 0 for url in queues.urls.values())
+
+
+def test_source_without_a_secret_rejects_even_a_correctly_signed_event(
+    load_verifier: Callable[..., Invoke], db: Engine
+) -> None:
+    invoke = load_verifier("zoho", ZOHO_WEBHOOK_SECRET="")
+
+    response = invoke(load_event("zoho-student-full"))
+
+    assert response["statusCode"] == 401
+    assert [r["cause"] for r in rejected_rows(db)] == ["no_secret_configured"]
+    assert log_rows(db) == []
+
+
+def test_rotation_accepts_the_old_and_the_new_secret(load_verifier: Callable[..., Invoke], db: Engine) -> None:
+    invoke = load_verifier("zoho", ZOHO_WEBHOOK_SECRET=f"new-secret-NOT-FOR-PRODUCTION,{DEV_SECRETS['zoho']}")
+    signed_with_new = SAMPLES["zoho-student-minimal"].event({"zoho": "new-secret-NOT-FOR-PRODUCTION"})
+
+    assert invoke(load_event("zoho-student-full"))["statusCode"] == 202
+    assert invoke(signed_with_new)["statusCode"] == 202
+
+
+def test_shared_token_is_refused_unless_the_source_opts_in(load_verifier: Callable[..., Invoke], db: Engine) -> None:
+    invoke = load_verifier("moodle", MOODLE_WEBHOOK_TOKEN="")
+
+    response = invoke(load_event("moodle-enrollment-token"))
+
+    assert response["statusCode"] == 401
+    assert [r["cause"] for r in rejected_rows(db)] == ["missing_signature"]
+
+
+@pytest.mark.parametrize("sample", INVALID, ids=lambda s: s.name)
+def test_invalid_body_returns_400_naming_the_field_and_stores_nothing(
+    sample: Sample, load_verifier: Callable[..., Invoke], db: Engine, queues: Queues
+) -> None:
+    invoke = load_verifier(sample.source)
+
+    response = invoke(load_event(sample.name))
+
+    assert response["statusCode"] == 400
+    answer = body(response)
+    assert (answer["success"], answer["error"]) == (False, "invalid_payload")
+    assert answer["details"]
+    assert all(set(d) == {"field", "problem"} and d["field"] for d in answer["details"])
+    assert log_rows(db) == []
+    assert [r["cause"] for r in rejected_rows(db)] == ["invalid_payload"]
+    assert all(queues.depth(url) == 0 for url in queues.urls.values())
+
+
+def test_body_over_256_kib_returns_413_and_stores_nothing(load_verifier: Callable[..., Invoke], db: Engine) -> None:
+    invoke = load_verifier("zoho")
+    huge = Sample(
+        "huge",
+        "POST /api/v1/events/zoho/student",
+        json.dumps({"event_id": "big", "padding": "x" * (256 * 1024)}).encode(),
+        413,
+    )
+
+    response = invoke(huge.event())
+
+    assert response["statusCode"] == 413
+    assert body(response)["error"] == "payload_too_large"
+    assert log_rows(db) == []
+    assert [r["cause"] for r in rejected_rows(db)] == ["payload_too_large"]
+
+
+def test_body_of_exactly_256_kib_is_accepted(load_verifier: Callable[..., Invoke], db: Engine) -> None:
+    invoke = load_verifier("zoho")
+    document = {"event_id": "edge", "event_type": "updated", "record_id": "1", "timestamp": 0, "padding": ""}
+    document["padding"] = "x" * (256 * 1024 - len(json.dumps(document).encode()))
+    raw = json.dumps(document).encode()
+    assert len(raw) == 256 * 1024
+
+    response = invoke(Sample("edge", "POST /api/v1/events/zoho/student", raw, 202).event())
+
+    assert response["statusCode"] == 202
+
+
+def test_duplicate_storm_logs_and_queues_the_event_once(
+    load_verifier: Callable[..., Invoke], db: Engine, queues: Queues
+) -> None:
+    # Given one event sent 50 times from 8 threads at once
+    invoke = load_verifier("zoho")
+    event = load_event("zoho-grade-full")
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        statuses = sorted(r["statusCode"] for r in pool.map(invoke, [event] * 50))
+
+    # Then exactly one was new and 49 were duplicates
+    assert statuses == [200] * 49 + [202]
+    assert len(log_rows(db)) == 1
+    assert len(queues.receive_all(queues.urls["grades"])) == 1
+
+
+def test_postgres_down_still_queues_the_event_and_answers_202(
+    load_verifier: Callable[..., Invoke], db: Engine, queues: Queues
+) -> None:
+    invoke = load_verifier("zoho", DATABASE_URL=down_database_url())
+
+    response = invoke(load_event("zoho-student-full"))
+
+    assert response["statusCode"] == 202
+    [message] = queues.receive_all(queues.urls["students"])
+    assert json.loads(message["Body"])["event_id"] == "zoho-notif-student-0001"
+
+
+def test_sqs_down_keeps_the_row_received_and_answers_202(
+    load_verifier: Callable[..., Invoke], db: Engine, queues: Queues
+) -> None:
+    invoke = load_verifier("moodle", AWS_ENDPOINT_URL_SQS=down_sqs_endpoint())
+
+    response = invoke(load_event("moodle-enrollment-raw"))
+
+    assert response["statusCode"] == 202
+    [row] = log_rows(db)
+    assert (row["status"], row["queued_at"]) == ("received", None)
+    assert queues.depth(queues.urls["enrollments"]) == 0
+
+
+def test_both_stores_down_returns_503_with_retry_after(
+    load_verifier: Callable[..., Invoke], db: Engine, queues: Queues
+) -> None:
+    invoke = load_verifier("zoho", DATABASE_URL=down_database_url(), AWS_ENDPOINT_URL_SQS=down_sqs_endpoint())
+
+    response = invoke(load_event("zoho-payment-full"))
+
+    assert response["statusCode"] == 503
+    assert response["headers"]["retry-after"] == "30"
+    assert body(response) == {
+        "success": False,
+        "error": "unavailable",
+        "message": "The event could not be stored; retry later",
+    }
+    assert log_rows(db) == []
+
+
+def test_rejections_are_still_answered_401_when_postgres_is_down(load_verifier: Callable[..., Invoke]) -> None:
+    invoke = load_verifier("zoho", DATABASE_URL=down_database_url())
+
+    assert invoke(load_event("zoho-student-bad-signature"))["statusCode"] == 401
+
+
+def test_verifier_rejects_a_route_of_the_other_source(load_verifier: Callable[..., Invoke], db: Engine) -> None:
+    invoke = load_verifier("zoho")
+
+    response = invoke(load_event("moodle-grade-raw"))
+
+    assert response["statusCode"] == 404
+    assert log_rows(db) == []

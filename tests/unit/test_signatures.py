@@ -1,0 +1,117 @@
+"""SPEC §4: which requests authenticate, and why the others do not."""
+
+from __future__ import annotations
+
+import pytest
+
+from event_router.errors import SignatureRejected
+from event_router.signatures import WebhookCredentials, authenticate, sign
+
+BODY = b'{"event_id": "e-1", "event_type": "updated"}'
+SECRET = "unit-test-secret-NOT-FOR-PRODUCTION"
+OTHER = "unit-test-other-secret-NOT-FOR-PRODUCTION"
+CREDENTIALS = WebhookCredentials.of([SECRET])
+
+
+def cause_of(source: str, headers: dict[str, str], credentials: WebhookCredentials = CREDENTIALS, **kw: str) -> str:
+    with pytest.raises(SignatureRejected) as rejected:
+        authenticate(source, headers, BODY, credentials, **kw)  # type: ignore[arg-type]
+    return rejected.value.cause
+
+
+def test_sign_is_hmac_sha256_hex_of_the_raw_body() -> None:
+    # Known answer computed independently: printf '%s' "$BODY" | openssl dgst -sha256 -hmac "$SECRET"
+    assert sign("key", b"The quick brown fox jumps over the lazy dog") == (
+        "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
+    )
+
+
+@pytest.mark.parametrize(
+    ("source", "header", "value"),
+    [
+        ("zoho", "x-zoho-signature", "sha256={digest}"),
+        ("zoho", "x-zoho-signature", "{digest}"),
+        ("zoho", "x-zoho-signature", "SHA256={DIGEST}"),
+        ("zoho", "x-zoho-signature", "  sha256={digest}  "),
+        ("moodle", "x-moodle-signature", "{digest}"),
+        ("moodle", "x-moodle-signature", "{DIGEST}"),
+        ("moodle", "x-moodle-signature", "sha256={digest}"),
+    ],
+)
+def test_signature_formats_of_each_source_are_accepted(source: str, header: str, value: str) -> None:
+    digest = sign(SECRET, BODY)
+    headers = {header: value.format(digest=digest, DIGEST=digest.upper())}
+
+    assert authenticate(source, headers, BODY, CREDENTIALS) == "signature"  # type: ignore[arg-type]
+
+
+def test_signature_is_checked_against_the_exact_bytes() -> None:
+    digest = sign(SECRET, BODY)
+
+    for altered in (BODY + b" ", BODY.replace(b": ", b":"), b""):
+        with pytest.raises(SignatureRejected) as rejected:
+            authenticate("zoho", {"x-zoho-signature": digest}, altered, CREDENTIALS)
+        assert rejected.value.cause == "signature_mismatch"
+
+
+def test_each_source_reads_only_its_own_header() -> None:
+    digest = sign(SECRET, BODY)
+
+    assert cause_of("moodle", {"x-zoho-signature": digest}) == "missing_signature"
+    assert cause_of("zoho", {"x-moodle-signature": digest}) == "missing_signature"
+
+
+@pytest.mark.parametrize(
+    ("value", "cause"),
+    [
+        ("", "malformed_signature"),
+        ("sha256=", "malformed_signature"),
+        ("sha1=" + "a" * 40, "malformed_signature"),
+        ("z" * 64, "malformed_signature"),
+        ("a" * 63, "malformed_signature"),
+        ("a" * 65, "malformed_signature"),
+        ("a" * 64, "signature_mismatch"),
+    ],
+)
+def test_malformed_or_wrong_signatures_are_rejected_with_their_cause(value: str, cause: str) -> None:
+    assert cause_of("zoho", {"x-zoho-signature": value}) == cause
+
+
+def test_signature_made_with_another_secret_is_rejected() -> None:
+    assert cause_of("zoho", {"x-zoho-signature": sign(OTHER, BODY)}) == "signature_mismatch"
+
+
+def test_every_active_secret_is_accepted_during_a_rotation() -> None:
+    rotating = WebhookCredentials.of([OTHER, SECRET])
+
+    for secret in (SECRET, OTHER):
+        assert authenticate("zoho", {"x-zoho-signature": sign(secret, BODY)}, BODY, rotating) == "signature"
+
+
+def test_no_configured_secret_rejects_everything() -> None:
+    digest = sign(SECRET, BODY)
+
+    assert cause_of("zoho", {"x-zoho-signature": digest}, WebhookCredentials()) == "no_secret_configured"
+    assert cause_of("zoho", {}, WebhookCredentials.of(["", ""])) == "no_secret_configured"
+
+
+def test_shared_token_authenticates_only_when_configured() -> None:
+    with_token = WebhookCredentials.of([SECRET], tokens=["shared-token-NOT-FOR-PRODUCTION"])
+
+    assert authenticate("moodle", {}, BODY, with_token, body_token="shared-token-NOT-FOR-PRODUCTION") == "token"
+    assert authenticate("moodle", {"x-webhook-token": "shared-token-NOT-FOR-PRODUCTION"}, BODY, with_token) == "token"
+    assert cause_of("moodle", {}, with_token, body_token="wrong") == "token_mismatch"
+    assert cause_of("moodle", {}, CREDENTIALS, body_token="shared-token-NOT-FOR-PRODUCTION") == "missing_signature"
+
+
+def test_token_only_source_still_rejects_unsigned_requests_without_a_token() -> None:
+    token_only = WebhookCredentials.of([], tokens=["shared-token-NOT-FOR-PRODUCTION"])
+
+    assert cause_of("zoho", {}, token_only) == "missing_signature"
+
+
+def test_a_present_signature_decides_even_when_a_valid_token_is_sent() -> None:
+    with_token = WebhookCredentials.of([SECRET], tokens=["shared-token-NOT-FOR-PRODUCTION"])
+    headers = {"x-zoho-signature": sign(OTHER, BODY)}
+
+    assert cause_of("zoho", headers, with_token, body_token="shared-token-NOT-FOR-PRODUCTION") == ("signature_mismatch")
