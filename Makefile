@@ -49,8 +49,9 @@ validate: $(SAM_VENV)/.installed ## sam validate and sam validate --lint (offlin
 	$(SAM) validate --template template.yaml
 	$(SAM) validate --lint --template template.yaml
 
+# sam build looks for python3.12 on PATH; put the one we found first.
 build: $(SAM_VENV)/.installed ## sam build into .aws-sam/
-	$(SAM) build --template template.yaml
+	PATH="$(dir $(PYTHON312)):$$PATH" $(SAM) build --template template.yaml
 
 migrate: $(VENV)/.installed ## apply the database migrations to DATABASE_URL
 	$(PY) -m event_router.migrate

@@ -1,0 +1,130 @@
+"""Settings, database URLs and webhook secrets: how configuration reaches the functions."""
+
+from __future__ import annotations
+
+import json
+import ssl
+from typing import Any
+
+import boto3
+import pytest
+from moto import mock_aws
+
+from event_router.credentials import SecretsManagerCredentials, credentials_for, parse_secret
+from event_router.database import connect_params, describe_error
+from event_router.errors import CredentialsUnavailable
+from event_router.settings import Settings
+from event_router.signatures import WebhookCredentials
+
+
+def params(url: str) -> dict[str, Any]:
+    return connect_params(url, timeout=3, statement_timeout_ms=2500, application_name="test")
+
+
+def test_database_url_in_the_usual_form_becomes_pg8000_parameters_with_timeouts() -> None:
+    result = params("postgresql://router:p%40ss@db.internal:6543/events")
+
+    assert {k: result[k] for k in ("user", "password", "host", "port", "database", "timeout")} == {
+        "user": "router",
+        "password": "p@ss",
+        "host": "db.internal",
+        "port": 6543,
+        "database": "events",
+        "timeout": 3,
+    }
+    assert result["startup_params"] == {"statement_timeout": "2500"}
+    assert "ssl_context" not in result
+
+
+def test_database_url_with_a_socket_directory_connects_through_the_socket() -> None:
+    result = params("postgresql://postgres@/postgres?host=/run/pg&port=5433")
+
+    assert result["unix_sock"] == "/run/pg/.s.PGSQL.5433"
+    assert "host" not in result
+
+
+@pytest.mark.parametrize("scheme", ["postgresql", "postgres", "postgresql+pg8000"])
+def test_database_url_accepts_the_common_schemes(scheme: str) -> None:
+    assert params(f"{scheme}://u@h/d")["host"] == "h"
+
+
+def test_database_url_of_another_database_is_refused() -> None:
+    with pytest.raises(ValueError, match="postgresql://"):
+        params("mysql://u@h/d")
+
+
+@pytest.mark.parametrize(
+    ("mode", "verify", "hostname"),
+    [
+        ("require", ssl.CERT_NONE, False),
+        ("verify-ca", ssl.CERT_REQUIRED, False),
+        ("verify-full", ssl.CERT_REQUIRED, True),
+    ],
+)
+def test_sslmode_sets_up_tls(mode: str, verify: ssl.VerifyMode, hostname: bool) -> None:
+    context = params(f"postgresql://u@h/d?sslmode={mode}")["ssl_context"]
+
+    assert (context.verify_mode, context.check_hostname) == (verify, hostname)
+
+
+def test_driver_errors_are_described_without_their_text() -> None:
+    error = Exception({"S": "ERROR", "C": "23505", "M": "duplicate key", "D": "Key (event_id)=(ada@example) exists"})
+
+    assert describe_error(error) == "Exception (SQLSTATE 23505)"
+
+
+def test_settings_split_comma_separated_secrets_and_hide_values_in_errors() -> None:
+    settings = Settings.model_validate({"ZOHO_WEBHOOK_SECRET": " new , old ,", "DB_CONNECT_TIMEOUT": "1.5"})
+
+    assert settings.webhook_secrets("zoho") == ("new", "old")
+    assert settings.db_connect_timeout == 1.5
+    with pytest.raises(ValueError, match="DB_CONNECT_TIMEOUT") as invalid:
+        Settings.model_validate({"DB_CONNECT_TIMEOUT": "soon-secret"})
+    assert "soon-secret" not in str(invalid.value)
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("plain-secret", WebhookCredentials.of(["plain-secret"])),
+        ('{"secrets": "one"}', WebhookCredentials.of(["one"])),
+        ('{"secrets": ["new", "old"], "tokens": ["t"]}', WebhookCredentials.of(["new", "old"], ["t"])),
+        ('{"tokens": []}', WebhookCredentials()),
+        ('["not", "an", "object"]', WebhookCredentials()),
+    ],
+)
+def test_secret_documents_are_parsed(raw: str, expected: WebhookCredentials) -> None:
+    assert parse_secret(raw) == expected
+
+
+@mock_aws
+def test_secrets_manager_secret_is_read_and_a_rotation_takes_effect_without_a_restart() -> None:
+    client = boto3.client("secretsmanager", region_name="eu-west-2")
+    arn = client.create_secret(Name="zoho-webhook", SecretString=json.dumps({"secrets": ["old"]}))["ARN"]
+    settings = Settings.model_validate({"ZOHO_WEBHOOK_SECRET_ARN": arn, "SECRETS_MAX_AGE": "0"})
+    source = credentials_for("zoho", settings)
+    assert source.current() == WebhookCredentials.of(["old"])
+
+    client.put_secret_value(SecretId=arn, SecretString=json.dumps({"secrets": ["new", "old"]}))
+
+    assert source.current() == WebhookCredentials.of(["new", "old"])
+
+
+@mock_aws
+def test_unreachable_secret_falls_back_to_the_last_good_value_or_fails_loudly() -> None:
+    client = boto3.client("secretsmanager", region_name="eu-west-2")
+    arn = client.create_secret(Name="moodle-webhook", SecretString="s1")["ARN"]
+    source = SecretsManagerCredentials(arn, max_age=0)
+    assert source.current() == WebhookCredentials.of(["s1"])
+
+    client.delete_secret(SecretId=arn, ForceDeleteWithoutRecovery=True)
+
+    assert source.current() == WebhookCredentials.of(["s1"])
+    with pytest.raises(CredentialsUnavailable):
+        SecretsManagerCredentials(arn, max_age=0).current()
+
+
+def test_without_an_arn_the_secrets_come_from_the_environment() -> None:
+    settings = Settings.model_validate({"MOODLE_WEBHOOK_SECRET": "a,b", "MOODLE_WEBHOOK_TOKEN": "t"})
+
+    assert credentials_for("moodle", settings).current() == WebhookCredentials.of(["a", "b"], ["t"])
