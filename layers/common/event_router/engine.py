@@ -6,8 +6,13 @@ from typing import Any
 
 import pg8000.dbapi
 from sqlalchemy import Engine, create_engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from event_router.database import connect_params
+from event_router.settings import Settings
+
+# What a statement raises when Postgres is unreachable, times out or refuses it.
+STORE_ERRORS = (SQLAlchemyError, OSError)
 
 
 def make_engine(
@@ -16,9 +21,9 @@ def make_engine(
     timeout: float = 10.0,
     statement_timeout_ms: int = 0,
     application_name: str = "event-router",
-    **pool: Any,
+    **options: Any,
 ) -> Engine:
-    """An engine whose connections use the same URL rules and timeouts as the verifiers'."""
+    """An engine whose connections follow the same URL rules and timeouts as the verifiers'."""
     params = connect_params(
         url, timeout=timeout, statement_timeout_ms=statement_timeout_ms, application_name=application_name
     )
@@ -26,5 +31,23 @@ def make_engine(
         "postgresql+pg8000://",
         creator=lambda: pg8000.dbapi.connect(**params),
         hide_parameters=True,  # error messages must not carry payload values
-        **pool,
+        **options,
+    )
+
+
+def settings_engine(settings: Settings, application_name: str) -> Engine:
+    """The container's engine: autocommit, so every statement is atomic on its own and costs no
+    BEGIN/COMMIT round trips; pre-pinged; ``DB_POOL_SIZE`` connections (one in Lambda, where a
+    container runs one invocation at a time)."""
+    if not settings.database_url:
+        raise ValueError("DATABASE_URL is not set")
+    return make_engine(
+        settings.database_url,
+        timeout=settings.db_connect_timeout,
+        statement_timeout_ms=settings.db_statement_timeout_ms,
+        application_name=application_name,
+        isolation_level="AUTOCOMMIT",
+        pool_size=settings.db_pool_size,
+        max_overflow=0,
+        pool_pre_ping=True,
     )

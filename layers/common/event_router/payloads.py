@@ -78,6 +78,14 @@ class WebhookEvent(BaseModel):
     payload: dict[str, Any]
 
 
+def event_from_message(body: str) -> WebhookEvent | None:
+    """The event a module-queue message carries (``queues.py`` writes them); None if it is not one."""
+    try:
+        return WebhookEvent.model_validate_json(body)
+    except ValidationError:
+        return None
+
+
 # ---------------------------------------------------------------- body decoding
 
 
@@ -172,15 +180,34 @@ class ZohoRecordFields(BaseModel):
     timestamp: Timestamp | None = None
 
 
+def zoho_shape(fields: dict[str, Any]) -> Literal["full", "minimal", "record"]:
+    """Which of the three Zoho shapes of SPEC §5 a body is."""
+    if "notification_id" in fields or "data" in fields:
+        return "full"
+    if "event_id" in fields or "event_type" in fields:
+        return "minimal"
+    return "record"
+
+
+def zoho_record_fields(payload: dict[str, Any]) -> dict[str, Any] | None:
+    """The record's field values a Zoho payload carries; None for the minimal shape, which has none."""
+    shape = zoho_shape(payload)
+    if shape == "full":
+        data = payload.get("data")
+        return data if isinstance(data, dict) else None
+    return payload if shape == "record" else None
+
+
 def _zoho_event(module: Module, fields: dict[str, Any]) -> WebhookEvent:
     # (module named in the body, event id, operation, record id, source timestamp)
     facts: tuple[Module | None, str | None, Operation, str, datetime | None]
-    if "notification_id" in fields or "data" in fields:
+    shape = zoho_shape(fields)
+    if shape == "full":
         full = ZohoFullRecord.model_validate(fields)
         record_id = full.record_id or _record_id_in_data(full.data)
         modified = _optional_timestamp(full.data, "Modified_Time", "data.Modified_Time")
         facts = (full.module, full.notification_id, full.operation, record_id, modified or full.timestamp)
-    elif "event_id" in fields or "event_type" in fields:
+    elif shape == "minimal":
         minimal = ZohoMinimal.model_validate(fields)
         facts = (minimal.module, minimal.event_id, minimal.event_type, minimal.record_id, minimal.timestamp)
     else:
@@ -332,9 +359,12 @@ def parse_event(source: Source, module: Module, fields: dict[str, Any]) -> Webho
         raise InvalidPayload(problems(error)) from None
 
 
-def problems(error: ValidationError) -> list[Problem]:
-    """pydantic's errors as ``{"field", "problem"}`` pairs, never echoing the input."""
+def problems(error: ValidationError, whole: str = "body") -> list[Problem]:
+    """pydantic's errors as ``{"field", "problem"}`` pairs, never echoing the input.
+
+    An error about the whole document (no field) is reported against ``whole``.
+    """
     return [
-        {"field": ".".join(str(part) for part in e["loc"]) or "body", "problem": e["msg"]}
+        {"field": ".".join(str(part) for part in e["loc"]) or whole, "problem": e["msg"]}
         for e in error.errors(include_url=False, include_input=False)
     ]

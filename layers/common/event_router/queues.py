@@ -11,11 +11,24 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import boto3
+from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
 from event_router.errors import QueueUnavailable
 from event_router.payloads import WebhookEvent
 from event_router.routes import Module
+from event_router.settings import Settings
+
+
+def sqs_client(settings: Settings) -> Any:
+    """An SQS client that gives up within a few seconds, so a webhook sender is answered in time."""
+    config = Config(
+        connect_timeout=settings.sqs_connect_timeout,
+        read_timeout=settings.sqs_read_timeout,
+        retries={"max_attempts": settings.sqs_max_attempts, "mode": "standard"},
+    )
+    return boto3.client("sqs", config=config)
 
 
 def message_attributes(event: WebhookEvent) -> dict[str, dict[str, str]]:

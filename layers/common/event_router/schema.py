@@ -15,6 +15,7 @@ from sqlalchemy import (
     Index,
     Integer,
     MetaData,
+    Numeric,
     Table,
     Text,
     UniqueConstraint,
@@ -96,4 +97,72 @@ rejected_requests = Table(
     Column("body_size", Integer, nullable=False),
     Column("body_sha256", Text, nullable=False),
     Index(None, "received_at"),
+)
+
+
+# ---------------------------------------------------------------- mirror tables (SPEC §7)
+
+
+def _mirror_bookkeeping(*, tombstones: bool) -> list[Column[object]]:
+    """Columns every mirror table has: when the source changed it, by which event."""
+    columns: list[Column[object]] = [
+        _timestamp("source_modified_at"),
+        Column("last_event_id", Text),
+        _timestamp("updated_at", nullable=False, default=True),
+    ]
+    if tombstones:
+        columns.insert(1, _timestamp("deleted_at"))
+    return columns
+
+
+def _zoho_mirror(name: str, *columns: Column[object]) -> Table:
+    return Table(
+        name,
+        metadata,
+        Column("zoho_record_id", Text, primary_key=True),
+        *columns,
+        Column("data", JSONB, nullable=False, server_default="{}"),
+        *_mirror_bookkeeping(tombstones=True),
+    )
+
+
+students = _zoho_mirror(
+    "students",
+    Column("student_id_number", Text, index=True),
+    Column("academic_email", Text),
+    Column("name", Text),
+    Column("moodle_user_id", BigInteger, index=True),
+)
+
+enrollments = _zoho_mirror(
+    "enrollments",
+    Column("student_zoho_id", Text, index=True),
+    Column("class_zoho_id", Text, index=True),
+    Column("status", Text),
+)
+
+grades = _zoho_mirror(
+    "grades",
+    Column("student_zoho_id", Text, index=True),
+    Column("grade", Text),
+)
+
+moodle_enrolments = Table(
+    "moodle_enrolments",
+    metadata,
+    Column("moodle_user_id", BigInteger, primary_key=True),
+    Column("moodle_course_id", BigInteger, primary_key=True),
+    Column("status", Text, nullable=False),
+    *_mirror_bookkeeping(tombstones=False),
+    CheckConstraint("status IN ('enrolled', 'unenrolled')", name="status"),
+)
+
+moodle_grades = Table(
+    "moodle_grades",
+    metadata,
+    Column("moodle_user_id", BigInteger, primary_key=True),
+    Column("grade_item_id", BigInteger, primary_key=True),
+    Column("moodle_course_id", BigInteger),
+    Column("final_grade", Numeric),
+    *_mirror_bookkeeping(tombstones=False),
 )

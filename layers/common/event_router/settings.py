@@ -40,6 +40,7 @@ class Settings(BaseModel):
     enrollments_queue_url: str | None = Field(None, alias="ENROLLMENTS_QUEUE_URL")
     grades_queue_url: str | None = Field(None, alias="GRADES_QUEUE_URL")
     payments_queue_url: str | None = Field(None, alias="PAYMENTS_QUEUE_URL")
+    dead_letter_queue_url: str | None = Field(None, alias="DEAD_LETTER_QUEUE_URL")
     sqs_connect_timeout: float = Field(2.0, gt=0, alias="SQS_CONNECT_TIMEOUT")
     sqs_read_timeout: float = Field(3.0, gt=0, alias="SQS_READ_TIMEOUT")
     sqs_max_attempts: int = Field(2, ge=1, alias="SQS_MAX_ATTEMPTS")
@@ -51,6 +52,10 @@ class Settings(BaseModel):
     zoho_webhook_secret_arn: str | None = Field(None, alias="ZOHO_WEBHOOK_SECRET_ARN")
     moodle_webhook_secret_arn: str | None = Field(None, alias="MOODLE_WEBHOOK_SECRET_ARN")
     secrets_max_age: int = Field(300, ge=0, alias="SECRETS_MAX_AGE")
+
+    module: Module | None = Field(None, alias="MODULE")
+    max_receive_count: int = Field(5, ge=1, alias="MAX_RECEIVE_COUNT")
+    db_pool_size: int = Field(1, ge=1, alias="DB_POOL_SIZE")
 
     def queue_urls(self) -> dict[Module, str]:
         """The configured module queues."""

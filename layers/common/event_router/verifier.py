@@ -4,15 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-import boto3
-from botocore.config import Config
-
 from event_router.credentials import credentials_for
 from event_router.database import settings_params
 from event_router.eventlog import PgEventLog
 from event_router.http import HANDLED_ERRORS, accepted_response, error_response, webhook_request
 from event_router.ingest import Ingestor
-from event_router.queues import SqsPublisher
+from event_router.queues import SqsPublisher, sqs_client
 from event_router.routes import Source, modules_of
 from event_router.settings import Settings, load_settings
 
@@ -29,16 +26,6 @@ class Verifier:
         except HANDLED_ERRORS as error:
             return error_response(error)
         return accepted_response(receipt.event_id, receipt.duplicate)
-
-
-def sqs_client(settings: Settings) -> Any:
-    """An SQS client that gives up within a few seconds, so the sender is answered in time."""
-    config = Config(
-        connect_timeout=settings.sqs_connect_timeout,
-        read_timeout=settings.sqs_read_timeout,
-        retries={"max_attempts": settings.sqs_max_attempts, "mode": "standard"},
-    )
-    return boto3.client("sqs", config=config)
 
 
 def build_verifier(source: Source, settings: Settings | None = None) -> Verifier:

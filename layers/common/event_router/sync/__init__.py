@@ -1,0 +1,110 @@
+"""Sync rules: what one event means for the mirror tables of its module (SPEC §7, §8).
+
+Each module has a ``plan(event)`` that returns one of three changes, or raises
+``CannotApply`` when the event can never apply (a required field is missing):
+
+- ``MirrorWrite``: upsert (or tombstone) one row of a mirror table;
+- ``LogOnly``: nothing to mirror, the event-log row is the record (payments);
+- ``Skip``: nothing to do, for a stated reason.
+
+The rules are pure: ``processing.py`` turns a change into SQL with the
+stale-write guard and the event's completion in one statement.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Table
+
+from event_router.errors import Problem
+
+
+class CannotApply(Exception):
+    """The event can never apply: retrying it would fail the same way."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        super().__init__("; ".join(f"{p['field']} {p['problem']}" for p in problems))
+        self.problems = problems
+
+
+@dataclass(frozen=True)
+class MirrorWrite:
+    """Upsert one mirror row, or with ``tombstone`` mark it deleted; guarded against stale events."""
+
+    table: Table
+    key: dict[str, Any]
+    values: dict[str, Any] = field(default_factory=dict)
+    tombstone: bool = False
+
+    @property
+    def action(self) -> str:
+        return "deleted" if self.tombstone else "upserted"
+
+
+@dataclass(frozen=True)
+class LogOnly:
+    """Nothing to mirror; ``summary`` goes into the event's ``result``."""
+
+    summary: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Skip:
+    reason: str
+
+
+Change = MirrorWrite | LogOnly | Skip
+
+
+# ---------------------------------------------------------------- reading Zoho fields
+
+
+def text(data: dict[str, Any], *names: str) -> str | None:
+    """The first of ``names`` present as text (numbers become text); None when absent or empty."""
+    for name in names:
+        value = data.get(name)
+        if value is None or value == "":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+            raise CannotApply([{"field": name, "problem": "must be text"}])
+        return str(value)
+    return None
+
+
+def integer(data: dict[str, Any], name: str) -> int | None:
+    value = data.get(name)
+    if value is None or value == "":
+        return None
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    raise CannotApply([{"field": name, "problem": "must be an integer"}])
+
+
+def lookup(data: dict[str, Any], *names: str) -> str | None:
+    """A Zoho lookup field's record id: given as ``{"id", "name"}``, a plain id, or a list of one."""
+    for name in names:
+        value = data.get(name)
+        if isinstance(value, list):
+            if len(value) != 1:
+                raise CannotApply([{"field": name, "problem": "must reference exactly one record"}])
+            value = value[0]
+        if isinstance(value, dict):
+            value = value.get("id")
+        if value is None or value == "":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (str, int)):
+            raise CannotApply([{"field": name, "problem": "must be a record id or an {id, name} object"}])
+        return str(value)
+    return None
+
+
+def required(values: dict[str, Any], fields: dict[str, str]) -> dict[str, Any]:
+    """``values`` unchanged, or ``CannotApply`` naming each missing field (column → Zoho field)."""
+    missing = [{"field": zoho, "problem": "is required"} for column, zoho in fields.items() if values[column] is None]
+    if missing:
+        raise CannotApply(missing)  # type: ignore[arg-type]
+    return values
