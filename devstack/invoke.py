@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
+import importlib.util
+import os
 import uuid
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from types import ModuleType
+from pathlib import Path
+from typing import Any
 
 from event_router.settings import load_settings
+
+Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
 @dataclass
@@ -28,9 +33,41 @@ class LocalContext:
         return 30_000
 
 
-def load_handler_module(module_name: str) -> ModuleType:
-    """Import ``functions.<name>.app`` as a fresh container would: settings re-read, module re-run."""
-    load_settings.cache_clear()
-    if module_name in sys.modules:
-        return importlib.reload(sys.modules[module_name])
-    return importlib.import_module(module_name)
+@contextmanager
+def environment(variables: Mapping[str, str]) -> Iterator[None]:
+    """``os.environ`` with ``variables`` set (an empty value unsets), restored afterwards."""
+    saved = dict(os.environ)
+    for name, value in variables.items():
+        if value == "":
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def load_function(code_uri: Path, handler: str, variables: Mapping[str, str], name: str) -> Handler:
+    """A fresh container of one function: its module imported anew under its own environment.
+
+    Each call gives an independent module object, so the four processors that
+    share ``functions/module_processor`` can live side by side, each with the
+    ``MODULE`` and connections it was started with.
+    """
+    module_file, _, attribute = handler.rpartition(".")
+    with environment(variables):
+        load_settings.cache_clear()
+        try:
+            spec = importlib.util.spec_from_file_location(
+                f"{name}_{uuid.uuid4().hex[:8]}", code_uri / f"{module_file}.py"
+            )
+            if spec is None or spec.loader is None:
+                raise ImportError(f"cannot load {handler} from {code_uri}")
+            module = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(module)
+        finally:
+            load_settings.cache_clear()
+    function: Handler = getattr(module, attribute)
+    return function

@@ -10,6 +10,7 @@ development and tests. Never configure them in a deployed stack.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 from dataclasses import dataclass
@@ -18,6 +19,8 @@ from typing import Any, Literal
 from urllib.parse import urlencode
 
 from devstack.apigw import http_api_event
+from devstack.poller import lambda_sqs_event
+from event_router.payloads import decode_body, parse_event
 from event_router.routes import WEBHOOK_ROUTES
 from event_router.signatures import SIGNATURE_HEADERS, sign
 
@@ -289,6 +292,81 @@ def _rejected_samples() -> list[Sample]:
 SAMPLES: dict[str, Sample] = {s.name: s for s in [*_zoho_samples(), *_moodle_samples(), *_rejected_samples()]}
 
 
+def _queue_message(n: int, body: str, attributes: dict[str, str]) -> dict[str, Any]:
+    return {
+        "MessageId": f"00000000-0000-4000-8000-{n:012d}",
+        "ReceiptHandle": f"sample-receipt-handle-{n}",
+        "Body": body,
+        "MD5OfBody": hashlib.md5(body.encode()).hexdigest(),  # noqa: S324 - SQS's own checksum
+        "Attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": "1795598100000",
+            "SenderId": "AROAEXAMPLE:ZohoWebhookFunction",
+            "ApproximateFirstReceiveTimestamp": "1795598100100",
+        },
+        "MessageAttributes": {k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()},
+    }
+
+
+def sqs_batches() -> dict[str, dict[str, Any]]:
+    """Per module, the SQS event its processor receives for the accepted samples of its routes,
+    plus a grades batch with two poison records: one that can never apply, one that is not an event."""
+    by_module: dict[str, list[dict[str, Any]]] = {}
+    for sample in SAMPLES.values():
+        if sample.expect != 202:
+            continue
+        route = WEBHOOK_ROUTES[sample.route]
+        fields = decode_body(sample.body)
+        fields.pop("token", None)
+        event = parse_event(route.source, route.module, fields)
+        attributes = {"source": event.source, "module": event.module, "event_id": event.event_id}
+        messages = by_module.setdefault(route.module, [])
+        messages.append(_queue_message(len(messages) + 1, event.model_dump_json(), attributes))
+    batches = {
+        f"sqs-{module}-batch": lambda_sqs_event(messages, f"arn:aws:sqs:eu-west-2:123456789012:event-router-{module}")
+        for module, messages in by_module.items()
+    }
+    grades = by_module["grades"]
+    no_item = json.loads(grades[-1]["Body"]) | {
+        "event_id": "moodle-evt-grade-poison",
+        "payload": {
+            "eventid": "moodle-evt-grade-poison",
+            "eventname": "\\core\\event\\user_graded",
+            "courseid": 12,
+            "userid": 348,
+            "timecreated": 1795598500,
+            "other": None,
+        },
+    }
+    poison = [
+        *grades,
+        _queue_message(len(grades) + 1, json.dumps(no_item), {"source": "moodle", "module": "grades"}),
+        _queue_message(len(grades) + 2, "this is not an event", {}),
+    ]
+    batches["sqs-grades-batch-with-poison"] = lambda_sqs_event(
+        poison, "arn:aws:sqs:eu-west-2:123456789012:event-router-grades"
+    )
+    return batches
+
+
+# Operator inputs of ReplayFunction (SPEC §8); the sweep is what the schedule sends.
+REPLAY_INPUTS: dict[str, dict[str, Any]] = {
+    "replay-dlq": {"mode": "dlq", "max_messages": 100},
+    "replay-dlq-dry-run": {"mode": "dlq", "max_messages": 100, "dry_run": True},
+    "replay-dlq-grades": {"mode": "dlq", "module": "grades", "max_messages": 10},
+    "replay-log-failed": {"mode": "log", "statuses": ["failed", "dead_lettered"], "max_messages": 100},
+    "replay-log-event": {"mode": "log", "event_ids": ["zoho-notif-student-0001"], "statuses": ["failed"]},
+    "replay-sweep": {"mode": "log", "statuses": ["received"], "max_messages": 500},
+}
+
+
+def monitor_requests() -> dict[str, dict[str, Any]]:
+    return {
+        f"monitor-{name}": http_api_event("GET", f"/api/v1/events/{name}", b"", {}, request_id=f"sample-{name}")
+        for name in ("health", "stats")
+    }
+
+
 def dev_environment() -> dict[str, str]:
     """Webhook settings of the local stack and ``sam local invoke`` (fake values)."""
     return {
@@ -300,7 +378,9 @@ def dev_environment() -> dict[str, str]:
 
 def render() -> dict[str, str]:
     """File name → content of every file this catalogue puts in ``events/``."""
-    files = {f"{name}.json": json.dumps(s.event(), indent=2) + "\n" for name, s in SAMPLES.items()}
+    documents: dict[str, Any] = {name: s.event() for name, s in SAMPLES.items()}
+    documents |= sqs_batches() | REPLAY_INPUTS | monitor_requests()
+    files = {f"{name}.json": json.dumps(document, indent=2) + "\n" for name, document in documents.items()}
     files["env.json"] = json.dumps(env_file(), indent=2) + "\n"
     return files
 

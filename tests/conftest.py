@@ -28,6 +28,7 @@ from event_router.engine import make_engine
 from event_router.migrate import upgrade
 from event_router.observability import logger
 from event_router.routes import MODULES
+from event_router.schema import metadata
 
 AWS_TEST_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -93,8 +94,9 @@ def engine(database_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def db(engine: Engine) -> Engine:
     """The test database, emptied before the test."""
+    tables = ", ".join(table.name for table in metadata.sorted_tables)
     with engine.begin() as connection:
-        connection.execute(text("TRUNCATE integration_events_log, rejected_requests RESTART IDENTITY"))
+        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY"))
     return engine
 
 
@@ -140,7 +142,11 @@ class Queues:
         messages: list[dict[str, Any]] = []
         while True:
             batch = self.sqs.receive_message(
-                QueueUrl=url, MaxNumberOfMessages=10, MessageAttributeNames=["All"], WaitTimeSeconds=0
+                QueueUrl=url,
+                MaxNumberOfMessages=10,
+                MessageAttributeNames=["All"],
+                AttributeNames=["All"],
+                WaitTimeSeconds=0,
             ).get("Messages", [])
             if not batch:
                 return messages

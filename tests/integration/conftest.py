@@ -1,19 +1,39 @@
-"""Verifier handlers loaded the way Lambda loads them, wired to the test database and queues."""
+"""Functions loaded the way Lambda loads them, wired to the test database and queues."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
-from devstack.invoke import LocalContext, load_handler_module
+from devstack.invoke import LocalContext, load_function
+from devstack.poller import QueuePoller
 from devstack.samples import EVENTS_DIR, dev_environment
+from event_router.routes import Module
 from tests.conftest import Queues
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
+ROOT = Path(__file__).resolve().parents[2]
+FUNCTIONS = {
+    "ZohoWebhookFunction": "functions/zoho_webhook",
+    "MoodleWebhookFunction": "functions/moodle_webhook",
+    "StudentsProcessor": "functions/module_processor",
+    "EnrollmentsProcessor": "functions/module_processor",
+    "GradesProcessor": "functions/module_processor",
+    "PaymentsProcessor": "functions/module_processor",
+    "ReplayFunction": "functions/replay",
+    "MonitorFunction": "functions/monitor",
+}
 VERIFIERS = {"zoho": "ZohoWebhookFunction", "moodle": "MoodleWebhookFunction"}
+PROCESSORS: dict[Module, str] = {
+    "students": "StudentsProcessor",
+    "enrollments": "EnrollmentsProcessor",
+    "grades": "GradesProcessor",
+    "payments": "PaymentsProcessor",
+}
 
 
 def load_event(name: str) -> dict[str, Any]:
@@ -21,25 +41,59 @@ def load_event(name: str) -> dict[str, Any]:
     return json.loads((EVENTS_DIR / f"{name}.json").read_text())  # type: ignore[no-any-return]
 
 
-@pytest.fixture
-def load_verifier(monkeypatch: pytest.MonkeyPatch, database_url: str, queues: Queues) -> Callable[..., Invoke]:
-    """``load_verifier("zoho", DATABASE_URL=...)``: a fresh container of that verifier."""
+def body(response: dict[str, Any]) -> dict[str, Any]:
+    return json.loads(response["body"])  # type: ignore[no-any-return]
 
-    def load(source: str, **overrides: str) -> Invoke:
-        environment = {"DATABASE_URL": database_url, **queues.environment(), **dev_environment(), **overrides}
-        for name, value in environment.items():
-            monkeypatch.setenv(name, value)
-        module = load_handler_module(f"functions.{source}_webhook.app")
-        context = LocalContext(VERIFIERS[source])
+
+@pytest.fixture
+def function_environment(database_url: str, queues: Queues, sqs_endpoint: str) -> dict[str, str]:
+    """What every function of the stack is configured with in the tests."""
+    return {
+        "DATABASE_URL": database_url,
+        "AWS_ENDPOINT_URL_SQS": sqs_endpoint,
+        "DEAD_LETTER_QUEUE_URL": queues.dlq_url,
+        "MAX_RECEIVE_COUNT": "5",
+        **queues.environment(),
+        **dev_environment(),
+    }
+
+
+@pytest.fixture
+def load(function_environment: dict[str, str]) -> Callable[..., Invoke]:
+    """``load("GradesProcessor", MODULE="grades")``: a fresh container of that function."""
+
+    def start(name: str, **overrides: str) -> Invoke:
+        handler = load_function(ROOT / FUNCTIONS[name], "app.handler", {**function_environment, **overrides}, name)
+        context = LocalContext(name)
 
         def invoke(event: dict[str, Any]) -> dict[str, Any]:
-            response: dict[str, Any] = module.handler(event, context)
-            return response
+            return handler(event, context)
 
         return invoke
 
-    return load
+    return start
 
 
-def body(response: dict[str, Any]) -> dict[str, Any]:
-    return json.loads(response["body"])  # type: ignore[no-any-return]
+@pytest.fixture
+def load_verifier(load: Callable[..., Invoke]) -> Callable[..., Invoke]:
+    """``load_verifier("zoho", DATABASE_URL=...)``: a fresh container of that verifier."""
+    return lambda source, **overrides: load(VERIFIERS[source], **overrides)
+
+
+@pytest.fixture
+def pollers(load: Callable[..., Invoke], queues: Queues) -> Callable[..., QueuePoller]:
+    """``pollers("grades")``: the grades processor behind its queue, as Lambda's SQS trigger runs it."""
+
+    def poller(module: Module, batch_size: int = 10) -> QueuePoller:
+        name = PROCESSORS[module]
+        invoke = load(name, MODULE=module)
+        return QueuePoller(
+            queues.sqs,
+            queues.urls[module],
+            lambda event, _context: invoke(event),
+            name,
+            batch_size=batch_size,
+            retry_immediately=True,
+        )
+
+    return poller

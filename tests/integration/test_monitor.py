@@ -1,0 +1,121 @@
+"""``/health`` and ``/stats`` (SPEC §10): health names what is down; stats equal the event log."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, text
+
+from devstack.postgres import start_embedded
+from tests.conftest import Queues
+from tests.integration.conftest import Invoke, body, load_event
+from tests.integration.test_verifier import down_sqs_endpoint
+
+HEALTH = load_event("monitor-health")
+STATS = load_event("monitor-stats")
+
+
+def scalar(db: Engine, sql: str) -> Any:
+    with db.connect() as connection:
+        return connection.execute(text(sql)).scalar()
+
+
+def grouped(db: Engine, column: str) -> dict[str, int]:
+    with db.connect() as connection:
+        found = connection.execute(text(f"SELECT {column}, count(*) FROM integration_events_log GROUP BY 1"))
+        return {key: n for key, n in found}
+
+
+def test_health_is_200_when_database_and_queues_answer(load: Callable[..., Invoke]) -> None:
+    response = load("MonitorFunction")(HEALTH)
+
+    assert response["statusCode"] == 200
+    assert body(response) == {"status": "ok", "checks": {"database": "ok", "queues": "ok"}}
+
+
+def test_health_reports_a_stopped_database_as_503(load: Callable[..., Invoke]) -> None:
+    # Given a monitor whose database is a Postgres server of its own, which then stops
+    data_dir = Path(tempfile.mkdtemp(prefix="event-router-stopped-"))
+    try:
+        url, server = start_embedded(data_dir / "data")
+        monitor = load("MonitorFunction", DATABASE_URL=url)
+        assert monitor(HEALTH)["statusCode"] == 200
+
+        server.cleanup()
+        response = monitor(HEALTH)
+    finally:
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+    assert response["statusCode"] == 503
+    assert body(response) == {"status": "unavailable", "checks": {"database": "unavailable", "queues": "ok"}}
+
+
+def test_health_reports_unreachable_queues_as_503(load: Callable[..., Invoke]) -> None:
+    response = load("MonitorFunction", AWS_ENDPOINT_URL_SQS=down_sqs_endpoint())(HEALTH)
+
+    assert response["statusCode"] == 503
+    assert body(response)["checks"] == {"database": "ok", "queues": "unavailable"}
+
+
+def test_stats_equal_what_the_event_log_holds(
+    load: Callable[..., Invoke], load_verifier: Callable[..., Invoke], pollers: Any, queues: Queues, db: Engine
+) -> None:
+    # Given a mix of events: processed, waiting, failed, old, and one message in the dead-letter queue
+    zoho, moodle = load_verifier("zoho"), load_verifier("moodle")
+    for name in ("zoho-student-full", "zoho-grade-full", "zoho-payment-form", "zoho-enrollment-minimal"):
+        zoho(load_event(name))
+    for name in ("moodle-grade-raw", "moodle-enrollment-raw"):
+        moodle(load_event(name))
+    pollers("students").drain()
+    pollers("grades").drain()
+    with db.begin() as connection:
+        connection.execute(text("UPDATE integration_events_log SET status = 'failed' WHERE module = 'payments'"))
+        connection.execute(
+            text(
+                "UPDATE integration_events_log SET received_at = now() - interval '3 days' WHERE source = 'moodle'"
+                " AND module = 'enrollments'"
+            )
+        )
+    queues.sqs.send_message(QueueUrl=queues.dlq_url, MessageBody="{}")
+
+    # When the stats are asked for
+    response = load("MonitorFunction")(STATS)
+    stats = body(response)
+
+    # Then every number is what the log holds
+    assert response["statusCode"] == 200
+    assert stats["total_events"] == scalar(db, "SELECT count(*) FROM integration_events_log") == 6
+    assert stats["by_status"] == grouped(db, "status")
+    assert stats["by_source"] == grouped(db, "source")
+    assert stats["by_module"] == grouped(db, "module")
+    with db.connect() as connection:
+        newest = connection.execute(
+            text("SELECT event_id FROM integration_events_log ORDER BY received_at DESC, id DESC LIMIT 10")
+        ).scalars()
+        assert [r["event_id"] for r in stats["recent_events"]] == list(newest)
+    assert "payload" not in stats["recent_events"][0]
+    assert stats["last_24h"]["total"] == 5
+    assert stats["failures"]["failed"] == 1
+    assert [f["module"] for f in stats["failures"]["recent"]] == ["payments"]
+    oldest = scalar(
+        db,
+        "SELECT extract(epoch FROM now() - min(received_at)) FROM integration_events_log"
+        " WHERE status IN ('received', 'queued', 'processing', 'replayed')",
+    )
+    assert abs(stats["oldest_unprocessed_age_seconds"] - float(oldest)) < 5
+    assert stats["oldest_unprocessed_age_seconds"] > 3 * 24 * 3600 - 5
+    average = scalar(db, "SELECT avg(processing_ms) FROM integration_events_log WHERE processed_at IS NOT NULL")
+    assert stats["processing_ms"]["avg"] == round(float(average), 1)
+    assert stats["processing_ms"]["p95"] is not None
+    assert stats["dlq_depth"] == 1
+
+
+def test_stats_of_an_empty_log(load: Callable[..., Invoke], db: Engine) -> None:
+    stats = body(load("MonitorFunction")(STATS))
+
+    assert (stats["total_events"], stats["by_status"], stats["recent_events"]) == (0, {}, [])
+    assert (stats["oldest_unprocessed_age_seconds"], stats["processing_ms"]) == (None, {"avg": None, "p95": None})
