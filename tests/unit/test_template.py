@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -85,3 +86,66 @@ def test_functions_share_the_common_layer_built_for_python_3_12() -> None:
     assert layer["Properties"]["ContentUri"] == "layers/common/"
     assert TEMPLATE["Globals"]["Function"]["Runtime"] == "python3.12"
     assert {"Ref": "CommonLayer"} in TEMPLATE["Globals"]["Function"]["Layers"]
+
+
+PROCESSORS = {
+    "students": "StudentsProcessor",
+    "enrollments": "EnrollmentsProcessor",
+    "grades": "GradesProcessor",
+    "payments": "PaymentsProcessor",
+}
+
+
+@pytest.mark.parametrize("module", list(PROCESSORS))
+def test_each_processor_is_triggered_by_its_own_queue_with_partial_batch_responses(module: str) -> None:
+    function = properties(PROCESSORS[module])
+    [trigger] = function["Events"].values()
+
+    assert function["Environment"]["Variables"]["MODULE"] == module
+    assert function["CodeUri"] == "functions/module_processor/"
+    assert trigger["Type"] == "SQS"
+    assert trigger["Properties"] == {
+        "Queue": {"Fn::GetAtt": [QUEUES[module], "Arn"]},
+        "BatchSize": {"Ref": "ProcessorBatchSize"},
+        "MaximumBatchingWindowInSeconds": {"Ref": "ProcessorBatchingWindow"},
+        "FunctionResponseTypes": ["ReportBatchItemFailures"],
+        "ScalingConfig": {"MaximumConcurrency": {"Ref": "ProcessorMaxConcurrency"}},
+    }
+    assert function["Timeout"] == {"Ref": "ProcessorTimeout"}
+    assert "Policies" not in function  # SAM grants the queue's poller rights; nothing else is needed
+
+
+def test_queue_visibility_timeout_is_at_least_six_times_the_processor_timeout() -> None:
+    parameters = TEMPLATE["Parameters"]
+
+    assert parameters["QueueVisibilityTimeout"]["Default"] >= 6 * parameters["ProcessorTimeout"]["Default"]
+    assert parameters["QueueVisibilityTimeout"]["MinValue"] >= 6 * parameters["ProcessorTimeout"]["MinValue"]
+    for name in QUEUES.values():
+        assert properties(name)["VisibilityTimeout"] == {"Ref": "QueueVisibilityTimeout"}
+
+
+def test_replay_runs_the_stuck_row_sweep_every_five_minutes() -> None:
+    sweep = properties("ReplayFunction")["Events"]["Sweep"]
+
+    assert sweep["Type"] == "Schedule"
+    assert sweep["Properties"]["Schedule"] == "rate(5 minutes)"
+    assert json.loads(sweep["Properties"]["Input"])["statuses"] == ["received"]
+
+
+def test_replay_may_send_to_module_queues_and_drain_only_the_dead_letter_queue() -> None:
+    policies = properties("ReplayFunction")["Policies"]
+
+    sends = sorted(
+        p["SQSSendMessagePolicy"]["QueueName"]["Fn::GetAtt"][0] for p in policies if "SQSSendMessagePolicy" in p
+    )
+    polls = [p["SQSPollerPolicy"]["QueueName"]["Fn::GetAtt"][0] for p in policies if "SQSPollerPolicy" in p]
+    assert sends == sorted(QUEUES.values())
+    assert polls == ["DeadLetterQueue"]
+
+
+def test_health_is_public_and_stats_need_iam_auth() -> None:
+    events = properties("MonitorFunction")["Events"]
+
+    assert "Auth" not in events["Health"]["Properties"]
+    assert events["Stats"]["Properties"]["Auth"] == {"Authorizer": "AWS_IAM"}
+    assert http_routes(TEMPLATE)["GET /api/v1/events/stats"] == "MonitorFunction"
