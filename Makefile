@@ -14,7 +14,7 @@ export AWS_REGION ?= eu-west-2
 export AWS_DEFAULT_REGION ?= $(AWS_REGION)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help install test lint format validate build migrate events clean
+.PHONY: help install dev invoke send replay test lint format validate build migrate events clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -32,6 +32,18 @@ $(SAM_VENV)/.installed: requirements-sam.txt
 	touch $@
 
 install: $(VENV)/.installed ## create .venv with everything the app and its tests need
+
+dev: $(VENV)/.installed ## run the whole pipeline locally on 127.0.0.1:3000 (PORT, DATABASE_URL); Ctrl-C stops it
+	$(PY) -m devstack dev
+
+invoke: $(VENV)/.installed ## run one function against the running stack: FUNCTION=<logical id> EVENT=events/<file>.json
+	$(PY) -m devstack invoke "$(FUNCTION)" "$(EVENT)"
+
+send: $(VENV)/.installed ## send every signed sample webhook to the running stack, then show /stats
+	$(PY) -m devstack send
+
+replay: $(VENV)/.installed ## replay against the running stack: ARGS='{"mode": "dlq"}'
+	$(PY) -m devstack replay '$(ARGS)'
 
 test: $(VENV)/.installed ## run the test suite (embedded Postgres unless TEST_DATABASE_URL is set)
 	$(PY) -m pytest $(PYTEST_ARGS)

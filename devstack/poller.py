@@ -65,14 +65,16 @@ class QueuePoller:
         *,
         batch_size: int = 10,
         batching_window: float = 0.0,
+        report_batch_item_failures: bool = True,
         retry_immediately: bool = False,
     ) -> None:
         self._sqs = sqs
         self.queue_url = queue_url
         self._handler = handler
-        self._function_name = function_name
+        self.function_name = function_name
         self._batch_size = batch_size
         self._batching_window = batching_window
+        self._partial = report_batch_item_failures
         # Tests may skip the visibility timeout's wait; the local stack keeps the real one.
         self._retry_immediately = retry_immediately
         self._queue_arn = sqs.get_queue_attributes(QueueUrl=queue_url, AttributeNames=["QueueArn"])["Attributes"][
@@ -104,8 +106,10 @@ class QueuePoller:
             return PollResult()
         event = lambda_sqs_event(messages, self._queue_arn)
         try:
-            response = self._handler(event, LocalContext(self._function_name))
+            response = self._handler(event, LocalContext(self.function_name))
             failed = {f["itemIdentifier"] for f in (response or {}).get("batchItemFailures", [])}
+            if failed and not self._partial:  # without ReportBatchItemFailures, one failure fails the batch
+                failed = {m["MessageId"] for m in messages}
         except Exception:  # noqa: BLE001 - a crashed invocation fails its whole batch, as in Lambda
             failed = {m["MessageId"] for m in messages}
         done = [m for m in messages if m["MessageId"] not in failed]

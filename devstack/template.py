@@ -7,12 +7,15 @@ CloudFormation does.
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-TEMPLATE = Path(__file__).resolve().parent.parent / "template.yaml"
+ROOT = Path(__file__).resolve().parent.parent
+TEMPLATE = ROOT / "template.yaml"
 
 
 class _CloudFormationLoader(yaml.SafeLoader):
@@ -54,3 +57,78 @@ def http_routes(template: dict[str, Any]) -> dict[str, str]:
             if event["Type"] == "HttpApi":
                 routes[f"{event['Properties']['Method'].upper()} {event['Properties']['Path']}"] = name
     return routes
+
+
+@dataclass(frozen=True)
+class FunctionSpec:
+    """What the template says about one function: where its code is and how it is wired."""
+
+    logical_id: str
+    code_uri: Path
+    handler: str
+    environment: dict[str, Any]
+    events: dict[str, dict[str, Any]]
+
+    def events_of_type(self, kind: str) -> list[dict[str, Any]]:
+        return [event["Properties"] for event in self.events.values() if event["Type"] == kind]
+
+
+def functions(template: dict[str, Any], root: Path = TEMPLATE.parent) -> dict[str, FunctionSpec]:
+    """Every ``AWS::Serverless::Function``, with the template's Globals merged in."""
+    globals_ = template.get("Globals", {}).get("Function", {})
+    shared_environment = globals_.get("Environment", {}).get("Variables", {})
+    specs = {}
+    for name, resource in resources_of_type(template, "AWS::Serverless::Function").items():
+        properties = {**globals_, **resource["Properties"]}
+        variables = resource["Properties"].get("Environment", {}).get("Variables", {})
+        specs[name] = FunctionSpec(
+            logical_id=name,
+            code_uri=root / properties["CodeUri"],
+            handler=properties["Handler"],
+            environment={**shared_environment, **variables},
+            events=properties.get("Events", {}),
+        )
+    return specs
+
+
+class Resolver:
+    """Evaluates ``Ref``, ``Fn::GetAtt`` and ``Fn::Sub`` against locally created resources."""
+
+    def __init__(self, template: dict[str, Any], parameters: dict[str, str], stack_name: str) -> None:
+        self._template = template
+        self.parameters = {
+            name: str(parameters.get(name, spec.get("Default", "")))
+            for name, spec in template.get("Parameters", {}).items()
+        }
+        self.stack_name = stack_name
+        self.refs: dict[str, str] = {}  # logical id → what Ref gives (queue URL, secret ARN...)
+        self.attributes: dict[tuple[str, str], str] = {}  # (logical id, attribute) → value
+
+    def resolve(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self.resolve(item) for item in value]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            [(key, argument)] = value.items()
+            if key == "Ref":
+                return self._ref(argument)
+            if key == "Fn::GetAtt":
+                return self.attributes[(argument[0], argument[1])]
+            if key == "Fn::Sub":
+                return re.sub(r"\$\{([^}]+)\}", lambda m: self._sub(m.group(1)), argument)
+        return {key: self.resolve(item) for key, item in value.items()}
+
+    def _ref(self, name: str) -> str:
+        if name in self.parameters:
+            return self.parameters[name]
+        pseudo = {"AWS::StackName": self.stack_name, "AWS::Region": "eu-west-2", "AWS::AccountId": "123456789012"}
+        if name in pseudo:
+            return pseudo[name]
+        return self.refs[name]
+
+    def _sub(self, expression: str) -> str:
+        if "." in expression:
+            resource, attribute = expression.split(".", 1)
+            return self.attributes[(resource, attribute)]
+        return self._ref(expression)

@@ -11,7 +11,6 @@ import io
 import logging
 import os
 import shutil
-import socket
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
@@ -24,6 +23,7 @@ from moto.server import ThreadedMotoServer
 from sqlalchemy import Engine, text
 
 from devstack.postgres import create_database, drop_database, start_embedded
+from devstack.server import free_port
 from event_router.engine import make_engine
 from event_router.migrate import upgrade
 from event_router.observability import logger
@@ -44,12 +44,6 @@ AWS_TEST_ENV = {
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def closed_port() -> int:
     """A loopback port nothing listens on: connecting to it is refused at once."""
     return free_port()
@@ -64,24 +58,42 @@ def aws_environment() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def database_url() -> Iterator[str]:
-    """URL of a freshly migrated database that this run created and will drop."""
+def postgres_server() -> Iterator[str]:
+    """Admin URL of the Postgres server the run uses: TEST_DATABASE_URL's, or an embedded one."""
     admin_url = os.environ.get("TEST_DATABASE_URL")
-    server, data_dir = None, None
-    if not admin_url:
-        data_dir = Path(tempfile.mkdtemp(prefix="event-router-pg-"))
-        admin_url, server = start_embedded(data_dir / "data")
-    name = f"event_router_test_{uuid.uuid4().hex[:12]}"
-    url = create_database(admin_url, name)
+    if admin_url:
+        yield admin_url
+        return
+    data_dir = Path(tempfile.mkdtemp(prefix="event-router-pg-"))
+    admin_url, server = start_embedded(data_dir / "data")
     try:
-        upgrade(url)
-        yield url
+        yield admin_url
     finally:
-        drop_database(admin_url, name)
-        if server is not None:
-            server.cleanup()
-        if data_dir is not None:
-            shutil.rmtree(data_dir, ignore_errors=True)
+        server.cleanup()
+        shutil.rmtree(data_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def fresh_database(postgres_server: str) -> Iterator[Callable[[str], str]]:
+    """``fresh_database("purpose")``: URL of a new database, dropped when the run ends."""
+    created: list[str] = []
+
+    def create(purpose: str) -> str:
+        name = f"event_router_{purpose}_{uuid.uuid4().hex[:12]}"
+        created.append(name)
+        return create_database(postgres_server, name)
+
+    yield create
+    for name in created:
+        drop_database(postgres_server, name)
+
+
+@pytest.fixture(scope="session")
+def database_url(fresh_database: Callable[[str], str]) -> str:
+    """URL of a freshly migrated database that this run created and will drop."""
+    url = fresh_database("test")
+    upgrade(url)
+    return url
 
 
 @pytest.fixture(scope="session")

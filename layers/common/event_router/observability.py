@@ -9,7 +9,7 @@ field values. Tests capture every line and check.
 from __future__ import annotations
 
 from aws_lambda_powertools import Logger
-from aws_lambda_powertools.metrics import MetricUnit, single_metric
+from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
 
 SERVICE = "event-router"
 NAMESPACE = "EventRouter"
@@ -18,7 +18,12 @@ logger = Logger(service=SERVICE)
 
 
 def count(name: str, value: float = 1, unit: MetricUnit = MetricUnit.Count, **dimensions: str) -> None:
-    """Emit one metric with its own dimensions (source, module, cause...)."""
-    with single_metric(name=name, unit=unit, value=value, namespace=NAMESPACE) as metric:
-        for key, dimension in dimensions.items():
-            metric.add_dimension(name=key, value=dimension)
+    """Emit one metric with its own dimensions (source, module, cause...).
+
+    ``POWERTOOLS_METRICS_DISABLED=true`` silences it (the local stack does, by default).
+    """
+    metrics = EphemeralMetrics(namespace=NAMESPACE)
+    for key, dimension in dimensions.items():
+        metrics.add_dimension(name=key, value=dimension)
+    metrics.add_metric(name=name, unit=unit, value=value)
+    metrics.flush_metrics()

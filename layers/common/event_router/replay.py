@@ -26,7 +26,7 @@ from event_router.routes import Module
 from event_router.schema import integration_events_log as log
 from event_router.settings import Settings, load_settings
 
-ReplayableStatus = Literal["received", "queued", "failed", "dead_lettered", "replayed"]
+ReplayableStatus = Literal["received", "queued", "processing", "failed", "dead_lettered", "replayed"]
 DEFAULT_STATUSES: tuple[ReplayableStatus, ...] = ("failed", "dead_lettered", "received")
 # A row is only "stuck" in received once the verifier has had time to mark it queued.
 RECEIVED_GRACE = timedelta(seconds=60)

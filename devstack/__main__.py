@@ -1,0 +1,145 @@
+"""``python -m devstack <command>``: the local stack and the tools that talk to it.
+
+dev                      start the whole pipeline (make dev)
+invoke FUNCTION EVENT    run one function in-process against the running stack (make invoke)
+send                     send every sample webhook of events/ to the running stack (make send)
+replay JSON              run the replay function against the running stack (make replay)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from devstack.invoke import LocalContext, environment, load_function
+from devstack.samples import EVENTS_DIR, SAMPLES
+from devstack.stack import AWS_ENVIRONMENT, configured_stack, local_dir
+from devstack.template import functions, load_template
+from event_router.signatures import sign
+
+
+def dev() -> None:
+    # EMF metric lines are for CloudWatch; locally they would drown the logs (DEV_METRICS=1 keeps them).
+    os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "false" if os.environ.get("DEV_METRICS") else "true")
+    stack = configured_stack()
+    signal.signal(signal.SIGTERM, lambda *_: stack.request_stop())
+    try:
+        stack.start()
+        print(banner(stack.state, stack.secrets), flush=True)
+        stack.wait()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        print("stopping the local stack...", flush=True)
+        stack.stop()
+        print("stopped", flush=True)
+
+
+def banner(state: dict[str, Any], secrets: dict[str, str]) -> str:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    body = json.dumps(
+        {
+            "notification_id": f"curl-{stamp}",
+            "timestamp": stamp,
+            "module": "BTEC_Students",
+            "operation": "insert",
+            "record_id": "5725767000000412001",
+            "data": {
+                "id": "5725767000000412001",
+                "Name": "Ada Example",
+                "Student_ID_Number": "BTEC-2026-0001",
+                "Academic_Email": "ada.example@students.example.ac.uk",
+                "Modified_Time": stamp,
+            },
+        },
+        separators=(",", ":"),
+    )
+    signature = sign(secrets["ZOHO_WEBHOOK_SECRET"].split(",")[0], body.encode())
+    base = state["base_url"]
+    return f"""
+BTEC event router: local stack running (Ctrl-C stops it)
+
+  API         {base}/api/v1/events/...   health: {base}/api/v1/events/health
+  Database    {state["database_url"]}
+  AWS (moto)  {state["aws_endpoint"]}
+
+  Fake development secrets (never use them in a deployed stack):
+    ZOHO_WEBHOOK_SECRET={secrets["ZOHO_WEBHOOK_SECRET"]}
+    MOODLE_WEBHOOK_SECRET={secrets["MOODLE_WEBHOOK_SECRET"]}
+    MOODLE_WEBHOOK_TOKEN={secrets["MOODLE_WEBHOOK_TOKEN"]}
+
+  Send a signed webhook:
+    curl -si {base}/api/v1/events/zoho/student -H 'Content-Type: application/json' \\
+      -H 'X-Zoho-Signature: sha256={signature}' \\
+      --data-binary '{body}'
+
+  Then: curl -s {base}/api/v1/events/stats    (or: make send, make invoke, make replay)
+"""
+
+
+def running_state() -> dict[str, Any]:
+    state_file = local_dir() / "stack.json"
+    if not state_file.exists():
+        sys.exit("The local stack is not running: start it with `make dev` in another terminal.")
+    state: dict[str, Any] = json.loads(state_file.read_text())
+    return state
+
+
+def invoke(function_name: str, event: dict[str, Any]) -> dict[str, Any]:
+    """Run one function of the template in this process, wired to the running stack."""
+    state = running_state()
+    specs = functions(load_template())
+    if function_name not in specs:
+        sys.exit(f"No function {function_name!r} in template.yaml; choose one of: {', '.join(specs)}")
+    spec = specs[function_name]
+    aws = {**AWS_ENVIRONMENT, "AWS_ENDPOINT_URL": state["aws_endpoint"], "POWERTOOLS_METRICS_DISABLED": "true"}
+    with environment(aws):
+        handler = load_function(spec.code_uri, spec.handler, state["environments"][function_name], function_name)
+        return handler(event, LocalContext(function_name))
+
+
+def send() -> None:
+    """Every sample webhook of events/, over HTTP, then the stats."""
+    base = running_state()["base_url"]
+    for name, sample in SAMPLES.items():
+        event = json.loads((EVENTS_DIR / f"{name}.json").read_text())
+        method, path = event["routeKey"].split(" ", 1)
+        status, answer = http(method, base + path, sample.body, event["headers"])
+        print(f"{status}  {name:<34} {answer}")
+    status, stats = http("GET", f"{base}/api/v1/events/stats")
+    print(f"\nGET /api/v1/events/stats -> {status}\n{json.dumps(json.loads(stats), indent=2)}")
+
+
+def http(method: str, url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, data=body, headers=headers or {}, method=method)  # noqa: S310 - loopback
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310 - loopback only
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def main(argv: list[str]) -> None:
+    command, *args = argv or ["help"]
+    if command == "dev":
+        dev()
+    elif command == "invoke" and len(args) == 2:
+        event = json.loads(Path(args[1]).read_text()) if args[1] != "-" else json.load(sys.stdin)
+        print(json.dumps(invoke(args[0], event), indent=2, default=str))
+    elif command == "send":
+        send()
+    elif command == "replay" and len(args) == 1:
+        print(json.dumps(invoke("ReplayFunction", json.loads(args[0])), indent=2))
+    else:
+        sys.exit(__doc__)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

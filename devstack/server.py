@@ -1,0 +1,112 @@
+"""The HTTP side of the local stack: API Gateway's HTTP API, in-process.
+
+Each request to a route of the template becomes a payload-v2 event (raw body
+kept, base64 when it is not text), is handed to the function the template
+names, and the function's response becomes the HTTP response.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import sys
+import traceback
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import Any, NamedTuple
+from urllib.parse import urlsplit
+
+from devstack.apigw import http_api_event
+from devstack.invoke import Handler, LocalContext
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on right now."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+class Route(NamedTuple):
+    method: str
+    path: str
+    function_name: str
+    handler: Handler
+
+
+class WebhookServer(HTTPServer):
+    """An HTTP server whose requests run on a fixed pool of threads (like a pool of warm containers)."""
+
+    daemon_threads = True
+
+    def __init__(self, address: tuple[str, int], routes: list[Route], threads: int = 16) -> None:
+        self.routes = {(r.method, r.path): r for r in routes}
+        self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="http")
+        super().__init__(address, _RequestHandler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        self._pool.submit(self._process, request, client_address)
+
+    def _process(self, request: Any, client_address: Any) -> None:
+        try:
+            self.finish_request(request, client_address)
+        except Exception:  # noqa: BLE001 - one broken connection must not stop the server
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+
+    def server_close(self) -> None:
+        super().server_close()
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+
+class _RequestHandler(BaseHTTPRequestHandler):
+    server: WebhookServer
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        self._dispatch()
+
+    def do_POST(self) -> None:
+        self._dispatch()
+
+    def _dispatch(self) -> None:
+        url = urlsplit(self.path)
+        route = self.server.routes.get((self.command, url.path))
+        length = int(self.headers.get("content-length") or 0)
+        body = self.rfile.read(length) if length else b""
+        if route is None:
+            self._respond(404, {"content-type": "application/json"}, b'{"message":"Not Found"}')
+            return
+        event = http_api_event(
+            self.command,
+            url.path,
+            body,
+            dict(self.headers.items()),
+            route_key=f"{route.method} {route.path}",
+            query=url.query,
+            source_ip=self.client_address[0],
+            request_id=str(uuid.uuid4()),
+        )
+        try:
+            response = route.handler(event, LocalContext(route.function_name))
+        except Exception:  # noqa: BLE001 - API Gateway answers 500 when the function fails
+            traceback.print_exc(file=sys.stderr)
+            self._respond(500, {"content-type": "application/json"}, b'{"message":"Internal Server Error"}')
+            return
+        payload = response.get("body") or ""
+        raw = base64.b64decode(payload) if response.get("isBase64Encoded") else str(payload).encode()
+        self._respond(int(response.get("statusCode", 200)), response.get("headers") or {}, raw)
+
+    def _respond(self, status: int, headers: dict[str, str], body: bytes) -> None:
+        self.send_response(status)
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        print(json.dumps({"access": f"{self.command} {self.path}", "status": args[1] if len(args) > 1 else None}))

@@ -1,0 +1,280 @@
+"""The whole pipeline on one machine, with no AWS and no Docker (SPEC §9): ``make dev``.
+
+Everything is read from ``template.yaml``: the HTTP routes and the function
+behind each, the queues with their visibility timeout and redrive policy, the
+SQS triggers with their batch size, batching window and partial batch
+responses, the schedules, and every function's environment. Postgres is the
+embedded server (data kept in ``.local/postgres``) unless ``DATABASE_URL`` is
+set; AWS is moto's server, in-process, on a free loopback port.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import threading
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import boto3
+from moto.server import ThreadedMotoServer
+
+from devstack.invoke import Handler, LocalContext, load_function
+from devstack.poller import QueuePoller
+from devstack.postgres import create_database, start_embedded, with_database
+from devstack.samples import dev_environment
+from devstack.server import Route, WebhookServer, free_port
+from devstack.template import ROOT, FunctionSpec, Resolver, functions, load_template, resources_of_type
+from event_router.migrate import upgrade
+
+# moto's HTTP server logs every request, and pgserver warns about XDG_RUNTIME_DIR: neither helps here.
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
+warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+
+STACK_NAME = "event-router"
+DATABASE = "event_router"
+AWS_ENVIRONMENT = {
+    "AWS_ACCESS_KEY_ID": "local",
+    "AWS_SECRET_ACCESS_KEY": "local",
+    "AWS_DEFAULT_REGION": "eu-west-2",
+    "AWS_REGION": "eu-west-2",
+}
+
+
+def local_dir() -> Path:
+    """Where the stack keeps its data and state file (``LOCAL_DIR``, default ``.local``)."""
+    return Path(os.environ.get("LOCAL_DIR", ROOT / ".local")).resolve()
+
+
+def parse_overrides(text: str) -> dict[str, str]:
+    """``"Key=Value Other=Value"`` (``sam deploy --parameter-overrides`` style)."""
+    return dict(pair.split("=", 1) for pair in text.split() if "=" in pair)
+
+
+@dataclass
+class LocalStack:
+    """Starts and stops the pieces; ``state`` is what ``make invoke`` needs to join in."""
+
+    port: int = 3000
+    database_url: str | None = None
+    parameter_overrides: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, str] = field(default_factory=dict)
+    state: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._postgres: Any = None
+        self._moto: ThreadedMotoServer | None = None
+        self._server: WebhookServer | None = None
+        self.handlers: dict[str, Handler] = {}
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        directory = local_dir()
+        directory.mkdir(parents=True, exist_ok=True)
+        database_url = self._start_postgres(directory)
+        upgrade(database_url)
+        endpoint = self._start_moto()
+        template = load_template()
+        resolver = Resolver(template, {**self.parameter_overrides, "DatabaseUrl": database_url}, STACK_NAME)
+        self._create_queues(template, resolver)
+        self._create_secrets(template, resolver)
+        specs = functions(template)
+        environments = {name: self._environment(spec, resolver) for name, spec in specs.items()}
+        self.handlers = {
+            name: load_function(s.code_uri, s.handler, environments[name], name) for name, s in specs.items()
+        }
+        self._start_server(specs)
+        self._start_pollers(specs, resolver)
+        self._start_schedules(specs)
+        self.state = {
+            "base_url": f"http://127.0.0.1:{self.port}",
+            "database_url": database_url,
+            "aws_endpoint": endpoint,
+            "pid": os.getpid(),
+            "environments": environments,
+            "dead_letter_queue_url": resolver.refs.get("DeadLetterQueue"),
+        }
+        (directory / "stack.json").write_text(json.dumps(self.state, indent=2))
+        self._requeue_leftovers()
+
+    def stop(self) -> None:
+        """Stop everything this stack started; nothing is left running."""
+        self._stop.set()
+        if self._server is not None:
+            self._server.shutdown()
+        for thread in self._threads:
+            thread.join(timeout=10)
+        if self._moto is not None:
+            self._moto.stop()
+        if self._postgres is not None:
+            self._postgres.cleanup()
+        state_file = local_dir() / "stack.json"
+        if state_file.exists() and json.loads(state_file.read_text()).get("pid") == os.getpid():
+            state_file.unlink()
+
+    def wait(self) -> None:
+        while not self._stop.wait(0.5):
+            pass
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    # ------------------------------------------------------------ pieces
+
+    def _start_postgres(self, directory: Path) -> str:
+        if self.database_url:
+            return self.database_url
+        admin_url, self._postgres = start_embedded(directory / "postgres")
+        create_database(admin_url, DATABASE, exist_ok=True)
+        return with_database(admin_url, DATABASE)
+
+    def _start_moto(self) -> str:
+        port = free_port()
+        self._moto = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+        self._moto.start()
+        endpoint = f"http://127.0.0.1:{port}"
+        # Every boto3 client of every function talks to moto: SQS, Secrets Manager. A service's own
+        # endpoint variable would win over AWS_ENDPOINT_URL, so none is inherited.
+        for name in [n for n in os.environ if n.startswith("AWS_ENDPOINT_URL_")]:
+            del os.environ[name]
+        os.environ.update({**AWS_ENVIRONMENT, "AWS_ENDPOINT_URL": endpoint})
+        self._sqs = boto3.client("sqs", endpoint_url=endpoint)
+        return endpoint
+
+    def _create_queues(self, template: dict[str, Any], resolver: Resolver) -> None:
+        queues = resources_of_type(template, "AWS::SQS::Queue")
+        for name in queues:  # first the queues, so redrive policies can name their targets
+            url = self._sqs.create_queue(QueueName=f"{STACK_NAME}-{name}")["QueueUrl"]
+            arn = self._sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+            resolver.refs[name] = url
+            resolver.attributes[(name, "Arn")] = arn
+            resolver.attributes[(name, "QueueName")] = f"{STACK_NAME}-{name}"
+        for name, queue in queues.items():
+            properties = resolver.resolve(queue.get("Properties", {}))
+            attributes = {
+                k: str(properties[k]) for k in ("VisibilityTimeout", "MessageRetentionPeriod") if k in properties
+            }
+            if "RedrivePolicy" in properties:
+                attributes["RedrivePolicy"] = json.dumps(properties["RedrivePolicy"])
+            if attributes:
+                self._sqs.set_queue_attributes(QueueUrl=resolver.refs[name], Attributes=attributes)
+
+    def _create_secrets(self, template: dict[str, Any], resolver: Resolver) -> None:
+        """Each webhook secret of the template, holding the (fake) secrets of its source."""
+        client = boto3.client("secretsmanager")
+        for name in resources_of_type(template, "AWS::SecretsManager::Secret"):
+            source = "zoho" if name.lower().startswith("zoho") else "moodle"
+            value = {
+                "secrets": _split(self.secrets.get(f"{source.upper()}_WEBHOOK_SECRET", "")),
+                "tokens": _split(self.secrets.get(f"{source.upper()}_WEBHOOK_TOKEN", "")),
+            }
+            arn = client.create_secret(Name=f"{STACK_NAME}-{name}", SecretString=json.dumps(value))["ARN"]
+            resolver.refs[name] = arn
+
+    @staticmethod
+    def _environment(spec: FunctionSpec, resolver: Resolver) -> dict[str, str]:
+        variables = {name: str(resolver.resolve(value)) for name, value in spec.environment.items()}
+        # The HTTP server runs requests on several threads; a Lambda container runs one at a time.
+        return {**variables, "DB_POOL_SIZE": "4"}
+
+    def _start_server(self, specs: dict[str, FunctionSpec]) -> None:
+        routes = [
+            Route(event["Method"].upper(), event["Path"], name, self.handlers[name])
+            for name, spec in specs.items()
+            for event in spec.events_of_type("HttpApi")
+        ]
+        self._server = WebhookServer(("127.0.0.1", self.port), routes)
+        self.port = self._server.server_address[1]
+        self._spawn("http", self._server.serve_forever)
+
+    def _start_pollers(self, specs: dict[str, FunctionSpec], resolver: Resolver) -> None:
+        for name, spec in specs.items():
+            for trigger in spec.events_of_type("SQS"):
+                properties = resolver.resolve(trigger)
+                queue_arn = properties["Queue"]
+                url = next(
+                    resolver.refs[q] for (q, a), v in resolver.attributes.items() if a == "Arn" and v == queue_arn
+                )
+                poller = QueuePoller(
+                    self._sqs,
+                    url,
+                    self.handlers[name],
+                    name,
+                    batch_size=int(properties.get("BatchSize", 10)),
+                    batching_window=float(properties.get("MaximumBatchingWindowInSeconds", 0)),
+                    report_batch_item_failures="ReportBatchItemFailures" in properties.get("FunctionResponseTypes", []),
+                )
+                self._spawn(f"poller-{name}", self._poll_forever, poller)
+
+    def _poll_forever(self, poller: QueuePoller) -> None:
+        while not self._stop.is_set():
+            try:
+                poller.poll_once(wait_seconds=1)
+            except Exception as error:  # noqa: BLE001 - a poller must outlive a hiccup, as Lambda's does
+                print(f"poller {poller.function_name}: {type(error).__name__}; retrying", flush=True)
+                self._stop.wait(1)
+
+    def _start_schedules(self, specs: dict[str, FunctionSpec]) -> None:
+        for name, spec in specs.items():
+            for schedule in spec.events_of_type("Schedule"):
+                seconds = _rate_seconds(schedule["Schedule"])
+                payload = json.loads(schedule.get("Input", "{}"))
+                self._spawn(f"schedule-{name}", self._run_every, name, seconds, payload)
+
+    def _run_every(self, name: str, seconds: float, payload: dict[str, Any]) -> None:
+        while not self._stop.wait(seconds):
+            self.invoke(name, payload)
+
+    def invoke(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
+        return self.handlers[name](payload, LocalContext(name))
+
+    def _requeue_leftovers(self) -> None:
+        """Queues live in memory: events that were on them when the stack last stopped go back on."""
+        leftovers = {
+            "mode": "log",
+            "statuses": ["received", "queued", "processing", "replayed"],
+            "max_messages": 10_000,
+        }
+        result = self.invoke("ReplayFunction", leftovers)
+        if result.get("replayed"):
+            print(f"re-queued {result['replayed']} events left on the queues when the stack last stopped", flush=True)
+
+    def _spawn(self, name: str, target: Any, *args: Any) -> None:
+        thread = threading.Thread(target=target, args=args, name=name, daemon=True)
+        thread.start()
+        self._threads.append(thread)
+
+
+def _split(value: str) -> list[str]:
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
+def _rate_seconds(expression: str) -> float:
+    match = re.fullmatch(r"rate\((\d+) (minute|minutes|hour|hours|day|days)\)", expression)
+    if match is None:
+        raise ValueError(f"unsupported schedule {expression!r}")
+    unit = {"minute": 60, "hour": 3600, "day": 86400}[match.group(2).rstrip("s")]
+    return int(match.group(1)) * unit
+
+
+def configured_stack() -> LocalStack:
+    """The stack as the environment configures it (README, "Running it locally")."""
+    env_file = json.loads((ROOT / "events" / "env.json").read_text())
+    fake = dev_environment()
+    secrets = {
+        name: os.environ.get(name) or next((f[name] for f in env_file.values() if name in f), fake.get(name, ""))
+        for name in ("ZOHO_WEBHOOK_SECRET", "MOODLE_WEBHOOK_SECRET", "ZOHO_WEBHOOK_TOKEN", "MOODLE_WEBHOOK_TOKEN")
+    }
+    return LocalStack(
+        port=int(os.environ.get("PORT", "3000")),
+        database_url=os.environ.get("DATABASE_URL") or None,
+        parameter_overrides=parse_overrides(os.environ.get("PARAMETER_OVERRIDES", "")),
+        secrets=secrets,
+    )
