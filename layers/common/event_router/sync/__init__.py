@@ -13,12 +13,14 @@ stale-write guard and the event's completion in one statement.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import Table
 
 from event_router.errors import Problem
+from event_router.payloads import WebhookEvent, zoho_record_fields
 
 
 class CannotApply(Exception):
@@ -56,6 +58,20 @@ class Skip:
 
 
 Change = MirrorWrite | LogOnly | Skip
+
+
+def zoho_record_change(
+    event: WebhookEvent, table: Table, columns: Callable[[dict[str, Any]], dict[str, Any]]
+) -> Change:
+    """The change a Zoho event makes to its mirror row: a tombstone for a delete, otherwise the
+    record's mapped ``columns`` plus its fields in ``data``; nothing when the payload has no fields."""
+    key = {"zoho_record_id": event.record_id}
+    if event.event_type == "delete":
+        return MirrorWrite(table, key, tombstone=True)
+    record = zoho_record_fields(event.payload)
+    if record is None:
+        return Skip("no_record_data")
+    return MirrorWrite(table, key, {**columns(record), "data": record})
 
 
 # ---------------------------------------------------------------- reading Zoho fields

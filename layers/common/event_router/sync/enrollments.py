@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from event_router.payloads import MoodleEventData, WebhookEvent, zoho_record_fields
+from typing import Any
+
+from event_router.payloads import MoodleEventData, WebhookEvent
 from event_router.schema import enrollments, moodle_enrolments
-from event_router.sync import Change, MirrorWrite, Skip, lookup, required, text
+from event_router.sync import Change, MirrorWrite, Skip, lookup, required, text, zoho_record_change
 
 MOODLE_ENROLMENT_EVENTS = (
     "core\\event\\user_enrolment_created",
@@ -14,24 +16,18 @@ MOODLE_ENROLMENT_EVENTS = (
 
 
 def plan(event: WebhookEvent) -> Change:
-    return _zoho(event) if event.source == "zoho" else _moodle(event)
+    if event.source == "zoho":
+        return zoho_record_change(event, enrollments, _zoho_columns)
+    return _moodle(event)
 
 
-def _zoho(event: WebhookEvent) -> Change:
-    key = {"zoho_record_id": event.record_id}
-    if event.event_type == "delete":
-        return MirrorWrite(enrollments, key, tombstone=True)
-    record = zoho_record_fields(event.payload)
-    if record is None:
-        return Skip("no_record_data")
-    values = {
+def _zoho_columns(record: dict[str, Any]) -> dict[str, Any]:
+    columns = {
         "student_zoho_id": lookup(record, "Enrolled_Students", "Student"),
         "class_zoho_id": lookup(record, "Classes", "Class"),
         "status": text(record, "Enrollment_Status", "Status"),
-        "data": record,
     }
-    required(values, {"student_zoho_id": "Enrolled_Students", "class_zoho_id": "Classes"})
-    return MirrorWrite(enrollments, key, values)
+    return required(columns, {"student_zoho_id": "Enrolled_Students", "class_zoho_id": "Classes"})
 
 
 def _moodle(event: WebhookEvent) -> Change:

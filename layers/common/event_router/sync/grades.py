@@ -4,31 +4,35 @@ from __future__ import annotations
 
 from typing import Any
 
-from event_router.payloads import MoodleEventData, WebhookEvent, zoho_record_fields
+from event_router.payloads import MoodleEventData, WebhookEvent
 from event_router.schema import grades, moodle_grades
-from event_router.sync import CannotApply, Change, MirrorWrite, Skip, integer, lookup, required, text
+from event_router.sync import (
+    CannotApply,
+    Change,
+    MirrorWrite,
+    Skip,
+    integer,
+    lookup,
+    required,
+    text,
+    zoho_record_change,
+)
 
 MOODLE_GRADED = "core\\event\\user_graded"
 
 
 def plan(event: WebhookEvent) -> Change:
-    return _zoho(event) if event.source == "zoho" else _moodle(event)
+    if event.source == "zoho":
+        return zoho_record_change(event, grades, _zoho_columns)
+    return _moodle(event)
 
 
-def _zoho(event: WebhookEvent) -> Change:
-    key = {"zoho_record_id": event.record_id}
-    if event.event_type == "delete":
-        return MirrorWrite(grades, key, tombstone=True)
-    record = zoho_record_fields(event.payload)
-    if record is None:
-        return Skip("no_record_data")
-    values = {
+def _zoho_columns(record: dict[str, Any]) -> dict[str, Any]:
+    columns = {
         "student_zoho_id": lookup(record, "Student", "Students", "Enrolled_Students"),
         "grade": text(record, "Grade"),
-        "data": record,
     }
-    required(values, {"student_zoho_id": "Student", "grade": "Grade"})
-    return MirrorWrite(grades, key, values)
+    return required(columns, {"student_zoho_id": "Student", "grade": "Grade"})
 
 
 def _moodle(event: WebhookEvent) -> Change:

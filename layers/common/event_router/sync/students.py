@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-from event_router.payloads import WebhookEvent, zoho_record_fields
+from typing import Any
+
+from event_router.payloads import WebhookEvent
 from event_router.schema import students
-from event_router.sync import Change, MirrorWrite, Skip, integer, text
+from event_router.sync import Change, Skip, integer, text, zoho_record_change
 
 
 def plan(event: WebhookEvent) -> Change:
     if event.source != "zoho":
         return Skip("unsupported_event")
-    key = {"zoho_record_id": event.record_id}
-    if event.event_type == "delete":
-        return MirrorWrite(students, key, tombstone=True)
-    record = zoho_record_fields(event.payload)
-    if record is None:
-        return Skip("no_record_data")
-    values = {
+    return zoho_record_change(event, students, _columns)
+
+
+def _columns(record: dict[str, Any]) -> dict[str, Any]:
+    return {
         "student_id_number": text(record, "Student_ID_Number"),
         "academic_email": text(record, "Academic_Email"),
         "name": text(record, "Name"),
         "moodle_user_id": integer(record, "Moodle_User_ID"),
-        "data": record,
     }
-    return MirrorWrite(students, key, values)
