@@ -6,11 +6,12 @@ import json
 from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from devstack.samples import DEV_SECRETS, DEV_TOKENS, Sample
 from tests.conftest import closed_port
-from tests.integration.conftest import Invoke
+from tests.integration.conftest import Invoke, load_event
+from tests.integration.test_verifier import down_sqs_endpoint
 
 STUDENT = "POST /api/v1/events/zoho/student"
 # Distinctive values that would be easy to find in a log line if any leaked.
@@ -100,3 +101,49 @@ def test_outcomes_are_counted_as_metrics_by_source_module_and_cause(
         ("Rejected", "signature_mismatch"),
     ]
     assert all((m["source"], m["module"]) == ("zoho", "students") for m in metrics)
+
+
+def test_processors_count_outcomes_and_time_events_by_source_and_module(
+    load: Callable[..., Invoke], db: Engine, captured_logs: Callable[[], list[str]]
+) -> None:
+    load("GradesProcessor", MODULE="grades")(load_event("sqs-grades-batch-with-poison"))
+
+    metrics = emf_metrics(captured_logs())
+    counted = {
+        (m["name"], m["source"]): m[m["name"]]
+        for m in metrics
+        if m["name"] not in ("ProcessingTime", "EndToEndLatency")
+    }
+    assert counted[("Processed", "zoho")] == [2.0]  # full record and form
+    assert counted[("Skipped", "zoho")] == [1.0]  # minimal shape: no record data
+    assert counted[("Processed", "moodle")] == [2.0]
+    assert counted[("Failed", "moodle")] == [1.0]
+    assert counted[("Retried", "unknown")] == [1.0]
+    timings = [m for m in metrics if m["name"] in ("ProcessingTime", "EndToEndLatency")]
+    assert {(m["name"], m["source"], m["module"]) for m in timings} == {
+        ("ProcessingTime", "zoho", "grades"),
+        ("EndToEndLatency", "zoho", "grades"),
+        ("ProcessingTime", "moodle", "grades"),
+        ("EndToEndLatency", "moodle", "grades"),
+    }
+    assert all(all(v >= 0 for v in m[m["name"]]) for m in timings)
+
+
+def test_replay_counts_replayed_events_by_source_and_module(
+    load: Callable[..., Invoke],
+    load_verifier: Callable[..., Invoke],
+    db: Engine,
+    captured_logs: Callable[[], list[str]],
+) -> None:
+    from tests.integration.conftest import load_event
+
+    load_verifier("zoho", AWS_ENDPOINT_URL_SQS=down_sqs_endpoint())(load_event("zoho-grade-full"))
+    with db.begin() as connection:
+        connection.execute(text("UPDATE integration_events_log SET received_at = now() - interval '1 hour'"))
+
+    load("ReplayFunction")({"mode": "log"})
+
+    replayed = [m for m in emf_metrics(captured_logs()) if m["name"] == "Replayed"]
+    assert [(m["source"], m["module"], m["Replayed"]) for m in replayed] == [("zoho", "grades", [1.0])]
+    lines = [json.loads(line) for line in captured_logs() if '"event replayed"' in line]
+    assert [line["correlation_id"] for line in lines] == ["zoho-notif-grade-0001"]

@@ -22,7 +22,7 @@ from event_router.errors import (
     UnknownRoute,
     WebhookRejected,
 )
-from event_router.observability import count, logger
+from event_router.observability import Metric, count, logger
 from event_router.payloads import WebhookEvent, decode_body, parse_event
 from event_router.routes import WEBHOOK_ROUTES, Route, Source
 from event_router.signatures import TOKEN_FIELD, authenticate
@@ -111,15 +111,15 @@ class Ingestor:
         except StorageUnavailable as error:
             logged = None
             logger.error("event log unavailable; queueing without a log row", error=str(error))
-            count("EventLogUnavailable", source=event.source, module=event.module)
+            count(Metric.EVENT_LOG_UNAVAILABLE, source=event.source, module=event.module)
         if logged is False:
             logger.info("duplicate event ignored", event_module=event.module)
-            count("Duplicate", source=event.source, module=event.module)
+            count(Metric.DUPLICATE, source=event.source, module=event.module)
             return Receipt(event.event_id, duplicate=True)
         try:
             self._publisher.publish(event)
         except QueueUnavailable as error:
-            count("QueueUnavailable", source=event.source, module=event.module)
+            count(Metric.QUEUE_UNAVAILABLE, source=event.source, module=event.module)
             if logged is None:
                 logger.error("event log and queue both unavailable; asking the sender to retry", error=str(error))
                 raise ServiceUnavailable("Neither the event log nor the queue is reachable") from None
@@ -128,7 +128,7 @@ class Ingestor:
             if logged:
                 self._mark_queued(event)
         logger.info("event accepted", event_module=event.module, event_type=event.event_type, logged=bool(logged))
-        count("Accepted", source=event.source, module=event.module)
+        count(Metric.ACCEPTED, source=event.source, module=event.module)
         return Receipt(event.event_id, duplicate=False)
 
     def _mark_queued(self, event: WebhookEvent) -> None:
@@ -140,7 +140,7 @@ class Ingestor:
 
     def _reject(self, route: Route, request: WebhookRequest, rejection: WebhookRejected) -> None:
         logger.warning("webhook rejected", cause=rejection.cause, route=request.route, body_size=len(request.body))
-        count("Rejected", source=route.source, module=route.module, cause=rejection.cause)
+        count(Metric.REJECTED, source=route.source, module=route.module, cause=rejection.cause)
         try:
             self._event_log.record_rejection(
                 source=route.source,

@@ -1,12 +1,17 @@
 """Structured logs and CloudWatch metrics (SPEC §10).
 
 Logs are JSON lines from Powertools' Logger with the event id as correlation
-id. Metrics use the embedded metric format. What may be logged: ids, modules,
-statuses, causes, sizes, timings. What may not: secrets, signatures, payload
-field values. Tests capture every line and check.
+id, from verifier to processor to replay. Metrics use the embedded metric
+format in namespace ``EventRouter``, with dimensions ``source`` and ``module``
+(plus ``cause`` for rejections, and ``service``). What may be logged: ids,
+modules, statuses, causes, sizes, timings. What may not: secrets, signatures,
+payload field values. Tests capture every line and check.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
+from enum import StrEnum
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.metrics import EphemeralMetrics, MetricUnit
@@ -17,13 +22,38 @@ NAMESPACE = "EventRouter"
 logger = Logger(service=SERVICE)
 
 
-def count(name: str, value: float = 1, unit: MetricUnit = MetricUnit.Count, **dimensions: str) -> None:
-    """Emit one metric with its own dimensions (source, module, cause...).
+class Metric(StrEnum):
+    """Every metric the router emits; the dashboard and alarms may only use these."""
+
+    ACCEPTED = "Accepted"  # verifier: new event logged and/or queued
+    DUPLICATE = "Duplicate"  # verifier: event id seen before
+    REJECTED = "Rejected"  # verifier: 401/400/413, with dimension cause
+    EVENT_LOG_UNAVAILABLE = "EventLogUnavailable"  # verifier: Postgres down, queued without a log row
+    QUEUE_UNAVAILABLE = "QueueUnavailable"  # verifier: SQS down, left for the sweep (or 503)
+    PROCESSED = "Processed"  # processor: completed
+    SKIPPED = "Skipped"  # processor: stale, no data, unsupported
+    FAILED = "Failed"  # processor: can never apply
+    RETRIED = "Retried"  # processor: failed, SQS will deliver it again
+    DEAD_LETTERED = "DeadLettered"  # processor: failed on its last delivery
+    REDELIVERED = "Redelivered"  # processor: a delivery of an event already settled
+    PROCESSING_TIME = "ProcessingTime"  # processor: ms from claim to completion
+    END_TO_END_LATENCY = "EndToEndLatency"  # processor: ms from webhook received to completion
+    REPLAYED = "Replayed"  # replay: re-queued events
+
+
+def emit(metric: Metric, values: Sequence[float], unit: MetricUnit = MetricUnit.Count, **dimensions: str) -> None:
+    """One EMF document for ``metric`` with its own dimensions (up to 100 values in one line).
 
     ``POWERTOOLS_METRICS_DISABLED=true`` silences it (the local stack does, by default).
     """
     metrics = EphemeralMetrics(namespace=NAMESPACE)
     for key, dimension in dimensions.items():
         metrics.add_dimension(name=key, value=dimension)
-    metrics.add_metric(name=name, unit=unit, value=value)
+    for value in values[:100]:
+        metrics.add_metric(name=metric.value, unit=unit, value=value)
     metrics.flush_metrics()
+
+
+def count(metric: Metric, value: float = 1, **dimensions: str) -> None:
+    """Count ``value`` occurrences of ``metric``."""
+    emit(metric, [value], MetricUnit.Count, **dimensions)

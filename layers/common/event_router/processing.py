@@ -11,9 +11,12 @@ One invocation handles one SQS batch with Powertools' batch processing:
 
 from __future__ import annotations
 
-from collections import Counter
+import time
+from collections import Counter, defaultdict
+from datetime import UTC, datetime
 from typing import Any
 
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
@@ -24,7 +27,7 @@ from event_router import mirror
 from event_router.database import describe_error
 from event_router.engine import STORE_ERRORS, settings_engine
 from event_router.errors import Problem
-from event_router.observability import count, logger
+from event_router.observability import Metric, count, emit, logger
 from event_router.payloads import WebhookEvent, event_from_message, problems
 from event_router.routes import Module
 from event_router.settings import Settings, load_settings
@@ -35,6 +38,14 @@ RULES = {
     "enrollments": enrollments.plan,
     "grades": grades.plan,
     "payments": payments.plan,
+}
+
+
+_OUTCOMES = {
+    "completed": Metric.PROCESSED,
+    "skipped": Metric.SKIPPED,
+    "failed": Metric.FAILED,
+    "settled": Metric.REDELIVERED,
 }
 
 
@@ -77,29 +88,35 @@ class _Batch:
         self._claims: dict[tuple[str, str], mirror.Claim] | None = None
         self._claim_error: str | None = None
         self._connection: Connection | None = None
-        self.outcomes: Counter[tuple[str, str]] = Counter()
+        self.outcomes: Counter[tuple[Metric, str]] = Counter()  # (metric, source) → events
+        self.timings: defaultdict[tuple[Metric, str], list[float]] = defaultdict(list)  # (metric, source) → ms
 
     def process(self, record: SQSRecord) -> str:
         """Powertools' record handler: returns the event's status, raises to have SQS retry it."""
         event = self._events[record.message_id]
         if event is None:
-            self.outcomes["Retried", "unknown"] += 1
+            self.outcomes[Metric.RETRIED, "unknown"] += 1
             raise EventNotProcessed("message body is not an event")
         logger.set_correlation_id(event.event_id)
         claimed = self._claimed().get((event.source, event.event_id))
         if claimed is None:
             logger.info("event already settled; redelivery ignored", event_module=event.module)
-            self.outcomes["Redelivered", event.source] += 1
+            self.outcomes[Metric.REDELIVERED, event.source] += 1
             return "settled"
         last_attempt = int(record.attributes.approximate_receive_count) >= self._processor._max_receive_count
+        started = time.monotonic()
         try:
             status = self._settle(event, claimed)
         except STORE_ERRORS as error:
             self._release(claimed, _describe(error), last_attempt)
-            self.outcomes["DeadLettered" if last_attempt else "Retried", event.source] += 1
+            self.outcomes[Metric.DEAD_LETTERED if last_attempt else Metric.RETRIED, event.source] += 1
             logger.error("event not processed; SQS will retry it", error=_describe(error), last_attempt=last_attempt)
             raise EventNotProcessed(_describe(error)) from None
-        self.outcomes[{"completed": "Processed", "skipped": "Skipped"}.get(status, "Failed"), event.source] += 1
+        self.outcomes[_OUTCOMES[status], event.source] += 1
+        if status == "completed":
+            self.timings[Metric.PROCESSING_TIME, event.source].append((time.monotonic() - started) * 1000)
+            latency = datetime.now(UTC) - claimed.received_at
+            self.timings[Metric.END_TO_END_LATENCY, event.source].append(latency.total_seconds() * 1000)
         logger.info("event processed", status=status, event_module=event.module)
         return status
 
@@ -155,8 +172,11 @@ class _Batch:
     def close(self) -> None:
         if self._connection is not None:
             self._connection.close()
-        for (name, source), value in self.outcomes.items():
-            count(name, value=value, source=source, module=self._processor.module)
+        module = self._processor.module
+        for (metric, source), value in self.outcomes.items():
+            count(metric, value=value, source=source, module=module)
+        for (metric, source), values in self.timings.items():
+            emit(metric, values, MetricUnit.Milliseconds, source=source, module=module)
 
 
 def build_processor(settings: Settings | None = None) -> ModuleProcessor:

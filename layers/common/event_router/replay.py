@@ -11,6 +11,7 @@ sent, so the processor can claim it. ``dry_run`` reports and changes nothing.
 
 from __future__ import annotations
 
+from collections import Counter
 from datetime import datetime, timedelta
 from typing import Any, Literal
 
@@ -19,7 +20,7 @@ from sqlalchemy import Engine, func, select, update
 
 from event_router.engine import STORE_ERRORS, settings_engine
 from event_router.errors import QueueUnavailable
-from event_router.observability import count, logger
+from event_router.observability import Metric, count, logger
 from event_router.payloads import WebhookEvent, event_from_message, problems
 from event_router.queues import SqsPublisher, sqs_client
 from event_router.routes import Module
@@ -65,6 +66,17 @@ class ReplayResult(BaseModel):
     replayed: int = 0
     skipped: int = 0
     event_ids: list[str] = Field(default_factory=list)
+    counts: Counter[tuple[str, str]] = Field(default_factory=Counter)  # (source, module) → replayed
+
+    def add(self, event: WebhookEvent) -> None:
+        """One more event replayed (or, in a dry run, that would be)."""
+        self.replayed += 1
+        self.event_ids.append(event.event_id)
+        self.counts[event.source, event.module] += 1
+        if not self.dry_run:
+            logger.set_correlation_id(event.event_id)
+            logger.info("event replayed", mode=self.mode, event_module=event.module)
+            logger.set_correlation_id(None)
 
 
 class Replayer:
@@ -83,10 +95,11 @@ class Replayer:
         except ValidationError as invalid:
             return {"success": False, "error": "invalid_request", "details": problems(invalid, "input")}
         result = self.from_dlq(request) if request.mode == "dlq" else self.from_log(request)
-        logger.info("replay finished", **result.model_dump(exclude={"event_ids"}))
-        if result.replayed and not request.dry_run:
-            count("Replayed", value=result.replayed, mode=request.mode)
-        return {"success": True, **result.model_dump()}
+        logger.info("replay finished", **result.model_dump(exclude={"event_ids", "counts"}))
+        if not request.dry_run:
+            for (source, module), replayed in result.counts.items():
+                count(Metric.REPLAYED, value=replayed, source=source, module=module)
+        return {"success": True, **result.model_dump(exclude={"counts"})}
 
     # ------------------------------------------------------------ dead-letter queue
 
@@ -109,8 +122,7 @@ class Replayer:
                 if event is None or not request.matches(event) or request.dry_run:
                     left.append(message["ReceiptHandle"])
                     if event is not None and request.matches(event):
-                        result.replayed += 1
-                        result.event_ids.append(event.event_id)
+                        result.add(event)
                     else:
                         result.skipped += 1
                     continue
@@ -120,8 +132,7 @@ class Replayer:
                     logger.warning("could not mark the event replayed", error=type(error).__name__)
                 self._publisher.publish(event)
                 self._sqs.delete_message(QueueUrl=self._dlq_url, ReceiptHandle=message["ReceiptHandle"])
-                result.replayed += 1
-                result.event_ids.append(event.event_id)
+                result.add(event)
         for handle in left:
             self._sqs.change_message_visibility(QueueUrl=self._dlq_url, ReceiptHandle=handle, VisibilityTimeout=0)
         return result
@@ -136,8 +147,7 @@ class Replayer:
             result.examined += 1
             event = WebhookEvent.model_validate({k: row[k] for k in WebhookEvent.model_fields})
             if request.dry_run:
-                result.replayed += 1
-                result.event_ids.append(event.event_id)
+                result.add(event)
                 continue
             if not self._mark_replayed(event, statuses=[row["status"]]):
                 result.skipped += 1  # it moved on since it was read
@@ -149,8 +159,7 @@ class Replayer:
                 result.skipped += 1
                 logger.error("could not re-queue the event; its status is restored", event_id=event.event_id)
                 continue
-            result.replayed += 1
-            result.event_ids.append(event.event_id)
+            result.add(event)
         return result
 
     @staticmethod
