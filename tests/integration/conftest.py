@@ -26,6 +26,7 @@ FUNCTIONS = {
     "PaymentsProcessor": "functions/module_processor",
     "ReplayFunction": "functions/replay",
     "MonitorFunction": "functions/monitor",
+    "MigrateFunction": "functions/migrate",
 }
 VERIFIERS = {"zoho": "ZohoWebhookFunction", "moodle": "MoodleWebhookFunction"}
 PROCESSORS: dict[Module, str] = {

@@ -11,7 +11,7 @@ import pytest
 from moto import mock_aws
 
 from event_router.credentials import SecretsManagerCredentials, credentials_for, parse_secret
-from event_router.database import connect_params, describe_error
+from event_router.database import connect_params, connection_params, describe_error
 from event_router.errors import CredentialsUnavailable
 from event_router.settings import Settings
 from event_router.signatures import WebhookCredentials
@@ -128,3 +128,57 @@ def test_without_an_arn_the_secrets_come_from_the_environment() -> None:
     settings = Settings.model_validate({"MOODLE_WEBHOOK_SECRET": "a,b", "MOODLE_WEBHOOK_TOKEN": "t"})
 
     assert credentials_for("moodle", settings).current() == WebhookCredentials.of(["a", "b"], ["t"])
+
+
+@mock_aws
+def test_database_login_comes_from_its_secret_and_a_rotated_password_is_used_on_reconnect() -> None:
+    client = boto3.client("secretsmanager", region_name="eu-west-2")
+    login = {"username": "router", "password": "first-p@ss", "engine": "postgres", "host": "db-1.internal"}
+    arn = client.create_secret(Name="db", SecretString=json.dumps(login))["ARN"]
+    settings = Settings.model_validate(
+        {
+            "DATABASE_SECRET_ARN": arn,
+            "DATABASE_HOST": "proxy.internal",
+            "DATABASE_NAME": "events",
+            "SECRETS_MAX_AGE": "0",
+            "DATABASE_SSLMODE": "verify-full",
+        }
+    )
+    provider = connection_params(settings, "test")
+
+    first = provider()
+    client.put_secret_value(SecretId=arn, SecretString=json.dumps({**login, "password": "second-p@ss"}))
+    second = provider()
+
+    assert (first["user"], first["password"], first["host"], first["database"]) == (
+        "router",
+        "first-p@ss",
+        "proxy.internal",  # DATABASE_HOST (an RDS Proxy, say) wins over the secret's host
+        "events",
+    )
+    assert first["ssl_context"].check_hostname is True
+    assert second["password"] == "second-p@ss"
+
+
+@mock_aws
+def test_database_host_may_come_from_the_secret() -> None:
+    client = boto3.client("secretsmanager", region_name="eu-west-2")
+    login = {"username": "u", "password": "p", "host": "db.internal", "port": 6432, "dbname": "college"}
+    arn = client.create_secret(Name="db", SecretString=json.dumps(login))["ARN"]
+
+    params = connection_params(Settings.model_validate({"DATABASE_SECRET_ARN": arn}), "test")()
+
+    assert (params["host"], params["port"], params["database"]) == ("db.internal", 6432, "college")
+
+
+@mock_aws
+def test_unreadable_database_secret_is_a_connection_error_without_details() -> None:
+    settings = Settings.model_validate({"DATABASE_SECRET_ARN": "arn:aws:secretsmanager:eu-west-2:1:secret:gone"})
+
+    with pytest.raises(ConnectionError, match=r"^database secret unavailable \(\w+\)$"):
+        connection_params(settings, "test")()
+
+
+def test_a_database_must_be_configured() -> None:
+    with pytest.raises(ValueError, match="DATABASE_URL"):
+        connection_params(Settings(), "test")

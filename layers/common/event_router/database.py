@@ -9,12 +9,15 @@ nothing heavy, so the verifiers can use it without loading SQLAlchemy.
 from __future__ import annotations
 
 import ssl
+from collections.abc import Callable
+from functools import partial
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from event_router.settings import Settings
 
 _SCHEMES = ("postgresql", "postgres", "postgresql+pg8000")
+ParamsProvider = Callable[[], dict[str, Any]]
 
 
 def connect_params(url: str, *, timeout: float, statement_timeout_ms: int, application_name: str) -> dict[str, Any]:
@@ -61,16 +64,44 @@ def _tls_context(sslmode: str, root_cert: str | None) -> ssl.SSLContext | None:
     return context
 
 
-def settings_params(settings: Settings, application_name: str) -> dict[str, Any]:
-    """Connection parameters from the container's settings."""
-    if not settings.database_url:
-        raise ValueError("DATABASE_URL is not set")
-    return connect_params(
-        settings.database_url,
+def connection_params(settings: Settings, application_name: str) -> ParamsProvider:
+    """How this container opens a connection, called on every (re)connect.
+
+    ``DATABASE_URL`` when set (local development, tests). Otherwise the host,
+    port, database and TLS mode from the environment, and the username and
+    password from the Secrets Manager secret ``DATABASE_SECRET_ARN`` (an RDS
+    secret: ``{"username", "password"}``, optionally ``host``, ``port``,
+    ``dbname``). The secret is cached for ``SECRETS_MAX_AGE`` seconds and read
+    again on reconnect, so a rotated password is picked up without a redeploy.
+    """
+    connect = partial(
+        connect_params,
         timeout=settings.db_connect_timeout,
         statement_timeout_ms=settings.db_statement_timeout_ms,
         application_name=application_name,
     )
+    if settings.database_url:
+        params = connect(settings.database_url)
+        return lambda: params
+    secret_arn = settings.database_secret_arn
+    if not secret_arn:
+        raise ValueError("set DATABASE_URL, or DATABASE_SECRET_ARN with DATABASE_HOST")
+    # Imported here so that functions configured with DATABASE_URL do not pay for it.
+    from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415
+
+    def from_secret() -> dict[str, Any]:
+        try:
+            secret = parameters.get_secret(secret_arn, transform="json", max_age=settings.secrets_max_age)
+            user, password = secret["username"], secret["password"]
+        except Exception as error:  # noqa: BLE001 - whatever the cause, the database is out of reach
+            raise ConnectionError(f"database secret unavailable ({type(error).__name__})") from None
+        host = settings.database_host or secret.get("host", "")
+        port = settings.database_port if settings.database_host else secret.get("port", settings.database_port)
+        name = secret.get("dbname", settings.database_name) if not settings.database_host else settings.database_name
+        url = f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/{quote(name)}"
+        return connect(f"{url}?sslmode={settings.database_sslmode}")
+
+    return from_secret
 
 
 def describe_error(error: BaseException) -> str:

@@ -8,17 +8,17 @@ import pg8000.dbapi
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from event_router.database import connect_params, settings_params
+from event_router.database import ParamsProvider, connect_params, connection_params
 from event_router.settings import Settings
 
 # What a statement raises when Postgres is unreachable, times out or refuses it.
 STORE_ERRORS = (SQLAlchemyError, OSError)
 
 
-def _engine(params: dict[str, Any], **options: Any) -> Engine:
+def _engine(params: ParamsProvider, **options: Any) -> Engine:
     return create_engine(
         "postgresql+pg8000://",
-        creator=lambda: pg8000.dbapi.connect(**params),
+        creator=lambda: pg8000.dbapi.connect(**params()),
         hide_parameters=True,  # error messages must not carry payload values
         **options,
     )
@@ -36,7 +36,7 @@ def make_engine(
     params = connect_params(
         url, timeout=timeout, statement_timeout_ms=statement_timeout_ms, application_name=application_name
     )
-    return _engine(params, **options)
+    return _engine(lambda: params, **options)
 
 
 def settings_engine(settings: Settings, application_name: str) -> Engine:
@@ -44,7 +44,7 @@ def settings_engine(settings: Settings, application_name: str) -> Engine:
     BEGIN/COMMIT round trips; pre-pinged; ``DB_POOL_SIZE`` connections (one in Lambda, where a
     container runs one invocation at a time)."""
     return _engine(
-        settings_params(settings, application_name),
+        connection_params(settings, application_name),
         isolation_level="AUTOCOMMIT",
         pool_size=settings.db_pool_size,
         max_overflow=0,

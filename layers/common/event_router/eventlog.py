@@ -16,7 +16,7 @@ from typing import Any
 
 import pg8000.native
 
-from event_router.database import describe_error
+from event_router.database import ParamsProvider, describe_error
 from event_router.errors import StorageUnavailable
 from event_router.payloads import WebhookEvent
 
@@ -47,7 +47,7 @@ class PgEventLog:
     a dead socket, but a busy one should not pay a round trip per request.
     """
 
-    def __init__(self, connect_params: dict[str, Any], idle_ping_seconds: float = 30.0) -> None:
+    def __init__(self, connect_params: ParamsProvider, idle_ping_seconds: float = 30.0) -> None:
         self._params = connect_params
         self._idle_ping_seconds = idle_ping_seconds
         self._local = threading.local()
@@ -111,7 +111,7 @@ class PgEventLog:
                 self.close()
                 connection = None
         if connection is None:
-            connection = local.connection = pg8000.native.Connection(**self._params)
+            connection = local.connection = pg8000.native.Connection(**self._params())
             local.statements = {}
         statement = local.statements.get(sql)
         if statement is None:

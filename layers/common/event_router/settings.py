@@ -32,6 +32,11 @@ class Settings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True, hide_input_in_errors=True)
 
     database_url: str | None = Field(None, alias="DATABASE_URL")
+    database_secret_arn: str | None = Field(None, alias="DATABASE_SECRET_ARN")
+    database_host: str | None = Field(None, alias="DATABASE_HOST")
+    database_port: int = Field(5432, alias="DATABASE_PORT")
+    database_name: str = Field("event_router", alias="DATABASE_NAME")
+    database_sslmode: str = Field("require", alias="DATABASE_SSLMODE")
     db_connect_timeout: float = Field(3.0, gt=0, alias="DB_CONNECT_TIMEOUT")
     db_statement_timeout_ms: int = Field(2500, gt=0, alias="DB_STATEMENT_TIMEOUT_MS")
     db_idle_ping_seconds: float = Field(30.0, ge=0, alias="DB_IDLE_PING_SECONDS")

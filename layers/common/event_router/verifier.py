@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from event_router.credentials import credentials_for
-from event_router.database import settings_params
+from event_router.database import connection_params
 from event_router.eventlog import PgEventLog
 from event_router.http import HANDLED_ERRORS, accepted_response, error_response, webhook_request
 from event_router.ingest import Ingestor
@@ -35,6 +35,6 @@ def build_verifier(source: Source, settings: Settings | None = None) -> Verifier
     missing = [m for m in modules_of(source) if m not in queue_urls]
     if missing:
         raise ValueError(f"queue URL not configured for: {', '.join(missing)}")
-    event_log = PgEventLog(settings_params(settings, f"{source}-verifier"), settings.db_idle_ping_seconds)
+    event_log = PgEventLog(connection_params(settings, f"{source}-verifier"), settings.db_idle_ping_seconds)
     publisher = SqsPublisher(sqs_client(settings), queue_urls)
     return Verifier(Ingestor(source, credentials_for(source, settings), event_log, publisher))

@@ -1,4 +1,4 @@
-"""Alembic environment: migrates the database named by the caller or ``DATABASE_URL``."""
+"""Alembic environment: migrates the engine the caller passes, or ``DATABASE_URL``."""
 
 from __future__ import annotations
 
@@ -18,15 +18,14 @@ def run() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    url = config.attributes.get("database_url") or os.environ["DATABASE_URL"]
-    engine = make_engine(url, application_name="event-router-migrate")
-    try:
-        with engine.connect() as connection:
-            context.configure(connection=connection, target_metadata=metadata)
-            with context.begin_transaction():
-                context.run_migrations()
-    finally:
-        engine.dispose()
+    engine = config.attributes.get("engine") or make_engine(
+        os.environ["DATABASE_URL"], application_name="event-router-migrate"
+    )
+    # Migrations run in one transaction of their own, whatever the engine's isolation level.
+    with engine.connect().execution_options(isolation_level="READ COMMITTED") as connection:
+        context.configure(connection=connection, target_metadata=metadata, transaction_per_migration=False)
+        with context.begin_transaction():
+            context.run_migrations()
 
 
 run()
