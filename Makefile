@@ -14,7 +14,7 @@ export AWS_REGION ?= eu-west-2
 export AWS_DEFAULT_REGION ?= $(AWS_REGION)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help install dev invoke send replay test lint format validate build migrate events clean
+.PHONY: help install dev invoke send replay test lint format validate build deploy migrate events clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -61,9 +61,15 @@ validate: $(SAM_VENV)/.installed ## sam validate and sam validate --lint (offlin
 	$(SAM) validate --template template.yaml
 	$(SAM) validate --lint --template template.yaml
 
-# sam build looks for python3.12 on PATH; put the one we found first.
-build: $(SAM_VENV)/.installed ## sam build into .aws-sam/
+# sam build looks for python3.12 on PATH; put the one we found first. It ships no bytecode, so
+# every cold start would compile the imports first: compile them here, valid whatever the mtimes.
+build: $(SAM_VENV)/.installed $(VENV)/.installed ## sam build into .aws-sam/, with compiled bytecode
 	PATH="$(dir $(PYTHON312)):$$PATH" $(SAM) build --template template.yaml
+	$(PY) -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build
+
+ENV ?= dev
+deploy: build ## deploy with samconfig.toml's ENV (dev or prod): make deploy ENV=prod
+	$(SAM) deploy --config-env $(ENV)
 
 migrate: $(VENV)/.installed ## apply the database migrations to DATABASE_URL
 	$(PY) -m event_router.migrate

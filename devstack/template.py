@@ -96,13 +96,19 @@ class Resolver:
 
     def __init__(self, template: dict[str, Any], parameters: dict[str, str], stack_name: str) -> None:
         self._template = template
-        self.parameters = {
-            name: str(parameters.get(name, spec.get("Default", "")))
-            for name, spec in template.get("Parameters", {}).items()
-        }
+        self.parameters: dict[str, Any] = {}
+        for name, spec in template.get("Parameters", {}).items():
+            value = str(parameters.get(name, spec.get("Default", "")))
+            is_list = spec["Type"] == "CommaDelimitedList"
+            self.parameters[name] = [v for v in value.split(",") if v] if is_list else value
         self.stack_name = stack_name
         self.refs: dict[str, str] = {}  # logical id → what Ref gives (queue URL, secret ARN...)
         self.attributes: dict[tuple[str, str], str] = {}  # (logical id, attribute) → value
+        self.conditions = {name: bool(self.resolve(c)) for name, c in template.get("Conditions", {}).items()}
+
+    def exists(self, resource: dict[str, Any]) -> bool:
+        """False for a resource whose Condition is false with these parameters."""
+        return "Condition" not in resource or self.conditions[resource["Condition"]]
 
     def resolve(self, value: Any) -> Any:
         if isinstance(value, list):
@@ -117,9 +123,11 @@ class Resolver:
                 return self.attributes[(argument[0], argument[1])]
             if key == "Fn::Sub":
                 return re.sub(r"\$\{([^}]+)\}", lambda m: self._sub(m.group(1)), argument)
+            if key in _CONDITION_FUNCTIONS:
+                return _CONDITION_FUNCTIONS[key](self, argument)
         return {key: self.resolve(item) for key, item in value.items()}
 
-    def _ref(self, name: str) -> str:
+    def _ref(self, name: str) -> Any:
         if name in self.parameters:
             return self.parameters[name]
         pseudo = {"AWS::StackName": self.stack_name, "AWS::Region": "eu-west-2", "AWS::AccountId": "123456789012"}
@@ -132,3 +140,14 @@ class Resolver:
             resource, attribute = expression.split(".", 1)
             return self.attributes[(resource, attribute)]
         return self._ref(expression)
+
+
+_CONDITION_FUNCTIONS: dict[str, Any] = {
+    "Fn::If": lambda r, a: r.resolve(a[1] if r.conditions[a[0]] else a[2]),
+    "Fn::Equals": lambda r, a: r.resolve(a[0]) == r.resolve(a[1]),
+    "Fn::Not": lambda r, a: not r.resolve(a[0]),
+    "Fn::And": lambda r, a: all(r.resolve(x) for x in a),
+    "Fn::Or": lambda r, a: any(r.resolve(x) for x in a),
+    "Fn::Join": lambda r, a: a[0].join(str(x) for x in r.resolve(a[1])),
+    "Condition": lambda r, a: r.conditions[a],
+}
