@@ -14,7 +14,7 @@ export AWS_REGION ?= eu-west-2
 export AWS_DEFAULT_REGION ?= $(AWS_REGION)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help install dev invoke send replay test lint format validate build deploy migrate events clean
+.PHONY: help install dev invoke send replay test lint format validate build bench deploy migrate generate clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -68,14 +68,18 @@ build: $(SAM_VENV)/.installed $(VENV)/.installed ## sam build into .aws-sam/, wi
 	$(PY) -m compileall -q -j 0 --invalidation-mode unchecked-hash .aws-sam/build
 
 ENV ?= dev
+bench: $(VENV)/.installed $(SAM_VENV)/.installed ## benchmarks: one table of figures, ratios to floors and targets
+	$(PY) -m bench.run $(BENCH_ARGS)
+
 deploy: build ## deploy with samconfig.toml's ENV (dev or prod): make deploy ENV=prod
 	$(SAM) deploy --config-env $(ENV)
 
 migrate: $(VENV)/.installed ## apply the database migrations to DATABASE_URL
 	$(PY) -m event_router.migrate
 
-events: $(VENV)/.installed ## regenerate the signed sample events in events/
+generate: $(VENV)/.installed ## regenerate events/ and the processors' compiled SQL (tests fail when stale)
 	$(PY) -m devstack.samples
+	$(PY) -m event_router.statements
 
 clean: ## remove build output and virtual environments
 	rm -rf .aws-sam $(VENV) $(SAM_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,6 +1,6 @@
 """The sample webhooks of ``events/``: every route and payload shape, plus rejected examples.
 
-``python -m devstack.samples`` (``make events``) rewrites ``events/`` from this
+``python -m devstack.samples`` (``make generate``) rewrites ``events/`` from this
 catalogue, signing with the fake development secrets below through the same
 ``sign`` function the verifiers check with; a test fails when the files drift.
 

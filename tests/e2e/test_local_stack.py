@@ -8,108 +8,20 @@ through replay, and stopping the stack leaves no process behind.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
-import urllib.error
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
-import psutil
 import pytest
 from sqlalchemy import Engine, text
 
-from devstack.__main__ import http
+from devstack.process import RunningStack
 from devstack.samples import SAMPLES, Sample
-from devstack.server import free_port
 from event_router.engine import make_engine
 from event_router.routes import WEBHOOK_ROUTES
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST_RETRIES = "QueueVisibilityTimeout=1 MaxReceiveCount=3 ProcessorBatchingWindow=0"
-
-
-class RunningStack:
-    """One ``python -m devstack dev`` process and what it needs to be talked to."""
-
-    def __init__(self, local_dir: Path, database_url: str | None) -> None:
-        self.local_dir = local_dir
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
-        environment = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
-        environment |= {
-            "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'layers' / 'common'}",
-            "PORT": str(self.port),
-            "LOCAL_DIR": str(local_dir),
-            "PARAMETER_OVERRIDES": FAST_RETRIES,
-        }
-        environment.pop("DATABASE_URL", None)
-        if database_url:
-            environment["DATABASE_URL"] = database_url
-        self.environment = environment
-        self.output = local_dir / "stack.log"
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, timeout: float = 90) -> None:
-        self.local_dir.mkdir(parents=True, exist_ok=True)
-        with self.output.open("ab") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "devstack", "dev"], cwd=ROOT, env=self.environment, stdout=log, stderr=log
-            )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"stack exited early:\n{self.output.read_text()[-3000:]}"
-            try:
-                if http("GET", f"{self.base_url}/api/v1/events/health")[0] == 200:
-                    return
-            except OSError:
-                pass
-            time.sleep(0.2)
-        raise AssertionError(f"stack did not become healthy:\n{self.output.read_text()[-3000:]}")
-
-    def stop(self) -> None:
-        """Ctrl-C, as a developer would; then nothing of it may be left running."""
-        assert self.process is not None
-        descendants = psutil.Process(self.process.pid).children(recursive=True)
-        self.process.send_signal(signal.SIGINT)
-        assert self.process.wait(timeout=30) == 0, self.output.read_text()[-3000:]
-        _, alive = psutil.wait_procs(descendants, timeout=10)
-        assert alive == []
-        assert not [
-            p for p in psutil.process_iter(["cmdline"]) if str(self.local_dir) in " ".join(p.info["cmdline"] or [])
-        ]
-        with pytest.raises(urllib.error.URLError):
-            http("GET", f"{self.base_url}/api/v1/events/health")
-
-    def send(self, sample: Sample) -> tuple[int, dict[str, Any]]:
-        method, path = sample.route.split(" ", 1)
-        status, answer = http(method, self.base_url + path, sample.body, sample.headers())
-        return status, json.loads(answer)
-
-    def stats(self) -> dict[str, Any]:
-        status, answer = http("GET", f"{self.base_url}/api/v1/events/stats")
-        assert status == 200
-        return json.loads(answer)  # type: ignore[no-any-return]
-
-    def command(self, *args: str) -> str:
-        """``python -m devstack <args>`` (what ``make send|invoke|replay`` run) against this stack."""
-        result = subprocess.run(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "devstack", *args],
-            cwd=ROOT,
-            env=self.environment,
-            capture_output=True,
-            text=True,
-            check=True,
-            timeout=60,
-        )
-        return result.stdout
-
-    def replay(self, request: dict[str, Any]) -> dict[str, Any]:
-        output = self.command("replay", json.dumps(request))
-        return json.loads(output[output.index("{\n") :])  # type: ignore[no-any-return]
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:
@@ -143,7 +55,7 @@ def test_signed_webhooks_over_http_flow_to_the_mirror_and_a_poison_event_round_t
     tmp_path: Path, e2e_database: tuple[str, Engine]
 ) -> None:
     url, db = e2e_database
-    stack = RunningStack(tmp_path / "local", url)
+    stack = RunningStack(tmp_path / "local", url, FAST_RETRIES)
     stack.start()
     try:
         # Given one signed webhook of each route and shape, sent over HTTP
@@ -215,7 +127,7 @@ def test_signed_webhooks_over_http_flow_to_the_mirror_and_a_poison_event_round_t
 def test_embedded_postgres_keeps_its_data_between_runs_and_stops_with_the_stack(tmp_path: Path) -> None:
     # Given a stack on its own embedded Postgres
     local = tmp_path / "local"
-    first = RunningStack(local, database_url=None)
+    first = RunningStack(local, None, FAST_RETRIES)
     first.start()
     try:
         status, answer = first.send(SAMPLES["zoho-student-full"])
@@ -225,7 +137,7 @@ def test_embedded_postgres_keeps_its_data_between_runs_and_stops_with_the_stack(
         first.stop()  # asserts that no Postgres or moto process is left
 
     # When it starts again
-    second = RunningStack(local, database_url=None)
+    second = RunningStack(local, None, FAST_RETRIES)
     second.start()
     try:
         # Then the data is still there

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, text
 
 from devstack.poller import QueuePoller, lambda_sqs_event
 from devstack.samples import Sample
-from event_router import mirror
+from event_router.mirror import MirrorStore
 from tests.conftest import Queues
 from tests.integration.conftest import PROCESSORS, Invoke, load_event
 
@@ -333,7 +333,7 @@ def test_batch_redelivered_after_a_crash_halfway_changes_each_row_once(
     processor = load("GradesProcessor", MODULE="grades")
 
     # When the processor dies after applying five of them
-    real_apply, applied = mirror.apply, []
+    real_apply, applied = MirrorStore.apply, []
 
     def dies_after_five(*args: Any, **kwargs: Any) -> Any:
         if len(applied) == 5:
@@ -341,9 +341,11 @@ def test_batch_redelivered_after_a_crash_halfway_changes_each_row_once(
         applied.append(args)
         return real_apply(*args, **kwargs)
 
-    with mock.patch.object(mirror, "apply", dies_after_five), pytest.raises(SystemExit):
+    with mock.patch.object(MirrorStore, "apply", dies_after_five), pytest.raises(SystemExit):
         processor(event)
-    assert sorted(log_status(db).values()) == ["completed"] * 5 + ["processing"] * 5
+    # nothing of the batch is half-applied: its transaction died with it
+    assert sorted(log_status(db).values()) == ["processing"] * 10
+    assert mirror_writes() == {}
 
     # and SQS delivers the whole batch again
     response = processor(event)

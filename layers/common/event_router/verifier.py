@@ -9,6 +9,7 @@ from event_router.database import connection_params
 from event_router.eventlog import PgEventLog
 from event_router.http import HANDLED_ERRORS, accepted_response, error_response, webhook_request
 from event_router.ingest import Ingestor
+from event_router.payloads import prepare
 from event_router.queues import SqsPublisher, sqs_client
 from event_router.routes import Source, modules_of
 from event_router.settings import Settings, load_settings
@@ -31,6 +32,7 @@ class Verifier:
 def build_verifier(source: Source, settings: Settings | None = None) -> Verifier:
     """Wire the verifier of ``source`` from the container's settings."""
     settings = settings or load_settings()
+    prepare(source)
     queue_urls = settings.queue_urls()
     missing = [m for m in modules_of(source) if m not in queue_urls]
     if missing:

@@ -7,8 +7,9 @@ Each module has a ``plan(event)`` that returns one of three changes, or raises
 - ``LogOnly``: nothing to mirror, the event-log row is the record (payments);
 - ``Skip``: nothing to do, for a stated reason.
 
-The rules are pure: ``processing.py`` turns a change into SQL with the
-stale-write guard and the event's completion in one statement.
+The rules are pure: ``mirror.py`` turns a change into SQL with the
+stale-write guard and the event's completion in one statement. Tables are named
+as in ``schema.py``; the rules do not import it, so neither do the processors.
 """
 
 from __future__ import annotations
@@ -16,8 +17,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
-
-from sqlalchemy import Table
 
 from event_router.errors import Problem
 from event_router.payloads import WebhookEvent, zoho_record_fields
@@ -35,7 +34,7 @@ class CannotApply(Exception):
 class MirrorWrite:
     """Upsert one mirror row, or with ``tombstone`` mark it deleted; guarded against stale events."""
 
-    table: Table
+    table: str
     key: dict[str, Any]
     values: dict[str, Any] = field(default_factory=dict)
     tombstone: bool = False
@@ -60,9 +59,7 @@ class Skip:
 Change = MirrorWrite | LogOnly | Skip
 
 
-def zoho_record_change(
-    event: WebhookEvent, table: Table, columns: Callable[[dict[str, Any]], dict[str, Any]]
-) -> Change:
+def zoho_record_change(event: WebhookEvent, table: str, columns: Callable[[dict[str, Any]], dict[str, Any]]) -> Change:
     """The change a Zoho event makes to its mirror row: a tombstone for a delete, otherwise the
     record's mapped ``columns`` plus its fields in ``data``; nothing when the payload has no fields."""
     key = {"zoho_record_id": event.record_id}

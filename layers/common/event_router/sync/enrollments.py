@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from event_router.payloads import MoodleEventData, WebhookEvent
-from event_router.schema import enrollments, moodle_enrolments
 from event_router.sync import Change, MirrorWrite, Skip, lookup, required, text, zoho_record_change
 
 MOODLE_ENROLMENT_EVENTS = (
@@ -17,7 +16,7 @@ MOODLE_ENROLMENT_EVENTS = (
 
 def plan(event: WebhookEvent) -> Change:
     if event.source == "zoho":
-        return zoho_record_change(event, enrollments, _zoho_columns)
+        return zoho_record_change(event, "enrollments", _zoho_columns)
     return _moodle(event)
 
 
@@ -36,4 +35,4 @@ def _moodle(event: WebhookEvent) -> Change:
         return Skip("unsupported_event")
     key = {"moodle_user_id": moodle.student, "moodle_course_id": moodle.courseid}
     status = "unenrolled" if event.event_type == "delete" else "enrolled"
-    return MirrorWrite(moodle_enrolments, key, {"status": status})
+    return MirrorWrite("moodle_enrolments", key, {"status": status})

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from event_router.payloads import MoodleEventData, WebhookEvent
-from event_router.schema import grades, moodle_grades
 from event_router.sync import (
     CannotApply,
     Change,
@@ -23,7 +22,7 @@ MOODLE_GRADED = "core\\event\\user_graded"
 
 def plan(event: WebhookEvent) -> Change:
     if event.source == "zoho":
-        return zoho_record_change(event, grades, _zoho_columns)
+        return zoho_record_change(event, "grades", _zoho_columns)
     return _moodle(event)
 
 
@@ -45,7 +44,7 @@ def _moodle(event: WebhookEvent) -> Change:
     if item is None:
         raise CannotApply([{"field": "other.itemid", "problem": "is required"}])
     key = {"moodle_user_id": moodle.student, "grade_item_id": item}
-    return MirrorWrite(moodle_grades, key, {"moodle_course_id": moodle.courseid, "final_grade": _grade(facts)})
+    return MirrorWrite("moodle_grades", key, {"moodle_course_id": moodle.courseid, "final_grade": _grade(facts)})
 
 
 def _grade(facts: dict[str, Any]) -> float | None:

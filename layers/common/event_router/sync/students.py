@@ -5,14 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 from event_router.payloads import WebhookEvent
-from event_router.schema import students
 from event_router.sync import Change, Skip, integer, text, zoho_record_change
 
 
 def plan(event: WebhookEvent) -> Change:
     if event.source != "zoho":
         return Skip("unsupported_event")
-    return zoho_record_change(event, students, _columns)
+    return zoho_record_change(event, "students", _columns)
 
 
 def _columns(record: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,520 @@
+"""``make bench``: how fast the router accepts, processes and starts, as ratios to floors measured
+in the same run, plus round trips counted, a burst through the local stack, and package sizes.
+
+Every speed figure is a median over many runs; every ratio divides by a floor measured in the
+same run, against the same database and the same queue state, so a noisy machine moves both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import pg8000.core
+import pg8000.native
+
+from bench.harness import ROOT, Harness, harness, median, percentile, quiet, say
+from devstack.invoke import environment
+from devstack.poller import lambda_sqs_event
+from devstack.samples import Sample
+from event_router.database import connect_params
+from event_router.eventlog import MARK_QUEUED_SQL, RECORD_SQL, PgEventLog
+from event_router.payloads import WebhookEvent, decode_body, parse_event
+from event_router.queues import message_attributes, sqs_client
+from event_router.settings import Settings
+
+STUDENT_ROUTE = "POST /api/v1/events/zoho/student"
+Row = tuple[str, str, str, str]  # measure, value, target, verdict
+
+
+def student_webhook(n: int, tag: str) -> Sample:
+    record_id = f"57257670{n:011d}"
+    stamp = datetime.now(UTC).isoformat()
+    document = {
+        "notification_id": f"bench-{tag}-{n}",
+        "timestamp": stamp,
+        "module": "BTEC_Students",
+        "operation": "update",
+        "record_id": record_id,
+        "data": {
+            "id": record_id,
+            "Name": f"Student {n}",
+            "Student_ID_Number": f"BTEC-{n:06d}",
+            "Academic_Email": f"student{n}@students.example.ac.uk",
+            "Modified_Time": stamp,
+        },
+    }
+    return Sample(f"bench-{tag}-{n}", STUDENT_ROUTE, json.dumps(document).encode(), 202)
+
+
+def event_of(sample: Sample) -> WebhookEvent:
+    return parse_event("zoho", "students", decode_body(sample.body))
+
+
+def pg(url: str) -> pg8000.native.Connection:
+    return pg8000.native.Connection(
+        **connect_params(url, timeout=10, statement_timeout_ms=10_000, application_name="bench-floor")
+    )
+
+
+# ------------------------------------------------------------------ 1. verifier, warm
+
+
+def verifier_warm(h: Harness, rounds: int = 8, per_round: int = 75) -> list[Row]:
+    say("verifier, warm ...")
+    verifier = h.function("functions/zoho_webhook", "ZohoWebhookFunction")
+    floor_db = pg(h.database_url)
+    record, mark = floor_db.prepare(RECORD_SQL), floor_db.prepare(MARK_QUEUED_SQL)
+    with environment({"AWS_ENDPOINT_URL_SQS": h.sqs_endpoint}):
+        sqs = sqs_client(Settings.model_validate({}))  # the verifier's own client settings
+    url = h.queue_urls["students"]
+    handler_ms: list[float] = []
+    floor_ms: list[float] = []
+    with quiet():
+        verifier(student_webhook(0, "warmup").event())
+        for r in range(rounds):
+            webhooks = [student_webhook(i, f"h{r}").event() for i in range(per_round)]
+            floor_events = [event_of(student_webhook(i, f"f{r}")) for i in range(per_round)]
+            h.drain("students")
+            for webhook in webhooks:
+                started = time.perf_counter()
+                response = verifier(webhook)
+                handler_ms.append((time.perf_counter() - started) * 1000)
+                assert response["statusCode"] == 202, response
+            h.drain("students")
+            for event in floor_events:
+                started = time.perf_counter()
+                record.run(
+                    event_id=event.event_id,
+                    source=event.source,
+                    module=event.module,
+                    event_type=event.event_type,
+                    record_id=event.record_id,
+                    occurred_at=event.occurred_at,
+                    payload=json.dumps(event.payload, ensure_ascii=False),
+                )
+                sqs.send_message(
+                    QueueUrl=url, MessageBody=event.model_dump_json(), MessageAttributes=message_attributes(event)
+                )
+                mark.run(source=event.source, event_id=event.event_id)
+                floor_ms.append((time.perf_counter() - started) * 1000)
+    h.drain("students")
+    floor_db.close()
+    ratio = median(handler_ms) / median(floor_ms)
+    return [
+        (
+            "verifier warm: handler per request",
+            f"{median(handler_ms):.2f} ms (p99 {percentile(handler_ms, 0.99):.2f})",
+            "",
+            "",
+        ),
+        ("verifier warm: floor (its SQL via pg8000 + send_message)", f"{median(floor_ms):.2f} ms", "", ""),
+        ("verifier warm: handler / floor", f"{ratio:.2f}", "<= 1.3", verdict(ratio <= 1.3)),
+    ]
+
+
+# ------------------------------------------------------------------ 2. processor throughput
+
+FLOOR_UPSERT = """
+INSERT INTO students (zoho_record_id, student_id_number, academic_email, name, moodle_user_id, data,
+                      source_modified_at, deleted_at, last_event_id, updated_at)
+VALUES (:id, :number, :email, :name, NULL, CAST(:data AS jsonb), :modified, NULL, :event_id, now())
+ON CONFLICT (zoho_record_id) DO UPDATE SET
+    student_id_number = EXCLUDED.student_id_number, academic_email = EXCLUDED.academic_email,
+    name = EXCLUDED.name, moodle_user_id = EXCLUDED.moodle_user_id, data = EXCLUDED.data,
+    source_modified_at = EXCLUDED.source_modified_at, deleted_at = NULL,
+    last_event_id = EXCLUDED.last_event_id, updated_at = now()
+WHERE students.source_modified_at IS NULL OR students.source_modified_at < EXCLUDED.source_modified_at
+   OR (students.source_modified_at = EXCLUDED.source_modified_at AND students.deleted_at IS NULL)"""
+
+
+def processor_throughput(h: Harness, batch_size: int, batches: int) -> list[Row]:
+    say(f"processor, batches of {batch_size} ...")
+    processor = h.function("functions/module_processor", "StudentsProcessor", MODULE="students")
+    verifier_log = PgEventLog(
+        lambda: connect_params(h.database_url, timeout=10, statement_timeout_ms=10_000, application_name="bench-setup")
+    )
+    floor_db = pg(h.database_url)
+    upsert = floor_db.prepare(FLOOR_UPSERT)
+    handler_s: list[float] = []
+    floor_s: list[float] = []
+    serial = iter(range(10**9))
+    with quiet():
+        for b in range(batches + 1):  # the first batch warms up and is not counted
+            events = [event_of(student_webhook(next(serial), f"p{batch_size}")) for _ in range(batch_size)]
+            for event in events:  # as the verifier leaves them: logged and queued
+                verifier_log.record(event)
+                verifier_log.mark_queued(event)
+            messages = [
+                {
+                    "MessageId": str(uuid.uuid4()),
+                    "ReceiptHandle": "r",
+                    "Body": e.model_dump_json(),
+                    "MD5OfBody": "",
+                    "Attributes": {"ApproximateReceiveCount": "1"},
+                }
+                for e in events
+            ]
+            sqs_event = lambda_sqs_event(messages, "arn:aws:sqs:eu-west-2:123456789012:bench-students")
+            started = time.perf_counter()
+            response = processor(sqs_event)
+            elapsed = time.perf_counter() - started
+            assert response == {"batchItemFailures": []}, response
+            floor_events = [event_of(student_webhook(next(serial), f"q{batch_size}")) for _ in range(batch_size)]
+            started_floor = time.perf_counter()
+            floor_db.run("BEGIN")
+            for e in floor_events:
+                data = e.payload["data"]
+                upsert.run(
+                    id=e.record_id,
+                    number=data["Student_ID_Number"],
+                    email=data["Academic_Email"],
+                    name=data["Name"],
+                    data=json.dumps(data),
+                    modified=e.occurred_at,
+                    event_id=e.event_id,
+                )
+            floor_db.run("COMMIT")
+            elapsed_floor = time.perf_counter() - started_floor
+            if b:
+                handler_s.append(elapsed)
+                floor_s.append(elapsed_floor)
+    verifier_log.close()
+    floor_db.close()
+    rate = batch_size / median(handler_s)
+    floor_rate = batch_size / median(floor_s)
+    ratio = floor_rate / rate
+    return [
+        (f"processor, batch {batch_size}: events/s", f"{rate:,.0f}", ">= 1,000", verdict(rate >= 1000)),
+        (
+            f"processor, batch {batch_size}: floor events/s (same upserts, pg8000, one txn)",
+            f"{floor_rate:,.0f}",
+            "",
+            "",
+        ),
+        (f"processor, batch {batch_size}: time / floor time", f"{ratio:.2f}", "<= 1.5", verdict(ratio <= 1.5)),
+    ]
+
+
+# ------------------------------------------------------------------ 3. cold start
+
+PROBE = """
+import importlib.util, sys
+spec = importlib.util.spec_from_file_location("app", sys.argv[1])
+module = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(module)
+"""
+FLOOR = "import boto3; boto3.client('sqs')"
+
+
+def cold_start(runs: int = 21) -> list[Row]:
+    say("cold start ...")
+    subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(ROOT / "layers" / "common"), str(ROOT / "functions")], check=True
+    )
+    environment = {
+        "PATH": os.environ["PATH"],
+        "PYTHONPATH": f"{ROOT / 'layers' / 'common'}",
+        # As deployed: login and webhook secrets in Secrets Manager, nothing fetched before the first request.
+        "AWS_REGION": "eu-west-2",
+        "AWS_DEFAULT_REGION": "eu-west-2",
+        "AWS_ACCESS_KEY_ID": "bench",
+        "AWS_SECRET_ACCESS_KEY": "bench",
+        "DATABASE_HOST": "db.internal",
+        "DATABASE_SECRET_ARN": "arn:aws:secretsmanager:eu-west-2:1:secret:db",
+        "ZOHO_WEBHOOK_SECRET_ARN": "arn:aws:secretsmanager:eu-west-2:1:secret:z",
+        "MOODLE_WEBHOOK_SECRET_ARN": "arn:aws:secretsmanager:eu-west-2:1:secret:m",
+        "DEAD_LETTER_QUEUE_URL": "https://sqs.eu-west-2.amazonaws.com/1/dlq",
+        **{
+            f"{m}_QUEUE_URL": f"https://sqs.eu-west-2.amazonaws.com/1/{m.lower()}"
+            for m in ("STUDENTS", "ENROLLMENTS", "GRADES", "PAYMENTS")
+        },
+        "POWERTOOLS_SERVICE_NAME": "event-router",
+    }
+    commands: dict[str, list[str]] = {"floor": [sys.executable, "-c", FLOOR]}
+    for name, code in (
+        ("ZohoWebhookFunction", "zoho_webhook"),
+        ("MoodleWebhookFunction", "moodle_webhook"),
+        ("StudentsProcessor", "module_processor"),
+    ):
+        commands[name] = [sys.executable, "-c", PROBE, str(ROOT / "functions" / code / "app.py")]
+    timings: dict[str, list[float]] = {name: [] for name in commands}
+    for _ in range(runs):  # interleaved, so drift hits every command alike
+        for name, command in commands.items():
+            started = time.perf_counter()
+            subprocess.run(command, env={**environment, "MODULE": "students"}, check=True)
+            timings[name].append((time.perf_counter() - started) * 1000)
+    floor = median(timings["floor"])
+    rows: list[Row] = [("cold start floor: python + import boto3 + SQS client", f"{floor:.0f} ms", "", "")]
+    for name, target in (("ZohoWebhookFunction", 1.5), ("MoodleWebhookFunction", 1.5), ("StudentsProcessor", 2.0)):
+        ratio = median(timings[name]) / floor
+        rows.append(
+            (
+                f"cold start {name} / floor",
+                f"{ratio:.2f} ({median(timings[name]):.0f} ms)",
+                f"<= {target}",
+                verdict(ratio <= target),
+            )
+        )
+    return rows
+
+
+# ------------------------------------------------------------------ 4. round trips, counted
+
+
+class RoundTrips:
+    """Counts pg8000's flushes: each one is a message sent that waits for Postgres' answer."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+        self._original = pg8000.core._flush
+
+    def __enter__(self) -> RoundTrips:
+        def counting(sock: Any) -> None:
+            with self._lock:
+                self.count += 1
+            self._original(sock)
+
+        pg8000.core._flush = counting
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pg8000.core._flush = self._original
+
+    def measure(self, action: Callable[[], Any]) -> int:
+        before = self.count
+        action()
+        return self.count - before
+
+
+def round_trips(h: Harness) -> list[Row]:
+    say("round trips ...")
+    verifier = h.function("functions/zoho_webhook", "ZohoWebhookFunction")
+    processor = h.function("functions/module_processor", "StudentsProcessor", MODULE="students")
+    rows: list[Row] = []
+    with quiet(), RoundTrips() as counter:
+        verifier(student_webhook(0, "rt-warm").event())  # connect and prepare first, as a warm container has
+        new = student_webhook(1, "rt").event()
+        new_trips = counter.measure(lambda: verifier(new))
+        duplicate_trips = counter.measure(lambda: verifier(new))
+        rows.append(("round trips: verifier, new event", str(new_trips), "<= 2", verdict(new_trips <= 2)))
+        rows.append(("round trips: verifier, duplicate", str(duplicate_trips), "1", verdict(duplicate_trips == 1)))
+        for size in (1, 10, 100):
+
+            def batch(n: int = size, tag: str = "") -> dict[str, Any]:
+                events = [event_of(student_webhook(i, f"rt{n}{tag}")) for i in range(n)]
+                messages = [
+                    {
+                        "MessageId": str(uuid.uuid4()),
+                        "ReceiptHandle": "r",
+                        "Body": e.model_dump_json(),
+                        "MD5OfBody": "",
+                        "Attributes": {"ApproximateReceiveCount": "1"},
+                    }
+                    for e in events
+                ]
+                return lambda_sqs_event(messages, "arn:aws:sqs:eu-west-2:1:bench-students")
+
+            processor(batch(tag="warm"))
+            event = batch()
+            trips = counter.measure(partial(processor, event)) / size
+            rows.append(
+                (f"round trips: processor per event, batch {size}", f"{trips:.2f}", "<= 3", verdict(trips <= 3))
+            )
+    h.drain("students")
+    return rows
+
+
+# ------------------------------------------------------------------ 5. burst through the local stack
+
+
+def burst(h: Harness, total: int = 5000, clients: int = 16) -> list[Row]:
+    from sqlalchemy import text
+
+    from devstack.process import RunningStack
+    from event_router.engine import make_engine
+
+    say(f"burst of {total} webhooks from {clients} clients through the local stack ...")
+    url = h.fresh_database()
+    engine = make_engine(url)
+    with engine.begin() as connection:  # count every write of every mirror row
+        connection.execute(text("CREATE TABLE mirror_writes (record_id text)"))
+        connection.execute(
+            text(
+                "CREATE FUNCTION count_write() RETURNS trigger AS $$ BEGIN "
+                "INSERT INTO mirror_writes VALUES (NEW.zoho_record_id); RETURN NEW; END $$ LANGUAGE plpgsql"
+            )
+        )
+        for table in ("students", "enrollments", "grades"):
+            connection.execute(
+                text(
+                    f"CREATE TRIGGER count_write AFTER INSERT OR UPDATE ON {table} "
+                    "FOR EACH ROW EXECUTE FUNCTION count_write()"
+                )
+            )
+    segments = ["student", "enrollment", "grade", "payment"]
+    webhooks = []
+    for n in range(total):
+        segment = segments[n % 4]
+        record_id = f"B{n:06d}"
+        data = {
+            "id": record_id,
+            "Name": f"Record {n}",
+            "Modified_Time": "2026-11-25T09:00:00Z",
+            "Enrolled_Students": "S1",
+            "Classes": "C1",
+            "Student": "S1",
+            "Grade": "P",
+            "Amount": "10",
+        }
+        body = json.dumps(
+            {
+                "notification_id": f"burst-{n}",
+                "timestamp": "2026-11-25T09:00:00Z",
+                "operation": "update",
+                "record_id": record_id,
+                "data": data,
+            }
+        ).encode()
+        webhooks.append(Sample(f"burst-{n}", f"POST /api/v1/events/zoho/{segment}", body, 202))
+    stack = RunningStack(Path(tempfile.mkdtemp(prefix="event-router-burst-")), url)
+    stack.start()
+    latencies: list[float] = []
+    accepted: set[str] = set()
+    try:
+        started = time.perf_counter()
+
+        def send(sample: Sample) -> None:
+            sent = time.perf_counter()
+            status, answer = stack.send(sample)
+            latencies.append((time.perf_counter() - sent) * 1000)
+            if status == 202:
+                accepted.add(answer["event_id"])
+
+        with ThreadPoolExecutor(max_workers=clients) as pool:
+            list(pool.map(send, webhooks))
+        sent_s = time.perf_counter() - started
+
+        def completed() -> int:
+            with engine.connect() as connection:
+                return int(
+                    connection.execute(
+                        text("SELECT count(*) FROM integration_events_log WHERE status = 'completed'")
+                    ).scalar_one()
+                )
+
+        while completed() < len(accepted) and time.perf_counter() - started < 600:
+            time.sleep(0.2)
+        drained_s = time.perf_counter() - started
+        with engine.connect() as connection:
+            done = set(
+                connection.execute(
+                    text("SELECT event_id FROM integration_events_log WHERE status = 'completed'")
+                ).scalars()
+            )
+            doubled = connection.execute(
+                text(
+                    "SELECT count(*) FROM (SELECT record_id FROM mirror_writes "
+                    "GROUP BY record_id HAVING count(*) > 1) d"
+                )
+            ).scalar_one()
+    finally:
+        stack.stop()
+        engine.dispose()
+    lost = len(accepted - done)
+    return [
+        (
+            f"burst: {total} webhooks, {clients} clients, accepted",
+            f"{len(accepted)} (sent in {sent_s:.1f} s, {total / sent_s:,.0f}/s)",
+            "all",
+            verdict(len(accepted) == total),
+        ),
+        (
+            "burst: acceptance latency p50 / p99",
+            f"{median(latencies):.1f} / {percentile(latencies, 0.99):.1f} ms",
+            "",
+            "",
+        ),
+        ("burst: time until all completed", f"{drained_s:.1f} s", "", ""),
+        (
+            "burst: lost events / doubly-applied events",
+            f"{lost} / {doubled}",
+            "0 / 0",
+            verdict(lost == 0 and doubled == 0),
+        ),
+    ]
+
+
+# ------------------------------------------------------------------ 6. package sizes
+
+
+def package_sizes() -> list[Row]:
+    say("package sizes (make build) ...")
+    subprocess.run(["make", "--no-print-directory", "build"], cwd=ROOT, check=True, stdout=subprocess.DEVNULL)
+    build = ROOT / ".aws-sam" / "build"
+
+    def size(path: Path) -> float:
+        return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) / 1_000_000
+
+    layer = build / "CommonLayer"
+    rows: list[Row] = [("common layer, unzipped", f"{size(layer):.1f} MB", "< 15 MB", verdict(size(layer) < 15))]
+    rows.append(
+        (
+            "boto3 packaged in the layer",
+            "yes" if (layer / "python" / "boto3").exists() else "no",
+            "no",
+            verdict(not (layer / "python" / "boto3").exists()),
+        )
+    )
+    for function in sorted(p.name for p in build.iterdir() if p.is_dir() and p.name != "CommonLayer"):
+        rows.append((f"function {function}, unzipped", f"{size(build / function):.2f} MB", "", ""))
+    return rows
+
+
+# ------------------------------------------------------------------ the table
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "NOT met"
+
+
+def main(argv: list[str]) -> None:
+    only = set(argv)
+    rows: list[Row] = []
+    started = time.perf_counter()
+    with harness() as h:
+        if not only or "verifier" in only:
+            rows += verifier_warm(h)
+        if not only or "processor" in only:
+            rows += processor_throughput(h, 10, 60)
+            rows += processor_throughput(h, 100, 12)
+        if not only or "roundtrips" in only:
+            rows += round_trips(h)
+        if not only or "burst" in only:
+            rows += burst(h)
+    if not only or "coldstart" in only:
+        rows += cold_start()
+    if not only or "sizes" in only:
+        rows += package_sizes()
+    width = max(len(r[0]) for r in rows)
+    print(f"\n{'measure':<{width}}  {'value':<40} {'target':<10} verdict")
+    for measure, value, target, outcome in rows:
+        print(f"{measure:<{width}}  {value:<40} {target:<10} {outcome}")
+    print(f"\n{datetime.now(UTC):%Y-%m-%d %H:%M} UTC, {os.cpu_count()} cores, {time.perf_counter() - started:.0f} s")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

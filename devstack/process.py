@@ -1,0 +1,105 @@
+"""A local stack in a subprocess, as a developer runs it: for the end-to-end tests and the burst benchmark."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from devstack.__main__ import http
+from devstack.samples import Sample
+from devstack.server import free_port
+from devstack.template import ROOT
+
+
+class RunningStack:
+    """One ``python -m devstack dev`` process and what it needs to be talked to."""
+
+    def __init__(self, local_dir: Path, database_url: str | None, parameter_overrides: str = "") -> None:
+        self.local_dir = local_dir
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        environment = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
+        environment |= {
+            "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'layers' / 'common'}",
+            "PORT": str(self.port),
+            "LOCAL_DIR": str(local_dir),
+            "PARAMETER_OVERRIDES": parameter_overrides,
+        }
+        environment.pop("DATABASE_URL", None)
+        if database_url:
+            environment["DATABASE_URL"] = database_url
+        self.environment = environment
+        self.output = local_dir / "stack.log"
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 90) -> None:
+        self.local_dir.mkdir(parents=True, exist_ok=True)
+        with self.output.open("ab") as log:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "devstack", "dev"], cwd=ROOT, env=self.environment, stdout=log, stderr=log
+            )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            assert self.process.poll() is None, f"stack exited early:\n{self.output.read_text()[-3000:]}"
+            try:
+                if http("GET", f"{self.base_url}/api/v1/events/health")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        raise AssertionError(f"stack did not become healthy:\n{self.output.read_text()[-3000:]}")
+
+    def stop(self) -> None:
+        """Ctrl-C, as a developer would; then nothing of it may be left running."""
+        assert self.process is not None
+        descendants = psutil.Process(self.process.pid).children(recursive=True)
+        self.process.send_signal(signal.SIGINT)
+        assert self.process.wait(timeout=30) == 0, self.output.read_text()[-3000:]
+        _, alive = psutil.wait_procs(descendants, timeout=10)
+        assert alive == []
+        assert not [
+            p for p in psutil.process_iter(["cmdline"]) if str(self.local_dir) in " ".join(p.info["cmdline"] or [])
+        ]
+        try:
+            http("GET", f"{self.base_url}/api/v1/events/health")
+        except urllib.error.URLError:
+            pass
+        else:
+            raise AssertionError("the stack still answers after it stopped")
+
+    def send(self, sample: Sample) -> tuple[int, dict[str, Any]]:
+        method, path = sample.route.split(" ", 1)
+        status, answer = http(method, self.base_url + path, sample.body, sample.headers())
+        return status, json.loads(answer)
+
+    def stats(self) -> dict[str, Any]:
+        status, answer = http("GET", f"{self.base_url}/api/v1/events/stats")
+        assert status == 200
+        stats: dict[str, Any] = json.loads(answer)
+        return stats
+
+    def command(self, *args: str) -> str:
+        """``python -m devstack <args>`` (what ``make send|invoke|replay`` run) against this stack."""
+        result = subprocess.run(  # noqa: S603 - our own interpreter and module
+            [sys.executable, "-m", "devstack", *args],
+            cwd=ROOT,
+            env=self.environment,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+        return result.stdout
+
+    def replay(self, request: dict[str, Any]) -> dict[str, Any]:
+        output = self.command("replay", json.dumps(request))
+        return json.loads(output[output.index("{\n") :])
