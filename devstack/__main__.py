@@ -32,7 +32,8 @@ def dev() -> None:
     signal.signal(signal.SIGTERM, lambda *_: stack.request_stop())
     try:
         stack.start()
-        print(banner(stack.state, stack.secrets), flush=True)
+        # For the developer, on stderr: stdout carries the functions' JSON logs, and nothing secret.
+        print(banner(stack.state, stack.secrets), file=sys.stderr, flush=True)
         stack.wait()
     except KeyboardInterrupt:
         pass

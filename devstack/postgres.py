@@ -62,3 +62,21 @@ def drop_database(url: str, database: str) -> None:
         connection.run(f"DROP DATABASE IF EXISTS {pg8000.native.identifier(database)} WITH (FORCE)")
     finally:
         connection.close()
+
+
+class StoppablePostgres:
+    """An embedded server that tests can stop and start again, its data kept (fault tests)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self._server: Any = None
+        self.admin_url = ""
+
+    def start(self) -> str:
+        self.admin_url, self._server = start_embedded(self.data_dir)
+        return self.admin_url
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.cleanup()
+            self._server = None

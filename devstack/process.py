@@ -10,7 +10,7 @@ import sys
 import time
 import urllib.error
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import psutil
 
@@ -22,6 +22,8 @@ from devstack.template import ROOT
 
 class RunningStack:
     """One ``python -m devstack dev`` process and what it needs to be talked to."""
+
+    log_files: ClassVar[list[Path]] = []  # every stack's output, for the tests' check of log lines
 
     def __init__(self, local_dir: Path, database_url: str | None, parameter_overrides: str = "") -> None:
         self.local_dir = local_dir
@@ -38,32 +40,37 @@ class RunningStack:
         if database_url:
             environment["DATABASE_URL"] = database_url
         self.environment = environment
-        self.output = local_dir / "stack.log"
+        self.output = local_dir / "stack.log"  # stdout: the functions' JSON log lines
+        self.messages = local_dir / "stack.err"  # stderr: the banner and messages for the developer
+        RunningStack.log_files.append(self.output)
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 90) -> None:
         self.local_dir.mkdir(parents=True, exist_ok=True)
-        with self.output.open("ab") as log:
+        with self.output.open("ab") as log, self.messages.open("ab") as messages:
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "devstack", "dev"], cwd=ROOT, env=self.environment, stdout=log, stderr=log
+                [sys.executable, "-m", "devstack", "dev"], cwd=ROOT, env=self.environment, stdout=log, stderr=messages
             )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            assert self.process.poll() is None, f"stack exited early:\n{self.output.read_text()[-3000:]}"
+            assert self.process.poll() is None, f"stack exited early:\n{self.tail()}"
             try:
                 if http("GET", f"{self.base_url}/api/v1/events/health")[0] == 200:
                     return
             except OSError:
                 pass
             time.sleep(0.2)
-        raise AssertionError(f"stack did not become healthy:\n{self.output.read_text()[-3000:]}")
+        raise AssertionError(f"stack did not become healthy:\n{self.tail()}")
+
+    def tail(self) -> str:
+        return self.output.read_text()[-2000:] + self.messages.read_text()[-2000:]
 
     def stop(self) -> None:
         """Ctrl-C, as a developer would; then nothing of it may be left running."""
         assert self.process is not None
         descendants = psutil.Process(self.process.pid).children(recursive=True)
         self.process.send_signal(signal.SIGINT)
-        assert self.process.wait(timeout=30) == 0, self.output.read_text()[-3000:]
+        assert self.process.wait(timeout=30) == 0, self.tail()
         _, alive = psutil.wait_procs(descendants, timeout=10)
         assert alive == []
         assert not [

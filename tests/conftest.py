@@ -179,18 +179,65 @@ def queues(sqs: Any) -> Queues:
     return Queues(sqs)
 
 
-@pytest.fixture
-def captured_logs(capsys: pytest.CaptureFixture[str]) -> Iterator[Callable[[], list[str]]]:
-    """Every log line and EMF metric line the code under test writes."""
+class LogCapture:
+    """Everything one test's code wrote: Powertools log lines and stdout (EMF metrics)."""
+
+    def __init__(self, buffer: io.StringIO, capsys: pytest.CaptureFixture[str]) -> None:
+        self._buffer = buffer
+        self._capsys = capsys
+        self._printed: list[str] = []
+
+    def lines(self) -> list[str]:
+        self._printed.append(self._capsys.readouterr().out)
+        return [line for line in (self._buffer.getvalue() + "".join(self._printed)).splitlines() if line.strip()]
+
+
+SUITE_OUTPUT: list[str] = []  # every line every test's code logged, for the check at the end of the run
+
+
+@pytest.fixture(autouse=True)
+def _log_capture(capsys: pytest.CaptureFixture[str]) -> Iterator[LogCapture]:
     handler = logger.registered_handler
     buffer = io.StringIO()
     previous = handler.setStream(buffer)  # type: ignore[attr-defined]
-
-    printed: list[str] = []
-
-    def lines() -> list[str]:
-        printed.append(capsys.readouterr().out)
-        return [line for line in (buffer.getvalue() + "".join(printed)).splitlines() if line.strip()]
-
-    yield lines
+    capture = LogCapture(buffer, capsys)
+    yield capture
     handler.setStream(previous)  # type: ignore[attr-defined]
+    SUITE_OUTPUT.extend(capture.lines())
+
+
+@pytest.fixture
+def captured_logs(_log_capture: LogCapture) -> Callable[[], list[str]]:
+    """Every log line and EMF metric line the code under test writes."""
+    return _log_capture.lines
+
+
+def _forbidden_in_logs() -> dict[str, str]:
+    """Distinctive values the suite sends through every path, which no log line may contain."""
+    from devstack.samples import DEV_SECRETS, DEV_TOKENS, SAMPLES, ZOHO_RECORDS
+
+    forbidden = {f"secret {name}": value for name, value in {**DEV_SECRETS, **DEV_TOKENS}.items()}
+    for name, sample in SAMPLES.items():
+        for header, value in sample.headers().items():
+            if header.endswith("-signature"):
+                forbidden[f"signature of {name}"] = value.lower().removeprefix("sha256=")
+    for _, _, record in ZOHO_RECORDS.values():
+        for field in ("Name", "Student_ID_Number", "Academic_Email"):
+            if field in record:
+                forbidden[f"payload value {field}"] = record[field]
+    return forbidden
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_secret_signature_or_payload_value_in_any_log_line() -> Iterator[None]:
+    """Checked once the whole suite has run: its own output and the local stacks' log files."""
+    yield
+    from devstack.process import RunningStack
+
+    output = "\n".join(SUITE_OUTPUT).lower()
+    for path in RunningStack.log_files:
+        if path.exists():
+            output += "\n" + path.read_text(errors="replace").lower()
+    leaks = [what for what, value in _forbidden_in_logs().items() if value.lower() in output]
+    assert output, "the suite captured no log output at all"
+    assert leaks == [], f"log lines leak: {leaks}"

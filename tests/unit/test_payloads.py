@@ -344,3 +344,20 @@ def test_invalid_base64_body_is_a_400() -> None:
 
     with pytest.raises(InvalidPayload):
         webhook_request(event)
+
+
+@pytest.mark.parametrize(
+    ("raw", "field", "problem"),
+    [
+        (b'{"event_id": "e", "data": {"Name": "A\\u0000B"}}', "data.Name", "contains a NUL character"),
+        (b'{"event_id": "e\\ud800"}', "event_id", "is not valid Unicode"),
+        (b'{"a\\u0000": 1}', "a\\x00", "contains a NUL character"),
+        (b"id=1&Name=A%00B", "Name", "contains a NUL character"),
+        (b'{"other": [1, "\\udfff"]}', "other[1]", "is not valid Unicode"),
+    ],
+)
+def test_text_postgres_cannot_store_is_a_400_naming_the_field(raw: bytes, field: str, problem: str) -> None:
+    with pytest.raises(InvalidPayload) as invalid:
+        decode_body(raw)
+
+    assert invalid.value.details == [{"field": field, "problem": problem}]

@@ -110,10 +110,41 @@ def decode_body(body: bytes) -> dict[str, Any]:
             raise InvalidPayload([{"field": "body", "problem": problem}]) from None
         if not isinstance(value, dict):
             raise InvalidPayload([{"field": "body", "problem": "must be a JSON object"}])
-        return value
+        return _storable(value)
     if "=" not in stripped:
         raise InvalidPayload([{"field": "body", "problem": "is neither a JSON object nor form-encoded"}])
-    return _form_fields(stripped)
+    return _storable(_form_fields(stripped))
+
+
+def _storable(fields: dict[str, Any]) -> dict[str, Any]:
+    """Refuse text Postgres cannot store: NUL characters, and lone surrogates (from JSON escapes
+    such as ``\\ud800``), which are not Unicode at all. Without this, such a payload could be
+    accepted and then fail on every write."""
+    pending: list[tuple[str, Any]] = [("", fields)]
+    while pending:
+        path, value = pending.pop()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                _check_text(f"{path}.{key}" if path else str(key), key)
+                pending.append((f"{path}.{key}" if path else str(key), item))
+        elif isinstance(value, list):
+            pending.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
+        elif isinstance(value, str):
+            _check_text(path, value)
+    return fields
+
+
+def _check_text(path: str, text: str) -> None:
+    if "\x00" in text:
+        raise InvalidPayload([{"field": _printable(path), "problem": "contains a NUL character"}])
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidPayload([{"field": _printable(path), "problem": "is not valid Unicode"}]) from None
+
+
+def _printable(path: str) -> str:
+    return path.encode("utf-8", "backslashreplace").decode().replace("\x00", "\\x00") or "body"
 
 
 def _form_fields(text: str) -> dict[str, Any]:

@@ -29,8 +29,6 @@ from event_router.settings import Settings, load_settings
 
 ReplayableStatus = Literal["received", "queued", "processing", "failed", "dead_lettered", "replayed"]
 DEFAULT_STATUSES: tuple[ReplayableStatus, ...] = ("failed", "dead_lettered", "received")
-# A row is only "stuck" in received once the verifier has had time to mark it queued.
-RECEIVED_GRACE = timedelta(seconds=60)
 
 
 class ReplayRequest(BaseModel):
@@ -45,6 +43,8 @@ class ReplayRequest(BaseModel):
     statuses: list[ReplayableStatus] | None = None
     received_after: datetime | None = None
     received_before: datetime | None = None
+    # A row is only "stuck" in received once its verifier has had time to mark it queued.
+    received_grace_seconds: int = Field(60, ge=0)
     dry_run: bool = False
 
     @model_validator(mode="after")
@@ -176,8 +176,8 @@ class Replayer:
             log.c.status,
         ).where(log.c.status.in_(statuses))
         if "received" in statuses:
-            stuck = (log.c.status != "received") | (log.c.received_at < func.now() - RECEIVED_GRACE)
-            query = query.where(stuck)
+            grace = timedelta(seconds=request.received_grace_seconds)
+            query = query.where((log.c.status != "received") | (log.c.received_at < func.now() - grace))
         if request.module:
             query = query.where(log.c.module == request.module)
         if request.event_ids is not None:
