@@ -318,7 +318,7 @@ def test_same_event_delivered_twice_changes_its_row_once(
     assert (row["status"], row["attempts"]) == ("completed", 1)
 
 
-def test_batch_redelivered_after_a_crash_halfway_changes_each_row_once(
+def test_batch_redelivered_after_a_crash_mid_batch_changes_each_row_once(
     send: Callable[[Sample], Any],
     load: Callable[..., Invoke],
     queues: Queues,
@@ -332,16 +332,15 @@ def test_batch_redelivered_after_a_crash_halfway_changes_each_row_once(
     event = lambda_sqs_event(messages, "arn:aws:sqs:eu-west-2:123456789012:grades")
     processor = load("GradesProcessor", MODULE="grades")
 
-    # When the processor dies after applying five of them
-    real_apply, applied = MirrorStore.apply, []
+    # When the processor dies after writing the batch's mirror rows, before it commits
+    real_apply_many = MirrorStore.apply_many
 
-    def dies_after_five(*args: Any, **kwargs: Any) -> Any:
-        if len(applied) == 5:
-            raise SystemExit("container killed")
-        applied.append(args)
-        return real_apply(*args, **kwargs)
+    def dies_after_writing(store: MirrorStore, writes: Any) -> Any:
+        real_apply_many(store, writes)
+        assert mirror_writes() == {}  # written, but not visible outside the batch's transaction
+        raise SystemExit("container killed")
 
-    with mock.patch.object(MirrorStore, "apply", dies_after_five), pytest.raises(SystemExit):
+    with mock.patch.object(MirrorStore, "apply_many", dies_after_writing), pytest.raises(SystemExit):
         processor(event)
     # nothing of the batch is half-applied: its transaction died with it
     assert sorted(log_status(db).values()) == ["processing"] * 10

@@ -37,6 +37,12 @@ _CLAIMED_COLUMNS = {"event_id", "source", "module", "event_type", "record_id", "
 _ZOHO_MIRRORS = {"students", "enrollments", "grades"}  # tables with tombstones (deleted_at)
 
 
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
 def _load() -> dict[str, tuple[Compiled, list[str]]]:
     entries = json.loads((Path(__file__).parent / "processor_sql.json").read_text())
     return {name: (Compiled(e["sql"], e["constants"]), e.get("columns", [])) for name, e in entries.items()}
@@ -89,6 +95,56 @@ class MirrorStore:
     def apply(self, claimed: Claim, event: WebhookEvent, change: MirrorWrite) -> str | None:
         """Write the mirror row and complete the event atomically; the event's final status, or None
         when another delivery completed it first."""
+        kind = f"apply:{change.table}:{'tombstone' if change.tombstone else 'upsert'}"
+        row = self._row(claimed, event, change, kind)
+        statement = _STATEMENTS[kind][0]
+        result = {"table": change.table, "action": change.action}
+        rows = statement.run(self._connection, log_id=claimed.log_id, result=result, stale=STALE, **row)
+        return rows[0][0] if rows else None
+
+    def apply_many(self, writes: list[tuple[Claim, WebhookEvent, MirrorWrite]]) -> dict[int, str]:
+        """``apply`` for a batch, one statement per kind of change: log id → final status (an event
+        another delivery completed first is missing). Two changes of one record in a batch go in
+        separate statements, in arrival order (the stale-write guard keeps the newest)."""
+        rounds: dict[str, list[dict[tuple[Any, ...], dict[str, Any]]]] = {}
+        for claimed, event, change in writes:
+            kind = f"apply_many:{change.table}:{'tombstone' if change.tombstone else 'upsert'}"
+            row = self._row(claimed, event, change, kind)
+            row |= {"log_id": claimed.log_id, "result": {"table": change.table, "action": change.action}}
+            key = tuple(change.key.values())
+            queue = rounds.setdefault(kind, [])
+            free = next((r for r in queue if key not in r), None)
+            if free is None:
+                free = {}
+                queue.append(free)
+            free[key] = row
+        statuses: dict[int, str] = {}
+        for kind, batches in rounds.items():
+            for batch in batches:
+                rows = json.dumps(list(batch.values()), default=_json_value, ensure_ascii=False)
+                for log_id, status in _STATEMENTS[kind][0].run(self._connection, rows=rows, stale=STALE):
+                    statuses[log_id] = status
+        return statuses
+
+    def settle_many(self, outcomes: list[tuple[Claim, str, dict[str, Any], str | None]]) -> dict[int, str]:
+        """``settle`` for a batch in one statement: log id → status."""
+        if not outcomes:
+            return {}
+        rows = json.dumps(
+            [{"log_id": c.log_id, "status": s, "result": r, "error": e} for c, s, r, e in outcomes], ensure_ascii=False
+        )
+        return dict(_STATEMENTS["settle_many"][0].run(self._connection, rows=rows))
+
+    def settle(self, claimed: Claim, status: str, result: dict[str, Any], error: str | None = None) -> bool:
+        """End a claimed event without a mirror change; False when it was no longer ``processing``."""
+        rows = _STATEMENTS["settle"][0].run(
+            self._connection, log_id=claimed.log_id, status=status, result=result, error=error
+        )
+        return bool(rows)
+
+    @staticmethod
+    def _row(claimed: Claim, event: WebhookEvent, change: MirrorWrite, kind: str) -> dict[str, Any]:
+        """The mirror row a change writes, with the bookkeeping of the stale-write guard."""
         when = event.occurred_at or claimed.received_at
         row: dict[str, Any] = {
             **change.key,
@@ -98,19 +154,10 @@ class MirrorStore:
         }
         if change.table in _ZOHO_MIRRORS:
             row["deleted_at"] = when if change.tombstone else None
-        statement, columns = _STATEMENTS[f"apply:{change.table}:{'tombstone' if change.tombstone else 'upsert'}"]
+        columns = _STATEMENTS[kind][1]
         if set(row) != set(columns):
             raise ValueError(f"{change.table} change writes {sorted(row)}, the statement takes {sorted(columns)}")
-        result = {"table": change.table, "action": change.action}
-        rows = statement.run(self._connection, log_id=claimed.log_id, result=result, stale=STALE, **row)
-        return rows[0][0] if rows else None
-
-    def settle(self, claimed: Claim, status: str, result: dict[str, Any], error: str | None = None) -> bool:
-        """End a claimed event without a mirror change; False when it was no longer ``processing``."""
-        rows = _STATEMENTS["settle"][0].run(
-            self._connection, log_id=claimed.log_id, status=status, result=result, error=error
-        )
-        return bool(rows)
+        return row
 
     def release(self, claimed: Claim, error: str, *, last_attempt: bool) -> None:
         """A failed attempt: back to ``queued`` for SQS to retry, or ``dead_lettered`` after the last one."""

@@ -36,7 +36,7 @@ class Metric(StrEnum):
     RETRIED = "Retried"  # processor: failed, SQS will deliver it again
     DEAD_LETTERED = "DeadLettered"  # processor: failed on its last delivery
     REDELIVERED = "Redelivered"  # processor: a delivery of an event already settled
-    PROCESSING_TIME = "ProcessingTime"  # processor: ms from claim to completion
+    PROCESSING_TIME = "ProcessingTime"  # processor: ms of processing per event (a batch average)
     END_TO_END_LATENCY = "EndToEndLatency"  # processor: ms from webhook received to completion
     REPLAYED = "Replayed"  # replay: re-queued events
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from sqlalchemy import (
     ARRAY,
+    BigInteger,
     ColumnElement,
     Integer,
     Text,
@@ -122,6 +123,90 @@ def _apply_statement(table_name: str, tombstone: bool) -> tuple[Any, list[str]]:
     return statement, columns
 
 
+def _apply_many_statement(table_name: str, tombstone: bool) -> tuple[Any, list[str]]:
+    """``_apply_statement`` for a whole batch: the rows travel as one JSON array (keys unique)."""
+    table = metadata.tables[table_name]
+    keys = [c.name for c in table.primary_key.columns]
+    bookkeeping = ["source_modified_at", "last_event_id", *(["deleted_at"] if "deleted_at" in table.c else [])]
+    written = [c.name for c in table.columns if c.name != "updated_at"]
+    columns = [*keys, *bookkeeping] if tombstone else written
+    recordset = (
+        func.jsonb_to_recordset(cast(bindparam("rows"), JSONB))
+        .table_valued(
+            column("log_id", BigInteger), column("result", JSONB), *(column(c, table.c[c].type) for c in columns)
+        )
+        .render_derived(name="recordset", with_types=True)
+    )
+    incoming = select(*recordset.c).cte("incoming")
+    claimed = (
+        select(log.c.id)
+        .where(log.c.id.in_(select(incoming.c.log_id)), log.c.status == "processing")
+        .order_by(log.c.id)  # lock in a fixed order, so concurrent batches cannot deadlock
+        .with_for_update()
+        .cte("claimed")
+    )
+    rows = select(*(incoming.c[c] for c in columns)).join(claimed, claimed.c.id == incoming.c.log_id)
+    insert = pg_insert(table).from_select(columns, rows)
+    applied = (
+        insert.on_conflict_do_update(
+            index_elements=keys,
+            set_={**{c: insert.excluded[c] for c in columns if c not in keys}, "updated_at": func.now()},
+            where=_stale_guard(table, insert.excluded, tombstone),
+        )
+        .returning(*(table.c[k] for k in keys))
+        .cte("applied")
+    )
+    outcome = (
+        select(
+            incoming.c.log_id,
+            incoming.c.result,
+            (applied.c[keys[0]].is_not(None)).label("wrote"),
+        )
+        .select_from(incoming.join(claimed, claimed.c.id == incoming.c.log_id))
+        .outerjoin(applied, and_(*(applied.c[k] == incoming.c[k] for k in keys)))
+        .cte("outcome")
+    )
+    statement = (
+        update(log)
+        .where(log.c.id == outcome.c.log_id)
+        .values(
+            status=case((outcome.c.wrote, "completed"), else_="skipped"),
+            result=case((outcome.c.wrote, outcome.c.result), else_=cast(bindparam("stale"), JSONB)),
+            error_message=None,
+            processed_at=func.clock_timestamp(),
+            processing_ms=_elapsed_ms(),
+            updated_at=func.clock_timestamp(),
+        )
+        .returning(log.c.id, log.c.status)
+    )
+    return statement, columns
+
+
+def _settle_many_statement() -> Any:
+    """End many claimed events without a mirror change; the outcomes travel as one JSON array."""
+    incoming = (
+        func.jsonb_to_recordset(cast(bindparam("rows"), JSONB))
+        .table_valued(
+            column("log_id", BigInteger), column("status", Text), column("result", JSONB), column("error", Text)
+        )
+        .render_derived(name="incoming", with_types=True)
+    )
+    statement = (
+        update(log)
+        .where(log.c.id == incoming.c.log_id, log.c.status == "processing")
+        .values(
+            status=incoming.c.status,
+            result=incoming.c.result,
+            error_message=incoming.c.error,
+            processed_at=func.clock_timestamp(),
+            processing_ms=_elapsed_ms(),
+            updated_at=func.clock_timestamp(),
+        )
+        .returning(log.c.id, log.c.status)
+    )
+    return statement
+
+
 def _settle_statement() -> Any:
     statement = (
         update(log)
@@ -159,11 +244,15 @@ def render() -> str:
         "claim": _entry(_claim_statement()),
         "settle": _entry(_settle_statement()),
         "release": _entry(_release_statement()),
+        "settle_many": _entry(_settle_many_statement()),
     }
     for table in (*ZOHO_MIRRORS, *MOODLE_MIRRORS):
         for tombstone in (False, True) if table in ZOHO_MIRRORS else (False,):
+            kind = "tombstone" if tombstone else "upsert"
             statement, columns = _apply_statement(table, tombstone)
-            entries[f"apply:{table}:{'tombstone' if tombstone else 'upsert'}"] = _entry(statement, columns=columns)
+            entries[f"apply:{table}:{kind}"] = _entry(statement, columns=columns)
+            statement, columns = _apply_many_statement(table, tombstone)
+            entries[f"apply_many:{table}:{kind}"] = _entry(statement, columns=columns)
     return json.dumps(entries, indent=2, sort_keys=True) + "\n"
 
 
