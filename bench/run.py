@@ -142,11 +142,14 @@ WHERE students.source_modified_at IS NULL OR students.source_modified_at < EXCLU
 
 def processor_throughput(h: Harness, batch_size: int, batches: int) -> list[Row]:
     say(f"processor, batches of {batch_size} ...")
-    processor = h.function("functions/module_processor", "StudentsProcessor", MODULE="students")
+    # A database of its own, checkpointed: earlier measures' writes must not be flushed during this one.
+    url = h.fresh_database()
+    processor = h.function("functions/module_processor", "StudentsProcessor", MODULE="students", DATABASE_URL=url)
     verifier_log = PgEventLog(
-        lambda: connect_params(h.database_url, timeout=10, statement_timeout_ms=10_000, application_name="bench-setup")
+        lambda: connect_params(url, timeout=10, statement_timeout_ms=10_000, application_name="bench-setup")
     )
-    floor_db = pg(h.database_url)
+    floor_db = pg(url)
+    floor_db.run("CHECKPOINT")
     upsert = floor_db.prepare(FLOOR_UPSERT)
     handler_s: list[float] = []
     floor_s: list[float] = []
