@@ -1,16 +1,17 @@
 """The processors' statements: claim a batch in the event log, apply one change, settle an event.
 
-Every statement is atomic by itself; the processor runs a batch's ``apply`` and ``settle``
-statements in one ``transaction`` to pay for one commit per batch:
+Every statement is atomic by itself; the processor runs a batch's ``apply_many`` and
+``settle_many`` statements in one ``transaction`` to pay for one commit per batch:
 
 - ``claim`` writes missing log rows and moves the rest to ``processing`` (attempts + 1), for the
   whole batch at once. Events already ``completed``, ``skipped`` or ``failed`` are not claimed,
   so a redelivered message changes nothing.
-- ``apply`` locks the claimed log row, upserts the mirror row under the stale-write guard and
-  marks the event ``completed`` (or ``skipped``, reason ``stale``) in one statement: the mirror
-  change and the completion commit together or not at all. A concurrent duplicate delivery waits
-  on the lock, then finds the event no longer ``processing`` and does nothing.
-- ``settle`` ends an event that needs no mirror change (log only, skipped, failed).
+- ``apply_many`` locks the claimed log rows, upserts the mirror rows under the stale-write guard
+  and marks the events ``completed`` (or ``skipped``, reason ``stale``), one statement for every
+  change of one kind: a mirror change and its event's completion commit together or not at all.
+  A concurrent duplicate delivery waits on the lock, then finds the event no longer
+  ``processing`` and does nothing.
+- ``settle_many`` ends events that need no mirror change (log only, skipped, failed).
 - ``release`` records a failed attempt that SQS will retry (or that goes to the dead-letter queue).
 
 The statements are written with SQLAlchemy Core in ``statements.py`` and shipped compiled
@@ -92,16 +93,6 @@ class MirrorStore:
         rows = _STATEMENTS["claim"][0].run(self._connection, batch=document)
         return {(source, event_id): Claim(log_id, received) for log_id, source, event_id, received in rows}
 
-    def apply(self, claimed: Claim, event: WebhookEvent, change: MirrorWrite) -> str | None:
-        """Write the mirror row and complete the event atomically; the event's final status, or None
-        when another delivery completed it first."""
-        kind = f"apply:{change.table}:{'tombstone' if change.tombstone else 'upsert'}"
-        row = self._row(claimed, event, change, kind)
-        statement = _STATEMENTS[kind][0]
-        result = {"table": change.table, "action": change.action}
-        rows = statement.run(self._connection, log_id=claimed.log_id, result=result, stale=STALE, **row)
-        return rows[0][0] if rows else None
-
     def apply_many(self, writes: list[tuple[Claim, WebhookEvent, MirrorWrite]]) -> dict[int, str]:
         """``apply`` for a batch, one statement per kind of change: log id → final status (an event
         another delivery completed first is missing). Two changes of one record in a batch go in
@@ -134,13 +125,6 @@ class MirrorStore:
             [{"log_id": c.log_id, "status": s, "result": r, "error": e} for c, s, r, e in outcomes], ensure_ascii=False
         )
         return dict(_STATEMENTS["settle_many"][0].run(self._connection, rows=rows))
-
-    def settle(self, claimed: Claim, status: str, result: dict[str, Any], error: str | None = None) -> bool:
-        """End a claimed event without a mirror change; False when it was no longer ``processing``."""
-        rows = _STATEMENTS["settle"][0].run(
-            self._connection, log_id=claimed.log_id, status=status, result=result, error=error
-        )
-        return bool(rows)
 
     @staticmethod
     def _row(claimed: Claim, event: WebhookEvent, change: MirrorWrite, kind: str) -> dict[str, Any]:

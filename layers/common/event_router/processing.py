@@ -152,9 +152,10 @@ class _Batch:
         try:
             decision = self._decide(event, claimed)
             if isinstance(decision, MirrorWrite):
-                status = self._store.apply(claimed, event, decision) or "settled"
+                statuses = self._store.apply_many([(claimed, event, decision)])
             else:
-                status = decision[1] if self._store.settle(*decision) else "settled"
+                statuses = self._store.settle_many([decision])
+            status = statuses.get(claimed.log_id, "settled")
         except StorageUnavailable as error:
             last = int(record["attributes"]["ApproximateReceiveCount"]) >= self._processor.max_receive_count
             self._release(claimed, str(error), last)

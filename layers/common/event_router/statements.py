@@ -85,46 +85,9 @@ def _stale_guard(table: Any, excluded: Any, tombstone: bool) -> ColumnElement[bo
     return or_(stored.is_(None), stored < incoming, and_(stored == incoming, table.c.deleted_at.is_(None)))
 
 
-def _apply_statement(table_name: str, tombstone: bool) -> tuple[Any, list[str]]:
-    table = metadata.tables[table_name]
-    keys = [c.name for c in table.primary_key.columns]
-    bookkeeping = ["source_modified_at", "last_event_id", *(["deleted_at"] if "deleted_at" in table.c else [])]
-    written = [c.name for c in table.columns if c.name != "updated_at"]
-    columns = [*keys, *bookkeeping] if tombstone else written
-    locked = (
-        select(log.c.id).where(log.c.id == bindparam("log_id"), log.c.status == "processing").with_for_update()
-    ).cte("claimed")
-    # INSERT ... SELECT gives its parameters no column types, so each one is cast explicitly.
-    values = select(*(cast(bindparam(c), table.c[c].type).label(c) for c in columns))
-    insert = pg_insert(table).from_select(columns, values.where(select(locked.c.id).exists()))
-    applied = (
-        insert.on_conflict_do_update(
-            index_elements=keys,
-            set_={**{c: insert.excluded[c] for c in columns if c not in keys}, "updated_at": func.now()},
-            where=_stale_guard(table, insert.excluded, tombstone),
-        )
-        .returning(literal(1).label("wrote"))
-        .cte("applied")
-    )
-    wrote = select(applied.c.wrote).exists()
-    statement = (
-        update(log)
-        .where(log.c.id == locked.c.id)
-        .values(
-            status=case((wrote, "completed"), else_="skipped"),
-            result=case((wrote, cast(bindparam("result"), JSONB)), else_=cast(bindparam("stale"), JSONB)),
-            error_message=None,
-            processed_at=func.clock_timestamp(),
-            processing_ms=_elapsed_ms(),
-            updated_at=func.clock_timestamp(),
-        )
-        .returning(log.c.status)
-    )
-    return statement, columns
-
-
 def _apply_many_statement(table_name: str, tombstone: bool) -> tuple[Any, list[str]]:
-    """``_apply_statement`` for a whole batch: the rows travel as one JSON array (keys unique)."""
+    """Lock the claimed log rows, upsert their mirror rows under the stale-write guard, complete
+    the events: one statement for a batch, whose rows travel as one JSON array (keys unique)."""
     table = metadata.tables[table_name]
     keys = [c.name for c in table.primary_key.columns]
     bookkeeping = ["source_modified_at", "last_event_id", *(["deleted_at"] if "deleted_at" in table.c else [])]
@@ -207,23 +170,6 @@ def _settle_many_statement() -> Any:
     return statement
 
 
-def _settle_statement() -> Any:
-    statement = (
-        update(log)
-        .where(log.c.id == bindparam("log_id"), log.c.status == "processing")
-        .values(
-            status=bindparam("status"),
-            result=cast(bindparam("result"), JSONB),
-            error_message=bindparam("error"),
-            processed_at=func.clock_timestamp(),
-            processing_ms=_elapsed_ms(),
-            updated_at=func.clock_timestamp(),
-        )
-        .returning(log.c.id)
-    )
-    return statement
-
-
 def _release_statement() -> Any:
     statement = (
         update(log)
@@ -242,15 +188,12 @@ def render() -> str:
     """The contents of ``processor_sql.json``."""
     entries: dict[str, Any] = {
         "claim": _entry(_claim_statement()),
-        "settle": _entry(_settle_statement()),
         "release": _entry(_release_statement()),
         "settle_many": _entry(_settle_many_statement()),
     }
     for table in (*ZOHO_MIRRORS, *MOODLE_MIRRORS):
         for tombstone in (False, True) if table in ZOHO_MIRRORS else (False,):
             kind = "tombstone" if tombstone else "upsert"
-            statement, columns = _apply_statement(table, tombstone)
-            entries[f"apply:{table}:{kind}"] = _entry(statement, columns=columns)
             statement, columns = _apply_many_statement(table, tombstone)
             entries[f"apply_many:{table}:{kind}"] = _entry(statement, columns=columns)
     return json.dumps(entries, indent=2, sort_keys=True) + "\n"
