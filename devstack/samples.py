@@ -388,6 +388,9 @@ def render() -> dict[str, str]:
 def env_file() -> dict[str, dict[str, str]]:
     """``sam local invoke --env-vars events/env.json``: per function, the fake dev values."""
     common = {
+        # Deployed functions read the database login and their webhook secret from Secrets Manager;
+        # blank ARNs make them use DATABASE_URL and the secrets below instead.
+        "DATABASE_SECRET_ARN": "",
         "DATABASE_URL": "postgresql://postgres@host.docker.internal:5432/event_router",
         "AWS_ENDPOINT_URL_SQS": "http://host.docker.internal:4566",
         "STUDENTS_QUEUE_URL": "http://host.docker.internal:4566/123456789012/event-router-students",
@@ -397,9 +400,14 @@ def env_file() -> dict[str, dict[str, str]]:
     }
     environment = dev_environment()
     return {
-        "ZohoWebhookFunction": {**common, "ZOHO_WEBHOOK_SECRET": environment["ZOHO_WEBHOOK_SECRET"]},
+        "ZohoWebhookFunction": {
+            **common,
+            "ZOHO_WEBHOOK_SECRET_ARN": "",
+            "ZOHO_WEBHOOK_SECRET": environment["ZOHO_WEBHOOK_SECRET"],
+        },
         "MoodleWebhookFunction": {
             **common,
+            "MOODLE_WEBHOOK_SECRET_ARN": "",
             "MOODLE_WEBHOOK_SECRET": environment["MOODLE_WEBHOOK_SECRET"],
             "MOODLE_WEBHOOK_TOKEN": environment["MOODLE_WEBHOOK_TOKEN"],
         },
