@@ -409,3 +409,12 @@ def test_samconfig_environment_sets_only_real_parameters_and_every_required_one(
     assert config["global"]["parameters"]["stack_name"].endswith(environment)
     assert set(overrides) <= set(TEMPLATE["Parameters"])
     assert required <= set(overrides)
+
+
+def test_functions_connect_through_the_rds_proxy_when_one_is_given() -> None:
+    host = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]["DATABASE_HOST"]
+
+    assert host == {"Fn::If": ["UseDatabaseProxy", {"Ref": "DatabaseProxyEndpoint"}, {"Ref": "DatabaseHost"}]}
+    assert TEMPLATE["Conditions"]["UseDatabaseProxy"] == {
+        "Fn::Not": [{"Fn::Equals": [{"Ref": "DatabaseProxyEndpoint"}, ""]}]
+    }
