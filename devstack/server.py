@@ -40,6 +40,7 @@ class WebhookServer(HTTPServer):
     """An HTTP server whose requests run on a fixed pool of threads (like a pool of warm containers)."""
 
     daemon_threads = True
+    request_queue_size = 128  # a burst of senders must queue, not be reset (socketserver's default is 5)
 
     def __init__(self, address: tuple[str, int], routes: list[Route], threads: int = 16) -> None:
         self.routes = {(r.method, r.path): r for r in routes}
