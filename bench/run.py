@@ -63,6 +63,21 @@ def event_of(sample: Sample) -> WebhookEvent:
     return parse_event("zoho", "students", decode_body(sample.body))
 
 
+def sqs_batch(events: list[WebhookEvent]) -> dict[str, Any]:
+    """The SQS event a processor receives for ``events``, first delivery."""
+    messages = [
+        {
+            "MessageId": str(uuid.uuid4()),
+            "ReceiptHandle": "r",
+            "Body": e.model_dump_json(),
+            "MD5OfBody": "",
+            "Attributes": {"ApproximateReceiveCount": "1"},
+        }
+        for e in events
+    ]
+    return lambda_sqs_event(messages, "arn:aws:sqs:eu-west-2:123456789012:bench-students")
+
+
 def pg(url: str) -> pg8000.native.Connection:
     return pg8000.native.Connection(
         **connect_params(url, timeout=10, statement_timeout_ms=10_000, application_name="bench-floor")
@@ -160,17 +175,7 @@ def processor_throughput(h: Harness, batch_size: int, batches: int) -> list[Row]
             for event in events:  # as the verifier leaves them: logged and queued
                 verifier_log.record(event)
                 verifier_log.mark_queued(event)
-            messages = [
-                {
-                    "MessageId": str(uuid.uuid4()),
-                    "ReceiptHandle": "r",
-                    "Body": e.model_dump_json(),
-                    "MD5OfBody": "",
-                    "Attributes": {"ApproximateReceiveCount": "1"},
-                }
-                for e in events
-            ]
-            sqs_event = lambda_sqs_event(messages, "arn:aws:sqs:eu-west-2:123456789012:bench-students")
+            sqs_event = sqs_batch(events)
             started = time.perf_counter()
             response = processor(sqs_event)
             elapsed = time.perf_counter() - started
@@ -318,18 +323,7 @@ def round_trips(h: Harness) -> list[Row]:
         for size in (1, 10, 100):
 
             def batch(n: int = size, tag: str = "") -> dict[str, Any]:
-                events = [event_of(student_webhook(i, f"rt{n}{tag}")) for i in range(n)]
-                messages = [
-                    {
-                        "MessageId": str(uuid.uuid4()),
-                        "ReceiptHandle": "r",
-                        "Body": e.model_dump_json(),
-                        "MD5OfBody": "",
-                        "Attributes": {"ApproximateReceiveCount": "1"},
-                    }
-                    for e in events
-                ]
-                return lambda_sqs_event(messages, "arn:aws:sqs:eu-west-2:1:bench-students")
+                return sqs_batch([event_of(student_webhook(i, f"rt{n}{tag}")) for i in range(n)])
 
             processor(batch(tag="warm"))
             event = batch()

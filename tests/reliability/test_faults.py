@@ -113,6 +113,12 @@ def stack(database: tuple[str, Engine], queues: Queues, sqs_endpoint: str) -> di
     return {
         "environment": environment,
         "verifier": load("ZohoWebhookFunction", "functions/zoho_webhook", environment),
+        "verifier_without_sqs": lambda: load(
+            "ZohoWebhookFunction",
+            "functions/zoho_webhook",
+            environment,
+            AWS_ENDPOINT_URL_SQS=f"http://127.0.0.1:{closed_port()}",
+        ),
         "replay": load("ReplayFunction", "functions/replay", environment),
         "poller": QueuePoller(
             queues.sqs, queues.urls["students"], lambda e, _c: processor(e), "StudentsProcessor", retry_immediately=True
@@ -167,12 +173,7 @@ def test_postgres_stopped_mid_burst_loses_nothing(
 
 def test_sqs_unavailable_leaves_rows_the_sweep_queues(stack: dict[str, Any], database: tuple[str, Engine]) -> None:
     _, engine = database
-    offline = load(
-        "ZohoWebhookFunction",
-        "functions/zoho_webhook",
-        stack["environment"],
-        AWS_ENDPOINT_URL_SQS=f"http://127.0.0.1:{closed_port()}",
-    )
+    offline = stack["verifier_without_sqs"]()
     accepted = set()
     for n in range(30):
         response = (offline if n % 2 else stack["verifier"])(webhook(n, "sqsdown").event())
@@ -192,12 +193,7 @@ def test_both_down_answers_503_and_the_retried_events_complete_once(
     stack: dict[str, Any], database: tuple[str, Engine], postgres: StoppablePostgres, queues: Queues
 ) -> None:
     _, engine = database
-    offline = load(
-        "ZohoWebhookFunction",
-        "functions/zoho_webhook",
-        stack["environment"],
-        AWS_ENDPOINT_URL_SQS=f"http://127.0.0.1:{closed_port()}",
-    )
+    offline = stack["verifier_without_sqs"]()
     postgres.stop()
     refused = [webhook(n, "bothdown") for n in range(10)]
     statuses = [offline(sample.event())["statusCode"] for sample in refused]
