@@ -42,6 +42,7 @@ class SecretsManagerCredentials:
         self._parameters = parameters
         self._secret_arn = secret_arn
         self._max_age = max_age
+        self._last_raw: str | bytes | None = None
         self._last_good: WebhookCredentials | None = None
 
     def current(self) -> WebhookCredentials:
@@ -52,7 +53,8 @@ class SecretsManagerCredentials:
                 raise CredentialsUnavailable(type(error).__name__) from None
             logger.warning("webhook secret could not be refreshed; using the cached one", error=type(error).__name__)
             return self._last_good
-        self._last_good = parse_secret(raw)
+        if self._last_good is None or raw != self._last_raw:  # parse once per value, not per request
+            self._last_raw, self._last_good = raw, parse_secret(raw)
         return self._last_good
 
 

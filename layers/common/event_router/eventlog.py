@@ -69,4 +69,5 @@ class PgEventLog:
         )
 
     def close(self) -> None:
+        """Drop this container's connection (it is reopened on next use)."""
         self._connection.close()
