@@ -10,11 +10,13 @@ import json
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+from unittest import mock
 
 import pytest
 from sqlalchemy import Engine, text
 
 from devstack.samples import DEV_SECRETS, SAMPLES, Sample
+from event_router.payloads import decode_body
 from event_router.routes import WEBHOOK_ROUTES
 from tests.conftest import Queues, closed_port
 from tests.integration.conftest import Invoke, body, load_event
@@ -292,3 +294,163 @@ def test_verifier_rejects_a_route_of_the_other_source(load_verifier: Callable[..
 
     assert response["statusCode"] == 404
     assert log_rows(db) == []
+
+
+# ------------------------------------------------------------------ hostile and odd input (issue 9)
+
+
+def deeply_nested(levels: int) -> bytes:
+    document = {
+        "notification_id": f"deep-{levels}",
+        "timestamp": "2026-11-25T09:00:00Z",
+        "operation": "update",
+        "record_id": "D1",
+        "data": {"id": "D1", "Name": "x", "Extra": "@"},
+    }
+    inner = json.dumps(document).encode()
+    return inner.replace(b'"@"', b'{"a": ' * levels + b"1" + b"}" * levels)
+
+
+def test_signed_body_nested_too_deep_is_a_400_naming_the_limit_and_nothing_is_stored(
+    load_verifier: Callable[..., Invoke], db: Engine, queues: Queues
+) -> None:
+    # Before: written to the log, then serialising it for SQS raised, leaving the row stranded.
+    sample = Sample("deep", "POST /api/v1/events/zoho/student", deeply_nested(300), 400)
+
+    response = load_verifier("zoho")(sample.event())
+
+    assert response["statusCode"] == 400
+    assert "deeper than 32 levels" in body(response)["details"][0]["problem"]
+    assert log_rows(db) == []
+    assert queues.depth(queues.urls["students"]) == 0
+
+
+@pytest.mark.parametrize("source", ["zoho", "moodle"])
+def test_unsigned_junk_is_a_401_without_being_parsed(
+    source: str, load_verifier: Callable[..., Invoke], db: Engine
+) -> None:
+    # Before: 100,000 nested brackets reached the JSON parser before authentication and answered 500.
+    route = "POST /api/v1/events/zoho/student" if source == "zoho" else "POST /api/v1/events/moodle/grade"
+    junk = Sample("junk", route, b"[" * 100_000, 401, signing="unsigned")
+
+    with mock.patch("event_router.ingest.decode_body", wraps=decode_body) as parsed:
+        response = load_verifier(source)(junk.event())
+
+    assert response["statusCode"] == 401
+    # Moodle accepts shared tokens, so its body is read once for a token field; Zoho's is never read.
+    assert parsed.call_count == (1 if source == "moodle" else 0)
+    assert [r["cause"] for r in rejected_rows(db)] == ["missing_signature"]
+
+
+def test_a_failure_to_queue_after_the_row_is_written_still_answers_202_and_the_sweep_queues_it(
+    load_verifier: Callable[..., Invoke], load: Callable[..., Invoke], db: Engine, queues: Queues
+) -> None:
+    invoke = load_verifier("zoho")
+
+    with mock.patch("event_router.queues.SqsPublisher.publish", side_effect=TypeError("not serialisable")):
+        response = invoke(load_event("zoho-student-full"))
+
+    assert response["statusCode"] == 202
+    [row] = log_rows(db)
+    assert row["status"] == "received"
+    swept = load("ReplayFunction")({"mode": "sweep", "received_grace_seconds": 0})
+    assert swept["replayed"] == 1
+    assert len(queues.receive_all(queues.urls["students"])) == 1
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [("relateduserid", 2**63), ("courseid", 2**64), ("objectid", 10**30)],
+)
+def test_moodle_ids_beyond_64_bits_are_a_400_not_a_dead_letter(
+    field: str, value: int, load_verifier: Callable[..., Invoke], db: Engine
+) -> None:
+    document = json.loads(SAMPLES["moodle-grade-raw"].body) | {field: value}
+    sample = Sample("big-id", "POST /api/v1/events/moodle/grade", json.dumps(document).encode(), 400)
+
+    response = load_verifier("moodle")(sample.event())
+
+    assert response["statusCode"] == 400
+    assert body(response)["details"][0]["field"] == field
+    assert log_rows(db) == []
+
+
+@pytest.mark.parametrize("grade", [b'"NaN"', b"NaN", b"Infinity", b'"-Infinity"'])
+def test_grades_that_are_not_finite_numbers_are_a_400(
+    grade: bytes, load_verifier: Callable[..., Invoke], db: Engine
+) -> None:
+    raw = SAMPLES["moodle-grade-raw"].body.replace(b'"finalgrade": 86.5', b'"finalgrade": ' + grade)
+    assert raw != SAMPLES["moodle-grade-raw"].body
+
+    response = load_verifier("moodle")(Sample("nan", "POST /api/v1/events/moodle/grade", raw, 400).event())
+
+    assert response["statusCode"] == 400
+    assert log_rows(db) == []
+
+
+def test_an_update_dated_in_the_far_future_is_a_400_with_a_clear_message(
+    load_verifier: Callable[..., Invoke], db: Engine
+) -> None:
+    document = json.loads(SAMPLES["zoho-student-full"].body)
+    document["data"]["Modified_Time"] = "9999-12-31T23:59:59Z"
+    sample = Sample("future", "POST /api/v1/events/zoho/student", json.dumps(document).encode(), 400)
+
+    response = load_verifier("zoho")(sample.event())
+
+    assert response["statusCode"] == 400
+    assert body(response)["details"] == [
+        {
+            "field": "data.Modified_Time",
+            "problem": "is more than 300 seconds in the future; check the sending system's clock",
+        }
+    ]
+    assert log_rows(db) == []
+
+
+def test_a_thousand_forged_requests_cost_a_bounded_number_of_database_writes(
+    load_verifier: Callable[..., Invoke], db: Engine
+) -> None:
+    # Given a count of every statement that writes rejected_requests
+    with db.begin() as connection:
+        connection.execute(text("CREATE TABLE rejection_writes (at timestamptz DEFAULT clock_timestamp())"))
+        connection.execute(
+            text("""CREATE FUNCTION count_rejection_write() RETURNS trigger AS $$
+                    BEGIN INSERT INTO rejection_writes DEFAULT VALUES; RETURN NULL; END $$ LANGUAGE plpgsql""")
+        )
+        connection.execute(
+            text(
+                "CREATE TRIGGER count_rejection_write AFTER INSERT OR UPDATE ON rejected_requests "
+                "FOR EACH STATEMENT EXECUTE FUNCTION count_rejection_write()"
+            )
+        )
+    invoke = load_verifier("zoho")
+    forged = load_event("zoho-student-bad-signature")
+    try:
+        # When 1,000 requests with a bad signature arrive at one container
+        statuses = {invoke(forged)["statusCode"] for _ in range(1000)}
+
+        # Then each is answered 401, and the database is written a handful of times, not 1,000
+        assert statuses == {401}
+        with db.connect() as connection:
+            writes = connection.execute(text("SELECT count(*) FROM rejection_writes")).scalar_one()
+        [row] = rejected_rows(db)
+        assert 1 <= writes <= 10
+        assert (row["cause"], row["route"]) == ("signature_mismatch", "POST /api/v1/events/zoho/student")
+        assert 1 <= row["count"] <= 1000
+    finally:
+        with db.begin() as connection:
+            connection.execute(text("DROP TABLE rejection_writes"))
+            connection.execute(text("DROP FUNCTION count_rejection_write() CASCADE"))
+
+
+def test_rejection_counts_are_written_once_the_flush_interval_has_passed(
+    load_verifier: Callable[..., Invoke], db: Engine
+) -> None:
+    invoke = load_verifier("zoho", REJECTION_FLUSH_SECONDS="0")
+    forged = load_event("zoho-student-bad-signature")
+
+    for _ in range(25):
+        invoke(forged)
+
+    [row] = rejected_rows(db)
+    assert row["count"] == 25

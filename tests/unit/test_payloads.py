@@ -12,7 +12,7 @@ import pytest
 from devstack.apigw import http_api_event
 from event_router.errors import InvalidPayload
 from event_router.http import webhook_request
-from event_router.payloads import WebhookEvent, decode_body, parse_event
+from event_router.payloads import MAX_NESTING, WebhookEvent, decode_body, parse_event
 
 MODIFIED = "2026-11-25T09:15:00+00:00"
 
@@ -102,7 +102,15 @@ def test_zoho_form_encoded_workflow_webhook_is_the_record_fields() -> None:
 
 
 def test_zoho_flat_json_record_is_accepted_like_the_form() -> None:
-    assert zoho("payments", {"id": 42, "Amount": 10, "operation": "edit"}).record_id == "42"
+    assert zoho("payments", {"id": 42, "Amount": 10, "operation": "edit", "Modified_Time": MODIFIED}).record_id == "42"
+
+
+def test_zoho_record_without_modified_time_or_timestamp_is_a_400_saying_how_to_add_it() -> None:
+    # Without a time, an edit back to earlier content would look like a resend of that content.
+    [problem] = problems_of("zoho", "students", {"id": "1", "Name": "Ada"})
+
+    assert problem["field"] == "Modified_Time"
+    assert "Setup > Actions > Webhooks" in problem["problem"]
 
 
 @pytest.mark.parametrize("module_name", ["BTEC_Students", "btec_students", "students", "Students"])
@@ -193,9 +201,18 @@ def test_moodle_plugin_event_uses_its_eventid_and_userid_as_the_student() -> Non
     assert (event.event_id, event.event_type, event.record_id) == ("m-1", "create", "348:12")
 
 
-@pytest.mark.parametrize("other", [None, [], [1, 2], {}, {"itemid": 431}, '{"itemid": 431}'])
+@pytest.mark.parametrize("other", [None, [], [1, 2], {}, {"enrol": "manual"}, '{"enrol": "manual"}'])
 def test_moodle_other_may_be_null_a_list_an_object_or_a_json_string(other: Any) -> None:
-    assert moodle("grades", {**RAW_MOODLE, "other": other}).payload["other"] == other
+    enrolment = {**RAW_MOODLE, "eventname": "\\core\\event\\user_enrolment_created", "crud": "c", "other": other}
+
+    assert moodle("enrollments", enrolment).payload["other"] == other
+
+
+@pytest.mark.parametrize("other", [{"itemid": 431}, '{"itemid": 431}', None])
+def test_moodle_grade_facts_may_be_in_other_as_an_object_or_a_json_string_or_at_the_top(other: Any) -> None:
+    fields = {**RAW_MOODLE, "other": other} if other else {**RAW_MOODLE, "other": None, "itemid": 431}
+
+    assert moodle("grades", fields).record_id == "77001"
 
 
 def test_moodle_other_that_is_not_json_is_a_400() -> None:
@@ -261,25 +278,35 @@ def test_derived_event_id_differs_for_a_different_change() -> None:
 
 
 def test_derived_event_id_is_stable_across_releases() -> None:
-    # Pinned: changing the derivation would turn every re-sent webhook into a new event. Computed with
+    # Pinned: changing the derivation turns every re-sent webhook into a new event (it last changed
+    # when "other" joined the identity, so that two grades within one second are two events). Computed with
     # printf '%s' '["moodle","grades","77001","update","2026-11-25T09:20:00+00:00",
-    #              ["core\\event\\user_graded",348,12]]' | sha256sum   (one line)
-    assert moodle("grades", RAW_MOODLE).event_id == ("92ac40531097dfc9d2d8427b40a438ea79278479c2445d2f329251090c041fa1")
+    #   ["core\\event\\user_graded",348,12,{"finalgrade":86.5,"itemid":431}]]' | sha256sum   (one line)
+    assert moodle("grades", RAW_MOODLE).event_id == ("910c72f9a2d9921f57c61bb9e6bf1cc2cb07c5ac772dd9d21255738fc9e62ba5")
 
 
-def test_zoho_record_without_timestamp_tells_changes_apart_by_content() -> None:
-    first = zoho("students", {"id": "1", "Name": "Ada"})
-    again = zoho("students", {"Name": "Ada", "id": "1"})
-    changed = zoho("students", {"id": "1", "Name": "Ada Lovelace"})
+def test_zoho_record_edited_back_and_forth_gets_a_new_id_each_time() -> None:
+    # A -> B -> A: the third is a real change, not a resend of the first.
+    first = zoho("students", {"id": "1", "Name": "Ada", "Modified_Time": "2026-11-25T09:00:00Z"})
+    second = zoho("students", {"id": "1", "Name": "Ada L", "Modified_Time": "2026-11-25T09:00:05Z"})
+    third = zoho("students", {"id": "1", "Name": "Ada", "Modified_Time": "2026-11-25T09:00:09Z"})
 
-    assert first.event_id == again.event_id != changed.event_id
+    assert len({first.event_id, second.event_id, third.event_id}) == 3
 
 
-def test_zoho_record_with_timestamp_is_identified_by_it_not_by_content() -> None:
+def test_zoho_record_resent_is_a_duplicate_and_two_edits_in_one_second_are_not() -> None:
     first = zoho("students", {"id": "1", "Name": "Ada", "Modified_Time": MODIFIED})
-    resent = zoho("students", {"id": "1", "Name": "Ada", "Modified_Time": MODIFIED, "Layout": "x"})
+    resent = zoho("students", {"Name": "Ada", "Modified_Time": MODIFIED, "id": "1"})
+    same_second = zoho("students", {"id": "1", "Name": "Ada Lovelace", "Modified_Time": MODIFIED})
 
-    assert first.event_id == resent.event_id
+    assert first.event_id == resent.event_id != same_second.event_id
+
+
+def test_moodle_events_of_one_second_differing_only_in_other_get_different_ids() -> None:
+    graded = moodle("grades", RAW_MOODLE)
+    regraded = moodle("grades", {**RAW_MOODLE, "other": {"itemid": 431, "finalgrade": 90}})
+
+    assert graded.event_id != regraded.event_id
 
 
 def test_payload_id_wins_over_the_derived_id() -> None:
@@ -361,3 +388,92 @@ def test_text_postgres_cannot_store_is_a_400_naming_the_field(raw: bytes, field:
         decode_body(raw)
 
     assert invalid.value.details == [{"field": field, "problem": problem}]
+
+
+# ------------------------------------------------------------------ hostile and odd input (issue 9)
+
+
+def test_json_nested_deeper_than_the_limit_is_a_400_naming_the_limit() -> None:
+    deep = b'{"data": ' + b'{"a": ' * 300 + b"1" + b"}" * 300 + b"}"
+
+    with pytest.raises(InvalidPayload) as invalid:
+        decode_body(deep)
+
+    [problem] = invalid.value.details
+    assert problem["problem"] == f"nests objects or lists deeper than {MAX_NESTING} levels"
+
+
+def test_json_nested_at_the_limit_is_accepted() -> None:
+    body = b'{"a": ' * (MAX_NESTING - 1) + b"[1]" + b"}" * (MAX_NESTING - 1)
+
+    assert decode_body(body)
+
+
+def test_a_hundred_thousand_brackets_are_a_400_not_a_crash() -> None:
+    with pytest.raises(InvalidPayload) as invalid:
+        decode_body(b"[" * 100_000)
+
+    assert invalid.value.details[0]["field"] == "body"
+
+
+def test_form_keys_nested_deeper_than_the_limit_are_a_400() -> None:
+    with pytest.raises(InvalidPayload):
+        decode_body(b"a" + b"[b]" * 40 + b"=1")
+
+
+@pytest.mark.parametrize("token", [b"NaN", b"Infinity", b"-Infinity", b"1e999"])
+def test_non_finite_json_numbers_are_a_400(token: bytes) -> None:
+    with pytest.raises(InvalidPayload):
+        decode_body(b'{"other": {"finalgrade": ' + token + b"}}")
+
+
+@pytest.mark.parametrize("grade", ["NaN", "Infinity", "-inf", "a lot", True])
+def test_moodle_grade_that_is_not_a_finite_number_is_a_400(grade: Any) -> None:
+    fields = {**RAW_MOODLE, "other": {"itemid": 431, "finalgrade": grade}}
+
+    assert problems_of("moodle", "grades", fields)[0]["field"] == "other.finalgrade"
+
+
+def test_moodle_grade_without_item_id_is_a_400() -> None:
+    assert problems_of("moodle", "grades", {**RAW_MOODLE, "other": {"finalgrade": 5}})[0]["field"] == "other.itemid"
+
+
+@pytest.mark.parametrize("field", ["courseid", "relateduserid", "objectid"])
+def test_moodle_ids_beyond_the_64_bit_range_are_a_400(field: str) -> None:
+    [problem] = problems_of("moodle", "grades", {**RAW_MOODLE, field: 2**63})
+
+    assert problem["field"] == field
+
+
+@pytest.mark.parametrize(
+    ("source", "module", "fields", "field"),
+    [
+        (
+            "zoho",
+            "students",
+            {**FULL, "data": {**FULL["data"], "Modified_Time": "9999-12-31T00:00:00Z"}},
+            "data.Modified_Time",
+        ),
+        ("zoho", "grades", {**MINIMAL, "timestamp": "2026-11-25T12:00:00Z"}, "timestamp"),
+        ("moodle", "grades", {**RAW_MOODLE, "timecreated": 1795598400 + 3 * 3600}, "timecreated"),
+    ],
+)
+def test_an_event_dated_beyond_the_clock_skew_is_a_400_naming_the_field(
+    source: str, module: str, fields: dict[str, Any], field: str
+) -> None:
+    now = datetime(2026, 11, 25, 9, 30, tzinfo=UTC)
+
+    with pytest.raises(InvalidPayload) as invalid:
+        parse_event(source, module, fields, received_at=now)  # type: ignore[arg-type]
+
+    [problem] = invalid.value.details
+    assert problem == {
+        "field": field,
+        "problem": "is more than 300 seconds in the future; check the sending system's clock",
+    }
+
+
+def test_an_event_within_the_clock_skew_is_accepted() -> None:
+    now = datetime(2026, 11, 25, 9, 18, tzinfo=UTC)  # RAW_MOODLE is dated 09:20, two minutes ahead
+
+    assert parse_event("moodle", "grades", RAW_MOODLE, received_at=now).occurred_at > now

@@ -98,10 +98,12 @@ def test_no_configured_secret_rejects_everything() -> None:
 def test_shared_token_authenticates_only_when_configured() -> None:
     with_token = WebhookCredentials.of([SECRET], tokens=["shared-token-NOT-FOR-PRODUCTION"])
 
-    assert authenticate("moodle", {}, BODY, with_token, body_token="shared-token-NOT-FOR-PRODUCTION") == "token"
+    assert authenticate("moodle", {}, BODY, with_token, body_token=lambda: "shared-token-NOT-FOR-PRODUCTION") == "token"
     assert authenticate("moodle", {"x-webhook-token": "shared-token-NOT-FOR-PRODUCTION"}, BODY, with_token) == "token"
-    assert cause_of("moodle", {}, with_token, body_token="wrong") == "token_mismatch"
-    assert cause_of("moodle", {}, CREDENTIALS, body_token="shared-token-NOT-FOR-PRODUCTION") == "missing_signature"
+    assert cause_of("moodle", {}, with_token, body_token=lambda: "wrong") == "token_mismatch"
+    assert (
+        cause_of("moodle", {}, CREDENTIALS, body_token=lambda: "shared-token-NOT-FOR-PRODUCTION") == "missing_signature"
+    )
 
 
 def test_token_only_source_still_rejects_unsigned_requests_without_a_token() -> None:
@@ -114,4 +116,6 @@ def test_a_present_signature_decides_even_when_a_valid_token_is_sent() -> None:
     with_token = WebhookCredentials.of([SECRET], tokens=["shared-token-NOT-FOR-PRODUCTION"])
     headers = {"x-zoho-signature": sign(OTHER, BODY)}
 
-    assert cause_of("zoho", headers, with_token, body_token="shared-token-NOT-FOR-PRODUCTION") == ("signature_mismatch")
+    assert cause_of("zoho", headers, with_token, body_token=lambda: "shared-token-NOT-FOR-PRODUCTION") == (
+        "signature_mismatch"
+    )

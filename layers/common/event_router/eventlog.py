@@ -1,4 +1,4 @@
-"""The verifiers' side of the event log (SPEC §6, §7): record, mark queued, record rejections.
+"""The verifiers' side of the event log (SPEC §6, §7): record, mark queued, count rejections.
 
 This is the hot path of every webhook: three plain SQL statements, prepared on
 the container's connection (``pg.py``), one round trip each, and no SQLAlchemy
@@ -8,6 +8,8 @@ import in the verifiers' cold start.
 from __future__ import annotations
 
 import json
+from datetime import datetime
+from typing import Any
 
 from event_router.database import ParamsProvider
 from event_router.payloads import WebhookEvent
@@ -25,9 +27,24 @@ UPDATE integration_events_log
 SET status = 'queued', queued_at = now(), updated_at = now()
 WHERE source = :source AND event_id = :event_id AND status = 'received'"""
 
-RECORD_REJECTION_SQL = """
-INSERT INTO rejected_requests (source, route, cause, source_ip, body_size, body_sha256)
-VALUES (:source, :route, :cause, CAST(:source_ip AS inet), :body_size, :body_sha256)"""
+RECORD_REJECTIONS_SQL = """
+INSERT INTO rejected_requests AS r (minute, source, route, cause, count, received_at, source_ip, body_size, body_sha256)
+SELECT minute, source, route, cause, count, received_at, CAST(source_ip AS inet), body_size, body_sha256
+FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS incoming (
+    minute timestamptz, source text, route text, cause text, count integer,
+    received_at timestamptz, source_ip text, body_size integer, body_sha256 text)
+ON CONFLICT (minute, source, route, cause) DO UPDATE SET
+    count = r.count + EXCLUDED.count,
+    received_at = greatest(r.received_at, EXCLUDED.received_at),
+    source_ip = EXCLUDED.source_ip,
+    body_size = EXCLUDED.body_size,
+    body_sha256 = EXCLUDED.body_sha256"""
+
+
+def _isoformat(value: Any) -> str:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
 
 
 class PgEventLog:
@@ -54,19 +71,9 @@ class PgEventLog:
         """``received`` → ``queued``; a row the processor already moved on is left alone."""
         self._connection.run(MARK_QUEUED_SQL, source=event.source, event_id=event.event_id)
 
-    def record_rejection(
-        self, *, source: str, route: str, cause: str, source_ip: str | None, body_size: int, body_sha256: str
-    ) -> None:
-        """Keep the facts of a refused request; never its body."""
-        self._connection.run(
-            RECORD_REJECTION_SQL,
-            source=source,
-            route=route,
-            cause=cause,
-            source_ip=source_ip,
-            body_size=body_size,
-            body_sha256=body_sha256,
-        )
+    def record_rejections(self, rows: list[dict[str, Any]]) -> None:
+        """Add counts of refused requests per (minute, source, route, cause), in one statement; never a body."""
+        self._connection.run(RECORD_REJECTIONS_SQL, rows=json.dumps(rows, default=_isoformat))
 
     def close(self) -> None:
         """Drop this container's connection (it is reopened on next use)."""

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-from datetime import UTC, datetime
-from typing import Annotated, Any, Literal
+import math
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any, Literal, NamedTuple
 from urllib.parse import parse_qsl
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
@@ -20,6 +21,10 @@ from event_router.errors import InvalidPayload, Problem
 from event_router.routes import ZOHO_MODULE_NAMES, Module, Source
 
 Operation = Literal["create", "update", "delete"]
+
+MAX_NESTING = 32  # levels of objects and lists a body may nest; deeper is a 400 (README, "Decisions")
+MAX_ID = 2**63 - 1  # Moodle ids are Postgres bigints
+DEFAULT_MAX_CLOCK_SKEW = timedelta(minutes=5)
 
 _OPERATIONS: dict[str, Operation] = {
     **dict.fromkeys(("create", "created", "insert", "inserted", "add", "added", "c"), "create"),
@@ -64,7 +69,7 @@ _SOURCE_SPECIFIC = ConfigDict(defer_build=True)
 
 OperationField = Annotated[Operation, BeforeValidator(_operation)]
 Identifier = Annotated[str, BeforeValidator(_identifier), Field(max_length=200)]
-MoodleId = Annotated[int, BeforeValidator(_moodle_id), Field(ge=0, strict=True)]
+MoodleId = Annotated[int, BeforeValidator(_moodle_id), Field(ge=0, le=MAX_ID, strict=True)]
 Timestamp = Annotated[datetime, AfterValidator(_as_utc)]
 
 
@@ -104,7 +109,9 @@ def decode_body(body: bytes) -> dict[str, Any]:
         raise InvalidPayload([{"field": "body", "problem": "is empty"}])
     if stripped[0] in "{[":
         try:
-            value = json.loads(stripped)
+            value = json.loads(stripped, parse_constant=_refuse_constant)
+        except RecursionError:
+            raise InvalidPayload([_too_deep("body")]) from None
         except ValueError as error:
             problem = f"is not valid JSON (line {error.lineno}, column {error.colno})"  # type: ignore[attr-defined]
             raise InvalidPayload([{"field": "body", "problem": problem}]) from None
@@ -116,21 +123,33 @@ def decode_body(body: bytes) -> dict[str, Any]:
     return _storable(_form_fields(stripped))
 
 
+def _refuse_constant(name: str) -> float:
+    raise InvalidPayload([{"field": "body", "problem": f"holds {name}, which is not a JSON number"}])
+
+
+def _too_deep(path: str) -> Problem:
+    return {"field": _printable(path), "problem": f"nests objects or lists deeper than {MAX_NESTING} levels"}
+
+
 def _storable(fields: dict[str, Any]) -> dict[str, Any]:
-    """Refuse text Postgres cannot store: NUL characters, and lone surrogates (from JSON escapes
-    such as ``\\ud800``), which are not Unicode at all. Without this, such a payload could be
-    accepted and then fail on every write."""
-    pending: list[tuple[str, Any]] = [("", fields)]
+    """Refuse what could be accepted and then fail on every write: text Postgres cannot store
+    (NUL characters; lone surrogates from JSON escapes such as ``\\ud800``, which are not
+    Unicode at all), numbers that are not finite, and nesting deeper than ``MAX_NESTING``."""
+    pending: list[tuple[str, Any, int]] = [("", fields, 1)]
     while pending:
-        path, value = pending.pop()
+        path, value, depth = pending.pop()
+        if isinstance(value, dict | list) and depth > MAX_NESTING:
+            raise InvalidPayload([_too_deep(path)])
         if isinstance(value, dict):
             for key, item in value.items():
                 _check_text(f"{path}.{key}" if path else str(key), key)
-                pending.append((f"{path}.{key}" if path else str(key), item))
+                pending.append((f"{path}.{key}" if path else str(key), item, depth + 1))
         elif isinstance(value, list):
-            pending.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
+            pending.extend((f"{path}[{i}]", item, depth + 1) for i, item in enumerate(value))
         elif isinstance(value, str):
             _check_text(path, value)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise InvalidPayload([{"field": _printable(path), "problem": "is not a finite number"}])
     return fields
 
 
@@ -239,37 +258,80 @@ def zoho_record_fields(payload: dict[str, Any]) -> dict[str, Any] | None:
     return payload if shape == "record" else None
 
 
-def _zoho_event(module: Module, fields: dict[str, Any]) -> WebhookEvent:
-    # (module named in the body, event id, operation, record id, source timestamp)
-    facts: tuple[Module | None, str | None, Operation, str, datetime | None]
+class _Facts(NamedTuple):
+    """What every shape is reduced to before it becomes a ``WebhookEvent``."""
+
+    module: Module | None  # the module the body names, if any
+    event_id: str | None  # the sender's own id, if any
+    operation: Operation
+    record_id: str
+    occurred_at: datetime
+    occurred_field: str  # where occurred_at came from, to name it in a 400
+
+
+MISSING_MODIFIED_TIME = (
+    "is required when the body has no notification_id or event_id: add the record's Modified Time to the "
+    "webhook (Zoho CRM: Setup > Actions > Webhooks > Parameters > Module Parameters > Modified Time, "
+    "parameter name Modified_Time)"
+)
+
+
+def _zoho_facts(fields: dict[str, Any]) -> _Facts:
     shape = zoho_shape(fields)
     if shape == "full":
         full = ZohoFullRecord.model_validate(fields)
         record_id = full.record_id or _record_id_in_data(full.data)
         modified = _optional_timestamp(full.data, "Modified_Time", "data.Modified_Time")
-        facts = (full.module, full.notification_id, full.operation, record_id, modified or full.timestamp)
-    elif shape == "minimal":
+        when, field = (modified, "data.Modified_Time") if modified else (full.timestamp, "timestamp")
+        return _Facts(
+            module=full.module,
+            event_id=full.notification_id,
+            operation=full.operation,
+            record_id=record_id,
+            occurred_at=when,
+            occurred_field=field,
+        )
+    if shape == "minimal":
         minimal = ZohoMinimal.model_validate(fields)
-        facts = (minimal.module, minimal.event_id, minimal.event_type, minimal.record_id, minimal.timestamp)
-    else:
-        flat = ZohoRecordFields.model_validate(fields)
-        facts = (flat.module, None, flat.operation, flat.id, flat.modified_time or flat.timestamp)
-    body_module, event_id, operation, record_id, occurred_at = facts
-    if body_module is not None and body_module != module:
+        return _Facts(
+            module=minimal.module,
+            event_id=minimal.event_id,
+            operation=minimal.event_type,
+            record_id=minimal.record_id,
+            occurred_at=minimal.timestamp,
+            occurred_field="timestamp",
+        )
+    flat = ZohoRecordFields.model_validate(fields)
+    stamp = flat.modified_time or flat.timestamp
+    if stamp is None:
+        raise InvalidPayload([{"field": "Modified_Time", "problem": MISSING_MODIFIED_TIME}])
+    return _Facts(
+        module=flat.module,
+        event_id=None,
+        operation=flat.operation,
+        record_id=flat.id,
+        occurred_at=stamp,
+        occurred_field="Modified_Time" if flat.modified_time else "timestamp",
+    )
+
+
+def _zoho_event(module: Module, fields: dict[str, Any]) -> tuple[WebhookEvent, _Facts]:
+    facts = _zoho_facts(fields)
+    if facts.module is not None and facts.module != module:
         raise InvalidPayload(
             [{"field": "module", "problem": f"contradicts the route, which takes {ZOHO_MODULE_NAMES[module]}"}]
         )
-    return WebhookEvent(
+    event = WebhookEvent(
         source="zoho",
         module=module,
-        # Without a source timestamp, the record's content is what tells two changes apart.
-        event_id=event_id
-        or derived_event_id("zoho", module, record_id, operation, occurred_at, fields if occurred_at is None else None),
-        event_type=operation,
-        record_id=record_id,
-        occurred_at=occurred_at,
+        event_id=facts.event_id
+        or derived_event_id("zoho", module, facts.record_id, facts.operation, facts.occurred_at, fields),
+        event_type=facts.operation,
+        record_id=facts.record_id,
+        occurred_at=facts.occurred_at,
         payload=fields,
     )
+    return event, facts
 
 
 def _record_id_in_data(data: dict[str, Any]) -> str:
@@ -296,12 +358,27 @@ def _optional_timestamp(data: dict[str, Any], key: str, field: str) -> datetime 
 
 # ---------------------------------------------------------------- Moodle
 
+MOODLE_GRADED = "core\\event\\user_graded"
 _MOODLE_EVENTS: dict[str, tuple[Module, Operation]] = {
     "core\\event\\user_enrolment_created": ("enrollments", "create"),
     "core\\event\\user_enrolment_updated": ("enrollments", "update"),
     "core\\event\\user_enrolment_deleted": ("enrollments", "delete"),
     "core\\event\\user_graded": ("grades", "update"),
 }
+
+
+def _grade(value: Any) -> Any:
+    if value is None or value == "":
+        return None
+    if isinstance(value, bool):
+        raise ValueError("must be a number")
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError("must be a number") from None
+    if not math.isfinite(number):
+        raise ValueError("must be a finite number")
+    return number
 
 
 def _moodle_other(value: Any) -> Any:
@@ -342,7 +419,25 @@ class MoodleEventData(BaseModel):
         return self.relateduserid if self.relateduserid is not None else self.userid
 
 
-def _moodle_event(module: Module, fields: dict[str, Any]) -> WebhookEvent:
+class MoodleGrade(BaseModel):
+    """What ``user_graded`` says about the grade: its item, and the final grade (None when cleared).
+    Plugins put these in ``other``; some put them at the top of the body."""
+
+    model_config = _SOURCE_SPECIFIC
+
+    itemid: MoodleId
+    finalgrade: Annotated[float | None, BeforeValidator(_grade)] = None
+
+    @classmethod
+    def of(cls, event: MoodleEventData, fields: dict[str, Any]) -> MoodleGrade:
+        facts = {**fields, **event.other}
+        try:
+            return cls.model_validate(facts)
+        except ValidationError as error:
+            raise InvalidPayload([{**p, "field": f"other.{p['field']}"} for p in problems(error)]) from None
+
+
+def _moodle_event(module: Module, fields: dict[str, Any]) -> tuple[WebhookEvent, _Facts]:
     data = MoodleEventData.model_validate(fields)
     known = _MOODLE_EVENTS.get(data.canonical_name)
     if known is not None and known[0] != module:
@@ -352,9 +447,21 @@ def _moodle_event(module: Module, fields: dict[str, Any]) -> WebhookEvent:
     operation = data.crud or (known[1] if known else _operation_from_name(data.canonical_name))
     if data.student is None:
         raise InvalidPayload([{"field": "relateduserid", "problem": "or userid is required"}])
+    if data.canonical_name == MOODLE_GRADED:
+        MoodleGrade.of(data, fields)
     record_id = str(data.objectid) if data.objectid is not None else f"{data.student}:{data.courseid}"
-    identity = (data.canonical_name, data.student, data.courseid)
-    return WebhookEvent(
+    # Moodle's objectid and timecreated (one-second resolution) do not tell two changes apart; what
+    # the event says (its name, people, course and "other") does.
+    identity = [data.canonical_name, data.student, data.courseid, data.other]
+    facts = _Facts(
+        module=module,
+        event_id=data.eventid,
+        operation=operation,
+        record_id=record_id,
+        occurred_at=data.timecreated,
+        occurred_field="timecreated",
+    )
+    event = WebhookEvent(
         source="moodle",
         module=module,
         event_id=data.eventid or derived_event_id("moodle", module, record_id, operation, data.timecreated, identity),
@@ -363,6 +470,7 @@ def _moodle_event(module: Module, fields: dict[str, Any]) -> WebhookEvent:
         occurred_at=data.timecreated,
         payload=fields,
     )
+    return event, facts
 
 
 def _operation_from_name(name: str) -> Operation:
@@ -380,35 +488,52 @@ def derived_event_id(
     module: Module,
     record_id: str,
     operation: Operation,
-    occurred_at: datetime | None,
+    occurred_at: datetime,
     content: Any,
 ) -> str:
     """A deterministic id for payloads that carry none: the same change always hashes the same.
 
-    The change is identified by source, module, record, operation and source
-    timestamp; ``content`` adds whatever else the caller needs to tell two
-    changes apart (Moodle's event name and people, or a Zoho record's fields
-    when it came without a timestamp).
+    The change is identified by source, module, record, operation and source timestamp, and by
+    what it says (``content``: a Zoho record's fields; a Moodle event's name, people, course and
+    ``other``), so two different changes within one second of each other get different ids.
     """
-    when = occurred_at.isoformat() if occurred_at is not None else None
-    facts = [source, module, record_id, operation, when, content]
+    facts = [source, module, record_id, operation, occurred_at.isoformat(), content]
     canonical = json.dumps(facts, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def prepare(source: Source) -> None:
     """Build the validators of ``source``'s payload shapes now rather than on the first request."""
-    models = (ZohoFullRecord, ZohoMinimal, ZohoRecordFields, _Stamp) if source == "zoho" else (MoodleEventData,)
+    models = (
+        (ZohoFullRecord, ZohoMinimal, ZohoRecordFields, _Stamp) if source == "zoho" else (MoodleEventData, MoodleGrade)
+    )
     for model in models:
         model.model_rebuild()
 
 
-def parse_event(source: Source, module: Module, fields: dict[str, Any]) -> WebhookEvent:
-    """Validate one decoded body from ``source`` arriving on ``module``'s route."""
+def parse_event(
+    source: Source,
+    module: Module,
+    fields: dict[str, Any],
+    *,
+    received_at: datetime | None = None,
+    max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
+) -> WebhookEvent:
+    """Validate one decoded body from ``source`` arriving on ``module``'s route.
+
+    An event dated more than ``max_clock_skew`` after ``received_at`` (now) is refused: stored, it
+    would make every later real change of its record look stale.
+    """
     try:
-        return _zoho_event(module, fields) if source == "zoho" else _moodle_event(module, fields)
+        event, facts = _zoho_event(module, fields) if source == "zoho" else _moodle_event(module, fields)
     except ValidationError as error:
         raise InvalidPayload(problems(error)) from None
+    latest = (received_at or datetime.now(UTC)) + max_clock_skew
+    if facts.occurred_at > latest:
+        skew = int(max_clock_skew.total_seconds())
+        problem = f"is more than {skew} seconds in the future; check the sending system's clock"
+        raise InvalidPayload([{"field": facts.occurred_field, "problem": problem}])
+    return event
 
 
 def problems(error: ValidationError, whole: str = "body") -> list[Problem]:

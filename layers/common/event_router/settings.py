@@ -36,7 +36,9 @@ class Settings(BaseModel):
     database_host: str | None = Field(None, alias="DATABASE_HOST")
     database_port: int = Field(5432, alias="DATABASE_PORT")
     database_name: str = Field("event_router", alias="DATABASE_NAME")
-    database_sslmode: str = Field("require", alias="DATABASE_SSLMODE")
+    database_sslmode: str = Field("verify-full", alias="DATABASE_SSLMODE")
+    database_sslrootcert: str | None = Field(None, alias="DATABASE_SSLROOTCERT")
+    app_database_secret_arn: str | None = Field(None, alias="APP_DATABASE_SECRET_ARN")
     db_connect_timeout: float = Field(3.0, gt=0, alias="DB_CONNECT_TIMEOUT")
     db_statement_timeout_ms: int = Field(2500, gt=0, alias="DB_STATEMENT_TIMEOUT_MS")
     db_idle_ping_seconds: float = Field(30.0, ge=0, alias="DB_IDLE_PING_SECONDS")
@@ -60,6 +62,11 @@ class Settings(BaseModel):
 
     module: Module | None = Field(None, alias="MODULE")
     max_receive_count: int = Field(5, ge=1, alias="MAX_RECEIVE_COUNT")
+    retry_base_seconds: int = Field(120, ge=0, le=43_200, alias="RETRY_BASE_SECONDS")
+    retry_max_seconds: int = Field(43_200, ge=0, le=43_200, alias="RETRY_MAX_SECONDS")
+    max_clock_skew_seconds: int = Field(300, ge=0, alias="MAX_CLOCK_SKEW_SECONDS")
+    rejection_flush_seconds: float = Field(10.0, ge=0, alias="REJECTION_FLUSH_SECONDS")
+    rejection_retention_days: int = Field(30, ge=1, alias="REJECTION_RETENTION_DAYS")
     db_pool_size: int = Field(1, ge=1, alias="DB_POOL_SIZE")
 
     def queue_urls(self) -> dict[Module, str]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from event_router.errors import SignatureRejected
@@ -47,19 +47,22 @@ def authenticate(
     headers: Mapping[str, str],
     body: bytes,
     credentials: WebhookCredentials,
-    body_token: str | None = None,
+    body_token: Callable[[], str | None] | None = None,
 ) -> str:
     """Accept the request or raise ``SignatureRejected``; returns how it was authenticated.
 
     ``headers`` must have lowercase names (API Gateway's payload v2 does that).
     A signature, when present, decides alone; the shared token is only looked at
-    when the sender did not sign and the source has tokens configured.
+    when the sender did not sign and the source has tokens configured, and
+    ``body_token`` (which reads the body) is only called when no header carries one.
     """
     if not credentials.secrets and not credentials.tokens:
         raise SignatureRejected("No webhook secret is configured for this source", cause="no_secret_configured")
     signature = headers.get(SIGNATURE_HEADERS[source])
     if signature is None:
-        token = headers.get(TOKEN_HEADER, body_token)
+        token = headers.get(TOKEN_HEADER)
+        if token is None and credentials.tokens and body_token is not None:
+            token = body_token()
         if credentials.tokens and token is not None:
             if _any_equal(token.encode(), (t.encode() for t in credentials.tokens)):
                 return "token"

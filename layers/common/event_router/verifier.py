@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 from event_router.credentials import credentials_for
@@ -39,4 +40,12 @@ def build_verifier(source: Source, settings: Settings | None = None) -> Verifier
         raise ValueError(f"queue URL not configured for: {', '.join(missing)}")
     event_log = PgEventLog(connection_params(settings, f"{source}-verifier"), settings.db_idle_ping_seconds)
     publisher = SqsPublisher(sqs_client(settings), queue_urls)
-    return Verifier(Ingestor(source, credentials_for(source, settings), event_log, publisher))
+    ingestor = Ingestor(
+        source,
+        credentials_for(source, settings),
+        event_log,
+        publisher,
+        max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
+        rejection_flush_seconds=settings.rejection_flush_seconds,
+    )
+    return Verifier(ingestor)

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from event_router.errors import Problem
-from event_router.payloads import WebhookEvent, zoho_record_fields
+from event_router.payloads import MAX_ID, WebhookEvent, zoho_record_fields
 
 
 class CannotApply(Exception):
@@ -87,14 +87,15 @@ def text(data: dict[str, Any], *names: str) -> str | None:
 
 
 def integer(data: dict[str, Any], name: str) -> int | None:
+    """A non-negative integer id that fits a Postgres bigint; None when absent or empty."""
     value = data.get(name)
     if value is None or value == "":
         return None
-    if isinstance(value, int) and not isinstance(value, bool):
-        return value
     if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    raise CannotApply([{"field": name, "problem": "must be an integer"}])
+        value = int(value)
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_ID:
+        return value
+    raise CannotApply([{"field": name, "problem": f"must be an integer from 0 to {MAX_ID}"}])
 
 
 def lookup(data: dict[str, Any], *names: str) -> str | None:
