@@ -21,7 +21,7 @@ from event_router.engine import make_engine
 from event_router.routes import WEBHOOK_ROUTES
 
 ROOT = Path(__file__).resolve().parents[2]
-FAST_RETRIES = "QueueVisibilityTimeout=1 MaxReceiveCount=3 ProcessorBatchingWindow=0"
+FAST_RETRIES = "QueueVisibilityTimeout=1 MaxReceiveCount=3 ProcessorBatchingWindow=0 RetryBaseDelaySeconds=1"
 
 
 def wait_for(condition: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:

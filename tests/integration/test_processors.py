@@ -10,6 +10,7 @@ import json
 from collections.abc import Callable, Iterator
 from typing import Any
 from unittest import mock
+from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import Engine, text
@@ -17,19 +18,21 @@ from sqlalchemy import Engine, text
 from devstack.poller import QueuePoller, lambda_sqs_event
 from devstack.samples import Sample
 from event_router.mirror import MirrorStore
+from event_router.sync import students as students_rule
 from tests.conftest import Queues
 from tests.integration.conftest import PROCESSORS, Invoke, load_event
 
 Event = dict[str, Any]
 T1, T2, T3 = "2026-11-25T09:00:00+00:00", "2026-11-25T10:00:00+00:00", "2026-11-25T11:00:00+00:00"
 STUDENT = "5725767000000412001"
+FORM = "application/x-www-form-urlencoded"
 CLASS = "5725767000000520011"
 
 
-def zoho(segment: str, record_id: str, operation: str, modified: str, **fields: Any) -> Sample:
+def zoho(segment: str, record_id: str, operation: str, modified: str, notification: str = "", **fields: Any) -> Sample:
     """A signed Zoho full-record webhook for one record."""
     document = {
-        "notification_id": f"{segment}-{record_id}-{operation}-{modified}",
+        "notification_id": notification or f"{segment}-{record_id}-{operation}-{modified}",
         "timestamp": modified,
         "operation": operation,
         "record_id": record_id,
@@ -475,6 +478,7 @@ def test_poison_record_reaches_the_dead_letter_queue_and_replay_completes_it_onc
         "examined": 1,
         "replayed": 1,
         "skipped": 0,
+        "failed": 0,
         "event_ids": [dead["event_id"]],
     }
     grades.drain()
@@ -519,15 +523,16 @@ def test_permanent_failure_is_not_retried_and_is_replayable_from_the_log(
     assert (again["status"], again["attempts"], again["replay_count"]) == ("failed", 2, 1)
 
 
-def test_moodle_grade_without_item_id_fails_permanently(
-    send: Callable[[Sample], Any], pollers: Callable[..., QueuePoller], db: Engine
-) -> None:
-    send(moodle("grade", "user_graded", 1795598400, crud="u", other=None))
+def test_moodle_grade_message_without_item_id_fails_permanently(load: Callable[..., Invoke], db: Engine) -> None:
+    # The verifier refuses such a webhook (400); a message that carries one anyway can never apply.
+    poison = load_event("sqs-grades-batch-with-poison")
+    [record] = [r for r in poison["Records"] if "moodle-evt-grade-poison" in r["body"]]
 
-    pollers("grades").drain()
+    response = load("GradesProcessor", MODULE="grades")({"Records": [record]})
 
+    assert response == {"batchItemFailures": []}
     [row] = rows(db, "SELECT status, error_message FROM integration_events_log")
-    assert (row["status"], row["error_message"]) == ("failed", "other.itemid is required")
+    assert (row["status"], row["error_message"]) == ("failed", "other.itemid Field required")
 
 
 def test_unreadable_message_is_retried_until_the_dead_letter_queue(
@@ -642,3 +647,239 @@ def test_committed_poison_batch_reports_only_the_unreadable_message_for_retry(
 
     assert response == {"batchItemFailures": [{"itemIdentifier": event["Records"][-1]["messageId"]}]}
     assert log_status(db)["moodle-evt-grade-poison"] == "failed"
+
+
+# ------------------------------------------------------------------ hostile and odd input (issue 9)
+
+
+@pytest.fixture
+def refuse_values(db: Engine) -> Iterator[Callable[[], None]]:
+    """Makes the database refuse grade record BADVALUE with a data error (SQLSTATE 22003), as it
+    refuses a value out of range, until the returned fix is called."""
+    with db.begin() as connection:
+        connection.execute(
+            text("""
+            CREATE FUNCTION refuse_value() RETURNS trigger AS $$
+            BEGIN RAISE EXCEPTION 'value out of range' USING ERRCODE = 'numeric_value_out_of_range'; END
+            $$ LANGUAGE plpgsql""")
+        )
+        connection.execute(
+            text(
+                "CREATE TRIGGER refuse_value BEFORE INSERT OR UPDATE ON grades FOR EACH ROW "
+                "WHEN (NEW.zoho_record_id = 'BADVALUE') EXECUTE FUNCTION refuse_value()"
+            )
+        )
+
+    def fix() -> None:
+        with db.begin() as connection:
+            connection.execute(text("DROP FUNCTION IF EXISTS refuse_value() CASCADE"))
+
+    yield fix
+    fix()
+
+
+def test_a_value_the_database_refuses_fails_on_the_first_attempt_and_is_replayable_after_a_fix(
+    send: Callable[[Sample], Any],
+    pollers: Callable[..., QueuePoller],
+    load: Callable[..., Invoke],
+    queues: Queues,
+    db: Engine,
+    refuse_values: Callable[[], None],
+) -> None:
+    # Before: a data error was retried as if Postgres were down, and dead-lettered five receives later.
+    for record_id in ("G1", "BADVALUE", "G2"):
+        send(zoho("grade", record_id, "insert", T1, Student=STUDENT, Grade="P"))
+    grades = pollers("grades")
+
+    first = grades.poll_once()
+
+    assert (first.received, first.failed) == (3, 0)  # nothing left for SQS to retry
+    assert queues.depth(queues.urls["grades"]) == 0
+    assert queues.depth(queues.dlq_url) == 0
+    [bad] = rows(db, "SELECT * FROM integration_events_log WHERE record_id = 'BADVALUE'")
+    assert (bad["status"], bad["attempts"]) == ("failed", 1)
+    assert bad["error_message"] == "the database refused a value of this event (DatabaseError (SQLSTATE 22003))"
+    assert bad["result"] == {"reason": "refused_by_database"}
+    assert {r["record_id"]: r["status"] for r in rows(db, "SELECT * FROM integration_events_log")} == {
+        "G1": "completed",
+        "BADVALUE": "failed",
+        "G2": "completed",
+    }
+    stats = json.loads(load("MonitorFunction")(load_event("monitor-stats"))["body"])
+    assert stats["failures"]["failed"] == 1
+    assert stats["failures"]["recent"][0]["event_id"] == bad["event_id"]
+
+    # and once the cause is fixed, replaying the failed event completes it
+    refuse_values()
+    assert load("ReplayFunction")({"mode": "log", "statuses": ["failed"]})["replayed"] == 1
+    grades.drain()
+    assert rows(db, "SELECT status FROM integration_events_log WHERE record_id = 'BADVALUE'") == [
+        {"status": "completed"}
+    ]
+
+
+def test_an_unexpected_error_in_one_event_fails_that_event_only(
+    send: Callable[[Sample], Any], pollers: Callable[..., QueuePoller], db: Engine
+) -> None:
+    for record_id in ("S1", "BOOM", "S2"):
+        send(zoho("student", record_id, "insert", T1, Name=f"Student {record_id}"))
+    real_plan = students_rule.plan
+
+    def plan(event: Any) -> Any:
+        if event.record_id == "BOOM":
+            raise KeyError("a bug in a sync rule")
+        return real_plan(event)
+
+    with mock.patch.dict("event_router.processing.RULES", {"students": plan}):
+        result = pollers("students").poll_once()
+
+    assert result.failed == 0
+    statuses = {
+        r["record_id"]: (r["status"], r["error_message"]) for r in rows(db, "SELECT * FROM integration_events_log")
+    }
+    assert statuses == {
+        "S1": ("completed", None),
+        "BOOM": ("failed", "unexpected KeyError in the students sync rule"),
+        "S2": ("completed", None),
+    }
+    assert {r["zoho_record_id"] for r in rows(db, "SELECT zoho_record_id FROM students")} == {"S1", "S2"}
+
+
+def test_an_event_on_another_modules_queue_is_failed(
+    send: Callable[[Sample], Any], load: Callable[..., Invoke], queues: Queues, db: Engine
+) -> None:
+    send(zoho("grade", "G1", "insert", T1, Student=STUDENT, Grade="P"))
+    [message] = queues.receive_all(queues.urls["grades"])
+    misrouted = lambda_sqs_event([{**message, "Attributes": {"ApproximateReceiveCount": "1"}}], "arn:students")
+
+    response = load("StudentsProcessor", MODULE="students")(misrouted)
+
+    assert response == {"batchItemFailures": []}
+    [row] = rows(db, "SELECT status, error_message, result FROM integration_events_log")
+    assert (row["status"], row["error_message"], row["result"]) == (
+        "failed",
+        "a grades event on the students queue",
+        {"reason": "wrong_queue"},
+    )
+    assert rows(db, "SELECT * FROM grades") == []
+
+
+def test_a_record_edited_and_edited_back_ends_as_the_last_edit(
+    send: Callable[[Sample], Any], pollers: Callable[..., QueuePoller], db: Engine
+) -> None:
+    # Before: form webhooks without a time got content-derived ids, so A -> B -> A left the mirror at B.
+    def form(name: str, modified: str) -> Sample:
+        body = urlencode({"id": "F1", "Name": name, "Modified_Time": modified}).encode()
+        return Sample(f"form-{name}", "POST /api/v1/events/zoho/student", body, 202, content_type=FORM)
+
+    answers = [send(form("Ada", T1)), send(form("Ada Lovelace", T2)), send(form("Ada", T3))]
+    pollers("students").drain()
+
+    assert [a["status"] for a in answers] == ["queued", "queued", "queued"]
+    [row] = rows(db, "SELECT name FROM students")
+    assert row["name"] == "Ada"
+
+
+def test_a_form_webhook_without_modified_time_is_a_400_saying_how_to_add_it(
+    load_verifier: Callable[..., Invoke], db: Engine
+) -> None:
+    body = urlencode({"id": "F1", "Name": "Ada"}).encode()
+
+    response = load_verifier("zoho")(
+        Sample("no-time", "POST /api/v1/events/zoho/student", body, 400, content_type=FORM).event()
+    )
+
+    assert response["statusCode"] == 400
+    [detail] = json.loads(response["body"])["details"]
+    assert detail["field"] == "Modified_Time"
+    assert "Modified Time" in detail["problem"]
+
+
+@pytest.mark.parametrize("order", ["arrival", "reversed"])
+def test_changes_with_equal_timestamps_end_as_the_later_arrival_in_any_processing_order(
+    order: str, send: Callable[[Sample], Any], load: Callable[..., Invoke], queues: Queues, db: Engine
+) -> None:
+    # Given two different changes of one record stamped with the same second, A arriving before B
+    send(zoho("student", STUDENT, "update", T1, "n-A", Name="A"))
+    send(zoho("student", STUDENT, "update", T1, "n-B", Name="B"))
+    messages = queues.receive_all(queues.urls["students"])
+    assert [json.loads(m["Body"])["payload"]["data"]["Name"] for m in messages] == ["A", "B"]
+    if order == "reversed":
+        messages.reverse()
+    processor = load("StudentsProcessor", MODULE="students")
+
+    # When the processor takes them one at a time, in either order
+    for message in messages:
+        processor(lambda_sqs_event([{**message, "Attributes": {"ApproximateReceiveCount": "1"}}], "arn:students"))
+
+    # Then the record holds B, the later arrival
+    [row] = rows(db, "SELECT name FROM students")
+    assert row["name"] == "B"
+
+
+def insert_log_row(db: Engine, event_id: str, status: str, payload: str, age: str = "10 minutes") -> None:
+    with db.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO integration_events_log (event_id, source, module, event_type, record_id, payload, "
+                "status, received_at, updated_at) VALUES (:e, 'zoho', 'students', 'update', :e, CAST(:p AS jsonb), "
+                ":s, now() - CAST(:age AS interval), now() - CAST(:age AS interval))"
+            ),
+            {"e": event_id, "p": payload, "s": status, "age": age},
+        )
+
+
+def test_the_sweep_parks_a_row_it_cannot_queue_and_queues_the_others(
+    load: Callable[..., Invoke], pollers: Callable[..., QueuePoller], db: Engine, captured_logs: Any
+) -> None:
+    # Before: a row whose event could not be serialised crashed the sweep, after marking it replayed,
+    # and every later sweep stopped at that row.
+    deep = '{"a": ' * 300 + "1" + "}" * 300
+    insert_log_row(db, "stuck-1", "received", json.dumps({"id": "stuck-1", "Name": "x", "Modified_Time": T1}))
+    insert_log_row(db, "unqueueable", "received", deep)
+    insert_log_row(db, "stuck-2", "received", json.dumps({"id": "stuck-2", "Name": "y", "Modified_Time": T1}))
+
+    swept = load("ReplayFunction")({"mode": "sweep"})
+    pollers("students").drain()
+
+    assert (swept["examined"], swept["replayed"], swept["failed"]) == (3, 2, 1)
+    found = {r["event_id"]: r for r in rows(db, "SELECT * FROM integration_events_log")}
+    assert (found["stuck-1"]["status"], found["stuck-2"]["status"]) == ("completed", "completed")
+    assert found["unqueueable"]["status"] == "failed"
+    assert found["unqueueable"]["error_message"].startswith("cannot be queued: ")
+    assert any('"failed": 1' in line or '"failed":1' in line for line in captured_logs() if "left rows behind" in line)
+    # and the next sweep goes on: nothing is stuck any more
+    assert load("ReplayFunction")({"mode": "sweep"})["examined"] == 0
+
+
+def test_the_sweep_sends_again_a_replayed_row_whose_message_never_arrived(
+    load: Callable[..., Invoke], pollers: Callable[..., QueuePoller], db: Engine
+) -> None:
+    payload = json.dumps({"id": "lost", "Name": "x", "Modified_Time": T1})
+    insert_log_row(db, "lost", "replayed", payload, age="20 minutes")  # marked, then the replay died
+    insert_log_row(db, "in-flight", "replayed", payload, age="1 minute")  # its message is still on the way
+
+    swept = load("ReplayFunction")({"mode": "sweep"})
+
+    assert swept["event_ids"] == ["lost"]
+    pollers("students").drain()
+    assert log_status(db) == {"lost": "completed", "in-flight": "replayed"}
+
+
+def test_the_sweep_deletes_rejection_counts_older_than_the_retention(load: Callable[..., Invoke], db: Engine) -> None:
+    with db.begin() as connection:
+        for days in (1, 29, 31, 90):
+            connection.execute(
+                text(
+                    "INSERT INTO rejected_requests (minute, received_at, source, route, cause, body_size, body_sha256) "
+                    "VALUES (now() - make_interval(days => :d), now() - make_interval(days => :d), 'zoho', 'r', "
+                    "'signature_mismatch', 1, 'x')"
+                ),
+                {"d": days},
+            )
+
+    swept = load("ReplayFunction", REJECTION_RETENTION_DAYS="30")({"mode": "sweep"})
+
+    assert swept["rejections_deleted"] == 2
+    ages = rows(db, "SELECT extract(day FROM now() - received_at)::int AS d FROM rejected_requests ORDER BY 1")
+    assert [r["d"] for r in ages] == [1, 29]

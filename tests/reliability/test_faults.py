@@ -209,13 +209,43 @@ def test_both_down_answers_503_and_the_retried_events_complete_once(
     assert_exactly_once(engine, accepted)
 
 
+def backed_off_poller(stack: dict[str, Any], queues: Queues, base_seconds: str) -> QueuePoller:
+    """The students processor behind its queue as Lambda runs it: a failed message comes back when its
+    visibility timeout ends (no shortcut), which the processor extends by its retry schedule."""
+    processor = load(
+        "StudentsProcessor",
+        "functions/module_processor",
+        stack["environment"],
+        MODULE="students",
+        MAX_RECEIVE_COUNT="4",
+        RETRY_BASE_SECONDS=base_seconds,
+    )
+    return QueuePoller(queues.sqs, queues.urls["students"], lambda e, _c: processor(e), "StudentsProcessor")
+
+
+def fast_redrive(queues: Queues, max_receive_count: int = 4) -> None:
+    """The students queue with a 1-second visibility timeout and a short redrive: retries come fast."""
+    dlq_arn = queues.sqs.get_queue_attributes(QueueUrl=queues.dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+        "QueueArn"
+    ]
+    redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": str(max_receive_count)})
+    queues.sqs.set_queue_attributes(
+        QueueUrl=queues.urls["students"], Attributes={"VisibilityTimeout": "1", "RedrivePolicy": redrive}
+    )
+
+
 def test_database_restarted_while_processors_run_loses_nothing(
-    stack: dict[str, Any], database: tuple[str, Engine], postgres: StoppablePostgres
+    stack: dict[str, Any], database: tuple[str, Engine], postgres: StoppablePostgres, queues: Queues
 ) -> None:
+    # Before: the test's poller retried failed messages at once, so a restart that took a few seconds
+    # used up the queue's five receives and dead-lettered events (2 of 2 fresh clones on 2 cores).
+    # The processors now space their retries out; the poller retries only when SQS would.
     _, engine = database
     accepted = {json.loads(stack["verifier"](webhook(n, "restart").event())["body"])["event_id"] for n in range(120)}
+    fast_redrive(queues)
+    poller = backed_off_poller(stack, queues, base_seconds="1")
     slow_writes(engine, 0.01)
-    busy = threading.Thread(target=lambda: drain_until_done(stack["poller"], engine, accepted, timeout=90))
+    busy = threading.Thread(target=lambda: drain_until_done(poller, engine, accepted, timeout=90))
     busy.start()
     time.sleep(0.5)  # processors are mid-way through the backlog
 
@@ -225,7 +255,48 @@ def test_database_restarted_while_processors_run_loses_nothing(
     busy.join()
 
     assert len(accepted) > 0
+    assert queues.depth(queues.dlq_url) == 0
     assert_exactly_once(engine, accepted)
+
+
+@pytest.mark.parametrize(("base_seconds", "dead_lettered"), [("1", False), ("0", True)], ids=["backoff", "none"])
+def test_a_database_outage_within_the_retry_window_dead_letters_nothing(
+    base_seconds: str,
+    dead_lettered: bool,
+    stack: dict[str, Any],
+    database: tuple[str, Engine],
+    postgres: StoppablePostgres,
+    queues: Queues,
+) -> None:
+    # Given retries 1, 4 and 16 seconds apart and four receives (the template's schedule scaled down:
+    # 2, 8 and 32 minutes apart, then 128, with five receives), the last receive comes 21 s after the first
+    _, engine = database
+    accepted = {
+        json.loads(stack["verifier"](webhook(n, f"outage{base_seconds}").event())["body"])["event_id"]
+        for n in range(20)
+    }
+    fast_redrive(queues)
+    poller = backed_off_poller(stack, queues, base_seconds)
+
+    # When Postgres is down for a few seconds while the processor keeps trying
+    postgres.stop()
+    outage_ends = time.monotonic() + 4
+    while time.monotonic() < outage_ends:
+        poller.poll_once()
+        time.sleep(0.2)
+    postgres.start()
+
+    # Then, with the back-off, every event completes once and nothing is dead-lettered;
+    # without it (the queue's 1-second timeout alone), the same outage dead-letters them
+    if dead_lettered:
+        deadline = time.monotonic() + 30
+        while queues.depth(queues.dlq_url) < len(accepted) and time.monotonic() < deadline:
+            poller.poll_once()
+        assert queues.depth(queues.dlq_url) == len(accepted)
+    else:
+        drain_until_done(poller, engine, accepted, timeout=60)
+        assert queues.depth(queues.dlq_url) == 0
+        assert_exactly_once(engine, accepted)
 
 
 def test_processor_killed_mid_batch_loses_nothing_and_applies_nothing_twice(
@@ -235,7 +306,7 @@ def test_processor_killed_mid_batch_loses_nothing_and_applies_nothing_twice(
     slow_writes(engine, 0.02)
     local = tmp_path / "local"
     samples = [webhook(n, "kill") for n in range(150)]
-    first = RunningStack(local, url, "QueueVisibilityTimeout=2 ProcessorBatchingWindow=0")
+    first = RunningStack(local, url, "QueueVisibilityTimeout=2 ProcessorBatchingWindow=0 RetryBaseDelaySeconds=1")
     first.start()
     accepted: set[str] = set()
 
@@ -258,7 +329,7 @@ def test_processor_killed_mid_batch_loses_nothing_and_applies_nothing_twice(
     first.process.wait(timeout=10)
 
     # When the stack starts again, the events left on its (in-memory) queues are queued again
-    second = RunningStack(local, url, "QueueVisibilityTimeout=2 ProcessorBatchingWindow=0")
+    second = RunningStack(local, url, "QueueVisibilityTimeout=2 ProcessorBatchingWindow=0 RetryBaseDelaySeconds=1")
     second.start()
     try:
         for sample in samples:  # senders without an answer retry; the others' retries are duplicates

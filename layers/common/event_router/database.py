@@ -12,7 +12,7 @@ import ssl
 from collections.abc import Callable
 from functools import partial
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 from event_router.settings import Settings
 
@@ -99,9 +99,18 @@ def connection_params(settings: Settings, application_name: str) -> ParamsProvid
         port = settings.database_port if settings.database_host else secret.get("port", settings.database_port)
         name = secret.get("dbname", settings.database_name) if not settings.database_host else settings.database_name
         url = f"postgresql://{quote(user, safe='')}:{quote(password, safe='')}@{host}:{port}/{quote(name)}"
-        return connect(f"{url}?sslmode={settings.database_sslmode}")
+        tls = {"sslmode": settings.database_sslmode}
+        if settings.database_sslrootcert:
+            tls["sslrootcert"] = settings.database_sslrootcert
+        return connect(f"{url}?{urlencode(tls)}")
 
     return from_secret
+
+
+def sqlstate(error: BaseException) -> str:
+    """The SQLSTATE of a pg8000 server error ("" for errors that are not the server's answer)."""
+    fields = error.args[0] if error.args and isinstance(error.args[0], dict) else {}
+    return str(fields.get("C") or "")
 
 
 def describe_error(error: BaseException) -> str:
@@ -110,6 +119,5 @@ def describe_error(error: BaseException) -> str:
     Postgres error texts can quote the values of a statement (a conflicting key,
     an invalid JSON fragment), and those values are payload data.
     """
-    fields = error.args[0] if error.args and isinstance(error.args[0], dict) else {}
-    code = fields.get("C")
+    code = sqlstate(error)
     return f"{type(error).__name__}" + (f" (SQLSTATE {code})" if code else "")

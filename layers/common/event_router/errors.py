@@ -54,6 +54,10 @@ class StorageUnavailable(Exception):
     """The event log (Postgres) could not be reached or refused the statement."""
 
 
+class DataRejected(StorageUnavailable):
+    """Postgres refused the statement's values (SQLSTATE class 22 or 23): retrying cannot help."""
+
+
 class QueueUnavailable(Exception):
     """The module queue (SQS) could not be reached or refused the message."""
 

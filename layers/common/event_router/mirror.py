@@ -135,6 +135,7 @@ class MirrorStore:
             **change.values,
             "source_modified_at": when,
             "last_event_id": event.event_id,
+            "last_log_id": claimed.log_id,
         }
         if change.table in _ZOHO_MIRRORS:
             row["deleted_at"] = when if change.tombstone else None

@@ -18,10 +18,13 @@ from typing import Any
 
 import pg8000.native
 
-from event_router.database import ParamsProvider, describe_error
-from event_router.errors import StorageUnavailable
+from event_router.database import ParamsProvider, describe_error, sqlstate
+from event_router.errors import DataRejected, StorageUnavailable
 
 DRIVER_ERRORS: tuple[type[Exception], ...] = (pg8000.native.Error, OSError)
+# SQLSTATE classes that say the values were wrong, not that the database is unwell: 22 (data
+# exception: out of range, invalid text representation...) and 23 (integrity constraint violation).
+DATA_ERROR_CLASSES = ("22", "23")
 
 
 class PreparedConnection:
@@ -43,6 +46,8 @@ class PreparedConnection:
         try:
             rows: list[list[Any]] = self._statement(sql).run(**params)
         except DRIVER_ERRORS as error:
+            if sqlstate(error)[:2] in DATA_ERROR_CLASSES:
+                raise DataRejected(describe_error(error)) from None  # the connection is still good
             self.close()
             raise StorageUnavailable(describe_error(error)) from None
         self._local.last_used = monotonic()

@@ -18,15 +18,16 @@ from __future__ import annotations
 import time
 from collections import Counter, defaultdict
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
+from event_router.backoff import VisibilityBackoff, receive_count
 from event_router.database import connection_params
-from event_router.errors import Problem, StorageUnavailable
+from event_router.errors import DataRejected, Problem, StorageUnavailable
 from event_router.mirror import Claim, MirrorStore
 from event_router.observability import Metric, count, emit, logger
 from event_router.payloads import WebhookEvent, event_from_message, problems
@@ -53,20 +54,35 @@ class EventNotProcessed(Exception):
     """This event failed for a reason that may pass; SQS will deliver it again."""
 
 
+class Backoff(Protocol):
+    def postpone(self, records: list[dict[str, Any]]) -> None: ...
+
+
+class NoBackoff:
+    """Retries come back after the queue's visibility timeout (tests that drive SQS by hand)."""
+
+    def postpone(self, records: list[dict[str, Any]]) -> None:
+        return None
+
+
 class ModuleProcessor:
     """The processor of one module's queue."""
 
-    def __init__(self, module: Module, store: MirrorStore, max_receive_count: int) -> None:
+    def __init__(
+        self, module: Module, store: MirrorStore, max_receive_count: int, backoff: Backoff | None = None
+    ) -> None:
         self.module = module
         self.store = store
         self.plan = RULES[module]
         self.max_receive_count = max_receive_count
+        self.backoff = backoff or NoBackoff()
         self._batch_processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
     def handle(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """An SQS event in, the partial batch response out."""
         batch = _Batch(self, event.get("Records", []))
         batch.run()
+        self.backoff.postpone(batch.retried())
         try:
             response = process_partial_response(
                 event=event, record_handler=batch.outcome, processor=self._batch_processor, context=context
@@ -101,12 +117,22 @@ class _Batch:
         try:
             with self._store.transaction(needed=len(claims) > 1):
                 outcomes = self._settle_together(claims)
-        except StorageUnavailable as error:
-            logger.warning("batch transaction failed; settling its events one by one", error=str(error))
+        except Exception as error:  # noqa: BLE001 - one event's failure must not fail the others
+            reason = str(error) if isinstance(error, StorageUnavailable) else f"unexpected {type(error).__name__}"
+            logger.warning("batch transaction failed; settling its events one by one", error=reason)
             outcomes = {r["messageId"]: self._settle(r, claims) for r in self._records}
         self._outcomes = outcomes
         for record in self._records:
             self._account(record)
+
+    def retried(self) -> list[dict[str, Any]]:
+        """The records of events SQS will deliver again (not unreadable messages: time cannot mend them)."""
+        return [
+            record
+            for record in self._records
+            if isinstance(self._outcomes.get(record["messageId"]), EventNotProcessed)
+            and self._events[record["messageId"]] is not None
+        ]
 
     def outcome(self, record: SQSRecord) -> str:
         """Powertools' record handler: the event's status, or raise to have SQS deliver it again."""
@@ -149,17 +175,23 @@ class _Batch:
             return found
         event, claimed = found
         started = time.monotonic()
+        decision = self._decide(event, claimed)
         try:
-            decision = self._decide(event, claimed)
-            if isinstance(decision, MirrorWrite):
-                statuses = self._store.apply_many([(claimed, event, decision)])
-            else:
-                statuses = self._store.settle_many([decision])
+            try:
+                if isinstance(decision, MirrorWrite):
+                    statuses = self._store.apply_many([(claimed, event, decision)])
+                else:
+                    statuses = self._store.settle_many([decision])
+            except DataRejected as refused:
+                # The database will refuse these values every time: park the event, do not retry it.
+                error = f"the database refused a value of this event ({refused})"
+                statuses = self._store.settle_many([(claimed, "failed", {"reason": "refused_by_database"}, error)])
             status = statuses.get(claimed.log_id, "settled")
-        except StorageUnavailable as error:
-            last = int(record["attributes"]["ApproximateReceiveCount"]) >= self._processor.max_receive_count
-            self._release(claimed, str(error), last)
-            return EventNotProcessed(str(error))
+        except Exception as error:  # noqa: BLE001 - whatever it is, it is this event's failure alone
+            reason = str(error) if isinstance(error, StorageUnavailable) else f"unexpected {type(error).__name__}"
+            last = receive_count(record) >= self._processor.max_receive_count
+            self._release(claimed, reason, last)
+            return EventNotProcessed(reason)
         self._timings[Metric.PROCESSING_TIME, event.source].append((time.monotonic() - started) * 1000)
         return status
 
@@ -179,6 +211,9 @@ class _Batch:
         self, event: WebhookEvent, claimed: Claim
     ) -> MirrorWrite | tuple[Claim, str, dict[str, Any], str | None]:
         """The sync rule's verdict: a mirror change to apply, or how the event ends without one."""
+        if event.module != self._processor.module:
+            error = f"a {event.module} event on the {self._processor.module} queue"
+            return claimed, "failed", {"reason": "wrong_queue"}, error
         try:
             change: Change = self._processor.plan(event)
         except (CannotApply, ValidationError) as invalid:
@@ -186,6 +221,10 @@ class _Batch:
             details: list[Problem] = invalid.problems if isinstance(invalid, CannotApply) else problems(invalid)
             error = "; ".join(f"{p['field']} {p['problem']}" for p in details)
             return claimed, "failed", {"reason": "invalid", "problems": details}, error
+        except Exception as bug:  # noqa: BLE001 - the rules are pure: the same event would fail the same way
+            logger.exception("sync rule failed unexpectedly")
+            error = f"unexpected {type(bug).__name__} in the {self._processor.module} sync rule"
+            return claimed, "failed", {"reason": "unexpected_error", "error": type(bug).__name__}, error
         if isinstance(change, MirrorWrite):
             return change
         if isinstance(change, LogOnly):
@@ -205,7 +244,7 @@ class _Batch:
         if event is not None:
             logger.set_correlation_id(event.event_id)
         if isinstance(outcome, EventNotProcessed):
-            last = int(record["attributes"]["ApproximateReceiveCount"]) >= self._processor.max_receive_count
+            last = receive_count(record) >= self._processor.max_receive_count
             self._counts[Metric.DEAD_LETTERED if last else Metric.RETRIED, source] += 1
             logger.error("event not processed; SQS will retry it", error=str(outcome), last_attempt=last)
             return
@@ -234,4 +273,12 @@ def build_processor(settings: Settings | None = None) -> ModuleProcessor:
     connection = PreparedConnection(
         connection_params(settings, f"{settings.module}-processor"), settings.db_idle_ping_seconds
     )
-    return ModuleProcessor(settings.module, MirrorStore(connection), settings.max_receive_count)
+    queue_url = settings.queue_urls().get(settings.module)
+    backoff = (
+        VisibilityBackoff(
+            queue_url, settings.retry_base_seconds, settings.retry_max_seconds, settings.max_receive_count, settings
+        )
+        if queue_url and settings.retry_base_seconds
+        else None
+    )
+    return ModuleProcessor(settings.module, MirrorStore(connection), settings.max_receive_count, backoff)

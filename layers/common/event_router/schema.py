@@ -85,17 +85,21 @@ integration_events_log = Table(
     Index(None, "received_at"),
 )
 
+# One row per (minute, source, route, cause): how many requests were refused, and the last one's facts.
 rejected_requests = Table(
     "rejected_requests",
     metadata,
     Column("id", BigInteger, Identity(always=False), primary_key=True),
     _timestamp("received_at", nullable=False, default=True),
-    Column("source", Text),
+    Column("source", Text, nullable=False),
     Column("route", Text, nullable=False),
     Column("cause", Text, nullable=False),
     Column("source_ip", INET),
     Column("body_size", Integer, nullable=False),
     Column("body_sha256", Text, nullable=False),
+    _timestamp("minute", nullable=False),
+    Column("count", Integer, nullable=False, server_default="1"),
+    UniqueConstraint("minute", "source", "route", "cause"),
     Index(None, "received_at"),
 )
 
@@ -109,6 +113,8 @@ def _mirror_bookkeeping(*, tombstones: bool) -> list[Column[object]]:
         _timestamp("source_modified_at"),
         Column("last_event_id", Text),
         _timestamp("updated_at", nullable=False, default=True),
+        # The event-log row of the last applied event: the later arrival wins a tie of timestamps.
+        Column("last_log_id", BigInteger),
     ]
     if tombstones:
         columns.insert(1, _timestamp("deleted_at"))

@@ -77,12 +77,22 @@ def _claim_statement() -> Any:
 
 
 def _stale_guard(table: Any, excluded: Any, tombstone: bool) -> ColumnElement[bool]:
-    """SQL true when the incoming event is not older than the stored row (SPEC §8)."""
+    """SQL true when the incoming event is not older than the stored row (SPEC §8).
+
+    Between two events with the same source timestamp the later arrival (higher event-log id) wins,
+    so the outcome does not depend on the order they are processed in."""
     stored, incoming = table.c.source_modified_at, excluded.source_modified_at
-    if tombstone or "deleted_at" not in table.c:
+    later_arrival = func.coalesce(table.c.last_log_id, 0) <= excluded.last_log_id
+    if tombstone:  # a delete wins a tie with an update
         return or_(stored.is_(None), stored <= incoming)
+    if "deleted_at" not in table.c:
+        return or_(stored.is_(None), stored < incoming, and_(stored == incoming, later_arrival))
     # An update never undoes a delete of the same instant or later; a newer one restores the record.
-    return or_(stored.is_(None), stored < incoming, and_(stored == incoming, table.c.deleted_at.is_(None)))
+    return or_(
+        stored.is_(None),
+        stored < incoming,
+        and_(stored == incoming, table.c.deleted_at.is_(None), later_arrival),
+    )
 
 
 def _apply_many_statement(table_name: str, tombstone: bool) -> tuple[Any, list[str]]:
@@ -90,7 +100,12 @@ def _apply_many_statement(table_name: str, tombstone: bool) -> tuple[Any, list[s
     the events: one statement for a batch, whose rows travel as one JSON array (keys unique)."""
     table = metadata.tables[table_name]
     keys = [c.name for c in table.primary_key.columns]
-    bookkeeping = ["source_modified_at", "last_event_id", *(["deleted_at"] if "deleted_at" in table.c else [])]
+    bookkeeping = [
+        "source_modified_at",
+        "last_event_id",
+        "last_log_id",
+        *(["deleted_at"] if "deleted_at" in table.c else []),
+    ]
     written = [c.name for c in table.columns if c.name != "updated_at"]
     columns = [*keys, *bookkeeping] if tombstone else written
     recordset = (
