@@ -167,16 +167,20 @@ class LocalStack:
                 self._sqs.set_queue_attributes(QueueUrl=resolver.refs[name], Attributes=attributes)
 
     def _create_secrets(self, template: dict[str, Any], resolver: Resolver) -> None:
-        """Each webhook secret of the template, holding the (fake) secrets of its source."""
+        """Each secret of the template: the webhook secrets hold the (fake) secrets of their source;
+        the database login secret is created but unused (``DATABASE_URL`` says it all locally)."""
         client = boto3.client("secretsmanager")
         for name, resource in resources_of_type(template, "AWS::SecretsManager::Secret").items():
             if not resolver.exists(resource):
                 continue
-            source = "zoho" if name.lower().startswith("zoho") else "moodle"
-            value = {
-                "secrets": _split(self.secrets.get(f"{source.upper()}_WEBHOOK_SECRET", "")),
-                "tokens": _split(self.secrets.get(f"{source.upper()}_WEBHOOK_TOKEN", "")),
-            }
+            source = next((s for s in ("zoho", "moodle") if name.lower().startswith(s)), None)
+            if source is None:
+                value: dict[str, Any] = {"username": "local", "password": "local-NOT-A-SECRET"}
+            else:
+                value = {
+                    "secrets": _split(self.secrets.get(f"{source.upper()}_WEBHOOK_SECRET", "")),
+                    "tokens": _split(self.secrets.get(f"{source.upper()}_WEBHOOK_TOKEN", "")),
+                }
             arn = client.create_secret(Name=f"{STACK_NAME}-{name}", SecretString=json.dumps(value))["ARN"]
             resolver.refs[name] = arn
 
@@ -244,6 +248,8 @@ class LocalStack:
             "mode": "log",
             "statuses": ["received", "queued", "processing", "replayed"],
             "max_messages": 10_000,
+            "received_grace_seconds": 0,
+            "replayed_grace_seconds": 0,
         }
         result = self.invoke("ReplayFunction", leftovers)
         if result.get("replayed"):

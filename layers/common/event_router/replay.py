@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, delete, func, select, update
 
 from event_router.engine import STORE_ERRORS, settings_engine
 from event_router.errors import QueueUnavailable
@@ -25,6 +25,7 @@ from event_router.payloads import WebhookEvent, event_from_message, problems
 from event_router.queues import SqsPublisher, sqs_client
 from event_router.routes import Module
 from event_router.schema import integration_events_log as log
+from event_router.schema import rejected_requests as rejected
 from event_router.settings import Settings, load_settings
 
 ReplayableStatus = Literal["received", "queued", "processing", "failed", "dead_lettered", "replayed"]
@@ -32,24 +33,27 @@ DEFAULT_STATUSES: tuple[ReplayableStatus, ...] = ("failed", "dead_lettered", "re
 
 
 class ReplayRequest(BaseModel):
-    """The replay function's input."""
+    """The replay function's input. ``sweep`` is what the schedule runs: ``log`` mode over rows stuck
+    in ``received`` or ``replayed``, then the retention of ``rejected_requests``."""
 
     model_config = ConfigDict(extra="forbid")
 
-    mode: Literal["dlq", "log"]
+    mode: Literal["dlq", "log", "sweep"]
     max_messages: int = Field(100, ge=1, le=10_000)
     module: Module | None = None
     event_ids: list[str] | None = None
     statuses: list[ReplayableStatus] | None = None
     received_after: datetime | None = None
     received_before: datetime | None = None
-    # A row is only "stuck" in received once its verifier has had time to mark it queued.
+    # A row is only "stuck" in received once its verifier has had time to mark it queued, and in
+    # replayed once its message has had time to reach a processor (behind a backlog, if need be).
     received_grace_seconds: int = Field(60, ge=0)
+    replayed_grace_seconds: int = Field(900, ge=0)
     dry_run: bool = False
 
     @model_validator(mode="after")
     def _filters_fit_the_mode(self) -> ReplayRequest:
-        if self.mode == "dlq" and (self.statuses or self.received_after or self.received_before):
+        if self.mode != "log" and (self.statuses or self.received_after or self.received_before):
             raise ValueError("statuses, received_after and received_before apply to log mode only")
         return self
 
@@ -65,7 +69,9 @@ class ReplayResult(BaseModel):
     examined: int = 0
     replayed: int = 0
     skipped: int = 0
+    failed: int = 0  # rows that could not be queued at all, now ``failed`` with the reason
     event_ids: list[str] = Field(default_factory=list)
+    rejections_deleted: int | None = None  # sweep only
     counts: Counter[tuple[str, str]] = Field(default_factory=Counter)  # (source, module) → replayed
 
     def add(self, event: WebhookEvent) -> None:
@@ -82,11 +88,19 @@ class ReplayResult(BaseModel):
 class Replayer:
     """Runs replay requests against the event log, the module queues and the dead-letter queue."""
 
-    def __init__(self, engine: Engine, sqs: Any, queue_urls: dict[Module, str], dead_letter_queue_url: str) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        sqs: Any,
+        queue_urls: dict[Module, str],
+        dead_letter_queue_url: str,
+        rejection_retention: timedelta = timedelta(days=30),
+    ) -> None:
         self._engine = engine
         self._sqs = sqs
         self._publisher = SqsPublisher(sqs, queue_urls)
         self._dlq_url = dead_letter_queue_url
+        self._rejection_retention = rejection_retention
 
     def run(self, payload: dict[str, Any]) -> dict[str, Any]:
         """The function's entry point: validate the input, replay, report."""
@@ -94,12 +108,18 @@ class Replayer:
             request = ReplayRequest.model_validate(payload)
         except ValidationError as invalid:
             return {"success": False, "error": "invalid_request", "details": problems(invalid, "input")}
-        result = self.from_dlq(request) if request.mode == "dlq" else self.from_log(request)
+        if request.mode == "dlq":
+            result = self.from_dlq(request)
+        elif request.mode == "log":
+            result = self.from_log(request)
+        else:
+            result = self.sweep(request)
         logger.info("replay finished", **result.model_dump(exclude={"event_ids", "counts"}))
         if not request.dry_run:
             for (source, module), replayed in result.counts.items():
                 count(Metric.REPLAYED, value=replayed, source=source, module=module)
-        return {"success": True, **result.model_dump(exclude={"counts"})}
+        exclude = {"counts"} if result.rejections_deleted is not None else {"counts", "rejections_deleted"}
+        return {"success": True, **result.model_dump(exclude=exclude)}
 
     # ------------------------------------------------------------ dead-letter queue
 
@@ -130,7 +150,12 @@ class Replayer:
                     self._mark_replayed(event, statuses=None)
                 except STORE_ERRORS as error:  # the message matters more than its row's status
                     logger.warning("could not mark the event replayed", error=type(error).__name__)
-                self._publisher.publish(event)
+                try:
+                    self._publisher.publish(event)
+                except QueueUnavailable:
+                    left.append(message["ReceiptHandle"])  # stays in the dead-letter queue
+                    result.skipped += 1
+                    continue
                 self._sqs.delete_message(QueueUrl=self._dlq_url, ReceiptHandle=message["ReceiptHandle"])
                 result.add(event)
         for handle in left:
@@ -139,13 +164,21 @@ class Replayer:
 
     # ------------------------------------------------------------ event log
 
-    def from_log(self, request: ReplayRequest) -> ReplayResult:
-        result = ReplayResult(mode="log", dry_run=request.dry_run)
+    def from_log(self, request: ReplayRequest, statuses: tuple[ReplayableStatus, ...] | None = None) -> ReplayResult:
+        """Re-queue matching rows. A row that cannot be queued at all (its event no longer reads or
+        serialises) becomes ``failed`` with the reason, and the others go on."""
+        result = ReplayResult(mode=request.mode, dry_run=request.dry_run)
         with self._engine.connect() as connection:
-            rows = connection.execute(self._log_query(request)).mappings().all()
+            rows = connection.execute(self._log_query(request, statuses)).mappings().all()
         for row in rows:
             result.examined += 1
-            event = WebhookEvent.model_validate({k: row[k] for k in WebhookEvent.model_fields})
+            try:
+                event = WebhookEvent.model_validate({k: row[k] for k in WebhookEvent.model_fields})
+                event.model_dump_json()  # what publishing needs; fails here rather than after the mark
+            except Exception as error:  # noqa: BLE001 - an unreadable row must not stop the others
+                self._park(row, f"cannot be queued: {type(error).__name__}", request.dry_run)
+                result.failed += 1
+                continue
             if request.dry_run:
                 result.add(event)
                 continue
@@ -160,12 +193,41 @@ class Replayer:
                 logger.error("could not re-queue the event; its status is restored", event_id=event.event_id)
                 continue
             result.add(event)
+        if result.failed or result.skipped:
+            logger.warning("replay left rows behind", failed=result.failed, skipped=result.skipped)
         return result
 
+    def sweep(self, request: ReplayRequest) -> ReplayResult:
+        """The schedule's run: rows stuck in ``received`` or ``replayed``, then old rejections."""
+        result = self.from_log(request, statuses=("received", "replayed"))
+        cutoff = func.now() - self._rejection_retention
+        if request.dry_run:
+            query = select(func.count()).select_from(rejected).where(rejected.c.received_at < cutoff)
+            with self._engine.connect() as connection:
+                result.rejections_deleted = connection.execute(query).scalar_one()
+        else:
+            with self._engine.connect() as connection:
+                deleted = connection.execute(delete(rejected).where(rejected.c.received_at < cutoff))
+                result.rejections_deleted = deleted.rowcount
+        return result
+
+    def _park(self, row: Any, reason: str, dry_run: bool) -> None:
+        logger.error("event-log row cannot be queued; marking it failed", event_id=row["event_id"], error=reason)
+        if dry_run:
+            return
+        statement = (
+            update(log)
+            .where(log.c.id == row["id"], log.c.status == row["status"])
+            .values(status="failed", error_message=reason, result={"reason": "unqueueable"}, updated_at=func.now())
+        )
+        with self._engine.connect() as connection:
+            connection.execute(statement)
+
     @staticmethod
-    def _log_query(request: ReplayRequest) -> Any:
-        statuses = list(request.statuses or DEFAULT_STATUSES)
+    def _log_query(request: ReplayRequest, only: tuple[ReplayableStatus, ...] | None = None) -> Any:
+        statuses = list(only or request.statuses or DEFAULT_STATUSES)
         query = select(
+            log.c.id,
             log.c.source,
             log.c.module,
             log.c.event_id,
@@ -178,6 +240,9 @@ class Replayer:
         if "received" in statuses:
             grace = timedelta(seconds=request.received_grace_seconds)
             query = query.where((log.c.status != "received") | (log.c.received_at < func.now() - grace))
+        if "replayed" in statuses:
+            grace = timedelta(seconds=request.replayed_grace_seconds)
+            query = query.where((log.c.status != "replayed") | (log.c.updated_at < func.now() - grace))
         if request.module:
             query = query.where(log.c.module == request.module)
         if request.event_ids is not None:
@@ -221,4 +286,10 @@ def build_replayer(settings: Settings | None = None) -> Replayer:
     if not settings.dead_letter_queue_url:
         raise ValueError("DEAD_LETTER_QUEUE_URL is not set")
     engine = settings_engine(settings, "replay")
-    return Replayer(engine, sqs_client(settings), settings.queue_urls(), settings.dead_letter_queue_url)
+    return Replayer(
+        engine,
+        sqs_client(settings),
+        settings.queue_urls(),
+        settings.dead_letter_queue_url,
+        rejection_retention=timedelta(days=settings.rejection_retention_days),
+    )
