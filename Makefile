@@ -7,6 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SAM_VENV := .venv-sam
 SAM := $(SAM_VENV)/bin/sam
+CHECKOV_VENV := .venv-checkov
 
 export PYTHONPATH := $(CURDIR):$(CURDIR)/layers/common
 # SAM needs a region even offline; the stack is meant for eu-west-2 (London).
@@ -31,6 +32,12 @@ $(SAM_VENV)/.installed: requirements-sam.txt
 	$(SAM_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-sam.txt
 	touch $@
 
+$(CHECKOV_VENV)/.installed: requirements-checkov.txt
+	@test -n "$(PYTHON312)" || scripts/find-python312
+	$(PYTHON312) -m venv $(CHECKOV_VENV)
+	$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-checkov.txt
+	touch $@
+
 install: $(VENV)/.installed ## create .venv with everything the app and its tests need
 
 dev: $(VENV)/.installed ## run the whole pipeline locally on 127.0.0.1:3000 (PORT, DATABASE_URL); Ctrl-C stops it
@@ -48,10 +55,11 @@ replay: $(VENV)/.installed ## replay against the running stack: ARGS='{"mode": "
 test: $(VENV)/.installed ## run the test suite (embedded Postgres unless TEST_DATABASE_URL is set)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: $(VENV)/.installed ## ruff (lint + format check) and mypy
+lint: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## ruff (lint + format check), mypy, and Checkov on template.yaml
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation --file template.yaml
 
 format: $(VENV)/.installed ## apply ruff's formatting and safe fixes
 	$(VENV)/bin/ruff check --fix .
@@ -82,4 +90,4 @@ generate: $(VENV)/.installed ## regenerate events/ and the processors' compiled 
 	$(PY) -m event_router.statements
 
 clean: ## remove build output and virtual environments
-	rm -rf .aws-sam $(VENV) $(SAM_VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .aws-sam $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache

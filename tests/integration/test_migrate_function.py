@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable, Iterator
 from typing import Any
 from unittest import mock
+from urllib.parse import urlsplit, urlunsplit
 
+import boto3
 import pytest
-from sqlalchemy import inspect
+from alembic.config import Config
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
+from sqlalchemy.exc import DBAPIError
 
 from event_router.engine import make_engine
+from event_router.migrate import MIGRATIONS
 from tests.conftest import closed_port
 from tests.integration.conftest import Invoke
 
@@ -68,11 +75,81 @@ def test_create_migrates_the_database_and_reports_success(
     assert (answer["Status"], answer["PhysicalResourceId"], answer["Data"]) == (
         "SUCCESS",
         "event-router-schema",
-        {"Revision": "0002"},
+        {"Revision": head_revision()},
     )
     engine = make_engine(url)
     assert {"integration_events_log", "students", "moodle_grades"} <= set(inspect(engine).get_table_names())
     engine.dispose()
+
+
+def head_revision() -> str:
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(config).get_current_head()
+    assert head is not None
+    return head
+
+
+def test_create_gives_the_functions_a_login_that_may_read_and_write_but_not_change_the_schema(
+    load: Callable[..., Invoke],
+    fresh_database: Callable[[str], str],
+    cloudformation: CloudFormation,
+    sqs_endpoint: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the app login's secret, as the stack generates it
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", sqs_endpoint)
+    url = fresh_database("login")
+    username = f"event_router_fn_{uuid.uuid4().hex[:8]}"
+    secrets = boto3.client("secretsmanager", endpoint_url=sqs_endpoint, region_name="eu-west-2")
+    arn = secrets.create_secret(
+        Name=f"app-login-{username}", SecretString=json.dumps({"username": username, "password": "fake-pw-1"})
+    )["ARN"]
+    owner = make_engine(url)
+    try:
+        # When CloudFormation creates the migration resource
+        load("MigrateFunction", DATABASE_URL=url, APP_DATABASE_SECRET_ARN=arn)(request("Create"))
+        assert cloudformation.responses[0]["Status"] == "SUCCESS"
+
+        # Then that login may read and write the router's tables
+        app = make_engine(with_user(url, username))
+        with app.begin() as connection:
+            connection.execute(
+                text("INSERT INTO students (zoho_record_id, data) VALUES ('S1', '{}')"),
+            )
+            connection.execute(text("UPDATE students SET name = 'x' WHERE zoho_record_id = 'S1'"))
+            connection.execute(text("DELETE FROM students"))
+            assert connection.execute(text("SELECT count(*) FROM integration_events_log")).scalar_one() == 0
+        # and may not change the schema or the migrations' bookkeeping
+        for statement in (
+            "CREATE TABLE intruder (id int)",
+            "DROP TABLE students",
+            "ALTER TABLE students ADD COLUMN x int",
+            "DELETE FROM alembic_version",
+        ):
+            with pytest.raises(DBAPIError, match="42501"), app.begin() as connection:
+                connection.execute(text(statement))
+        app.dispose()
+
+        # and a second deploy (a rotated password) updates the same login
+        secrets.put_secret_value(SecretId=arn, SecretString=json.dumps({"username": username, "password": "pw-2"}))
+        load(
+            "MigrateFunction",
+            DATABASE_URL=url,
+            APP_DATABASE_SECRET_ARN=arn,
+            AWS_ENDPOINT_URL_SECRETS_MANAGER=sqs_endpoint,
+        )(request("Update"))
+        assert [r["Status"] for r in cloudformation.responses] == ["SUCCESS", "SUCCESS"]
+    finally:
+        with owner.begin() as connection:
+            connection.execute(text(f'DROP ROLE IF EXISTS "{username}"'))
+        owner.dispose()
+
+
+def with_user(url: str, user: str) -> str:
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{user}@{host}"))
 
 
 def test_a_migration_that_cannot_run_fails_the_deploy_instead_of_hanging_it(

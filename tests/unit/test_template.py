@@ -153,7 +153,40 @@ def test_replay_runs_the_stuck_row_sweep_every_five_minutes() -> None:
 
     assert sweep["Type"] == "Schedule"
     assert sweep["Properties"]["Schedule"] == "rate(5 minutes)"
-    assert json.loads(sweep["Properties"]["Input"])["statuses"] == ["received"]
+    assert json.loads(sweep["Properties"]["Input"])["mode"] == "sweep"
+    environment = properties("ReplayFunction")["Environment"]["Variables"]
+    assert environment["REJECTION_RETENTION_DAYS"] == {"Ref": "RejectedRequestRetentionDays"}
+
+
+def test_processors_back_off_on_their_own_queue() -> None:
+    for module, name in PROCESSORS.items():
+        environment = properties(name)["Environment"]["Variables"]
+        assert environment[f"{module.upper()}_QUEUE_URL"] == {"Ref": QUEUES[module]}
+        assert environment["RETRY_BASE_SECONDS"] == {"Ref": "RetryBaseDelaySeconds"}
+        assert resources_for(name, "sqs:ChangeMessageVisibility") == queue_arns(QUEUES[module])
+
+
+def test_default_retry_schedule_outlasts_a_two_hour_database_outage() -> None:
+    from event_router.backoff import outage_window
+
+    parameters = TEMPLATE["Parameters"]
+    base, receives = parameters["RetryBaseDelaySeconds"]["Default"], parameters["MaxReceiveCount"]["Default"]
+
+    assert outage_window(base, 43_200, receives) >= 2 * 3600
+
+
+def test_webhook_api_is_throttled_and_logs_access_without_bodies_or_headers() -> None:
+    api = properties("WebhookApi")
+
+    assert api["DefaultRouteSettings"] == {
+        "ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"},
+        "ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"},
+    }
+    access = api["AccessLogSettings"]
+    assert access["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
+    line = json.loads(access["Format"].replace("\n", ""))
+    assert {"requestId", "ip", "route", "status"} <= set(line)
+    assert not [v for v in line.values() if "body" in v.lower() or "header" in v.lower()]
 
 
 def test_health_is_public_and_stats_need_iam_auth() -> None:
@@ -234,8 +267,10 @@ def test_a_function_may_consume_only_its_own_queue(function: str, queues: list[s
 
 
 @pytest.mark.parametrize("function", list(FUNCTIONS))
-def test_a_function_reads_the_database_login_and_at_most_its_own_webhook_secret(function: str) -> None:
-    expected = {json.dumps({"Ref": "DatabaseSecretArn"})}
+def test_a_function_reads_its_database_login_and_at_most_its_own_webhook_secret(function: str) -> None:
+    expected = {json.dumps({"Ref": "AppDatabaseSecret"})}
+    if function == "MigrateFunction":  # the owner login, to run the migrations and create the app login
+        expected.add(json.dumps({"Ref": "DatabaseSecretArn"}))
     source = next((s for s, name in VERIFIERS.items() if name == function), None)
     if source is not None:
         secret = f"{source.capitalize()}WebhookSecret"
@@ -418,3 +453,52 @@ def test_functions_connect_through_the_rds_proxy_when_one_is_given() -> None:
     assert TEMPLATE["Conditions"]["UseDatabaseProxy"] == {
         "Fn::Not": [{"Fn::Equals": [{"Ref": "DatabaseProxyEndpoint"}, ""]}]
     }
+
+
+def test_only_the_migrations_use_the_owner_login_and_the_rest_connect_as_the_app_login() -> None:
+    shared = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    migrate = properties("MigrateFunction")["Environment"]["Variables"]
+
+    assert shared["DATABASE_SECRET_ARN"] == {"Ref": "AppDatabaseSecret"}
+    assert migrate["DATABASE_SECRET_ARN"] == {"Ref": "DatabaseSecretArn"}
+    assert migrate["APP_DATABASE_SECRET_ARN"] == {"Ref": "AppDatabaseSecret"}
+    for name in FUNCTIONS:
+        if name != "MigrateFunction":
+            assert "DATABASE_SECRET_ARN" not in properties(name).get("Environment", {}).get("Variables", {})
+
+
+def test_database_tls_defaults_to_verify_full() -> None:
+    assert TEMPLATE["Parameters"]["DatabaseSslMode"]["Default"] == "verify-full"
+
+
+def test_only_the_verifiers_and_replay_may_send_to_module_queues_and_only_over_tls() -> None:
+    policy = properties("ModuleQueuePolicy")
+    statements = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+
+    assert sorted(q["Ref"] for q in policy["Queues"]) == sorted(QUEUES.values())
+    senders = statements["OnlyVerifiersAndReplaySend"]
+    assert (senders["Effect"], senders["Action"]) == ("Deny", "sqs:SendMessage")
+    allowed = senders["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
+    assert sorted(a["Fn::GetAtt"][0] for a in allowed) == [
+        "MoodleWebhookFunctionRole",
+        "ReplayFunctionRole",
+        "ZohoWebhookFunctionRole",
+    ]
+    # and the roles allowed to send are exactly those the IAM policies let send
+    senders_by_iam = {name for name in FUNCTIONS if resources_for(name, "sqs:SendMessage")}
+    assert {f"{name}Role" for name in senders_by_iam} == {a["Fn::GetAtt"][0] for a in allowed}
+    for queue_policy in ("ModuleQueuePolicy", "DeadLetterQueuePolicy"):
+        tls = {s["Sid"]: s for s in properties(queue_policy)["PolicyDocument"]["Statement"]}["TlsOnly"]
+        assert tls["Effect"] == "Deny"
+        assert tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_every_checkov_suppression_gives_its_reason() -> None:
+    suppressions = [
+        (name, skip)
+        for name, resource in RESOURCES.items()
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", [])
+    ]
+
+    assert suppressions
+    assert [(name, s["id"]) for name, s in suppressions if len(s.get("comment", "")) < 30] == []

@@ -12,12 +12,14 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import Engine
+from sqlalchemy import Engine, String, text
+from sqlalchemy.exc import DBAPIError
 
 from event_router.engine import make_engine, settings_engine
 from event_router.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+APP_ROLE = "event_router_app"  # created by migration 0003
 
 
 def upgrade_engine(engine: Engine, revision: str = "head") -> str | None:
@@ -40,12 +42,49 @@ def upgrade(database_url: str, revision: str = "head") -> str | None:
 
 
 def upgrade_configured(settings: Settings) -> str | None:
-    """Migrate the database the settings point at (``DATABASE_URL`` or the secret)."""
+    """Migrate the database the settings point at (``DATABASE_URL`` or the owner secret), then give
+    the functions' login (``APP_DATABASE_SECRET_ARN``, when set) its password and the app role."""
     engine = settings_engine(settings, "event-router-migrate")
     try:
-        return upgrade_engine(engine)
+        revision = upgrade_engine(engine)
+        if settings.app_database_secret_arn:
+            login = read_login(settings.app_database_secret_arn)
+            ensure_app_login(engine, login["username"], login["password"])
+        return revision
     finally:
         engine.dispose()
+
+
+def read_login(secret_arn: str) -> dict[str, str]:
+    """``{"username", "password"}`` from a Secrets Manager secret."""
+    from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415 - only the deploy step needs it
+
+    secret = parameters.SecretsProvider().get(secret_arn, transform="json", max_age=0)
+    if not isinstance(secret, dict):
+        raise ValueError('the login secret must be JSON {"username", "password"}')
+    return {"username": str(secret["username"]), "password": str(secret["password"])}
+
+
+def ensure_app_login(engine: Engine, username: str, password: str) -> None:
+    """Create (or update the password of) the login the functions use: a member of ``APP_ROLE``,
+    which may read and write the router's tables and nothing else (migration 0003)."""
+    dialect = engine.dialect
+    name = dialect.identifier_preparer.quote(username)
+    process = String().literal_processor(dialect)
+    assert process is not None
+    secret = process(password)
+    with engine.begin() as connection:
+        exists = connection.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :name"), {"name": username}).first()
+        try:
+            # Role statements take no bound parameters; the password is quoted as a literal.
+            verb = "ALTER" if exists else "CREATE"
+            connection.exec_driver_sql(
+                f"{verb} ROLE {name} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {secret}"
+            )
+            connection.exec_driver_sql(f"GRANT {APP_ROLE} TO {name}")
+        except DBAPIError as error:  # its message would quote the statement, password included
+            cause = type(error.orig).__name__
+            raise RuntimeError(f"could not set up the functions' database login ({cause})") from None
 
 
 if __name__ == "__main__":
