@@ -83,11 +83,10 @@ deploy: build ## deploy with samconfig.toml's ENV (dev or prod): make deploy ENV
 	$(SAM) deploy --config-env $(ENV)
 
 migrate: $(VENV)/.installed ## apply the database migrations to DATABASE_URL
-	$(PY) -m event_router.migrate
+	$(PY) -m event_router.operate.migrate
 
-generate: $(VENV)/.installed ## regenerate events/ and the processors' compiled SQL (tests fail when stale)
+generate: $(VENV)/.installed ## regenerate the sample events of events/ (a test fails when they are stale)
 	$(PY) -m devstack.samples
-	$(PY) -m event_router.statements
 
 clean: ## remove build output and virtual environments
 	rm -rf .aws-sam $(VENV) $(SAM_VENV) $(CHECKOV_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -23,9 +23,9 @@ from devstack.invoke import LocalContext, load_function
 from devstack.postgres import create_database, drop_database, start_embedded
 from devstack.samples import dev_environment
 from devstack.server import free_port
-from event_router.migrate import upgrade
+from event_router.contract import MODULES
 from event_router.observability import logger
-from event_router.routes import MODULES
+from event_router.operate.migrate import upgrade
 
 ROOT = Path(__file__).resolve().parent.parent
 AWS = {

@@ -28,42 +28,37 @@ import pg8000.native
 from bench.harness import ROOT, Harness, harness, median, percentile, quiet, say
 from devstack.invoke import environment
 from devstack.poller import lambda_sqs_event
-from devstack.samples import Sample
-from event_router.database import connect_params
-from event_router.eventlog import MARK_QUEUED_SQL, RECORD_SQL, PgEventLog
-from event_router.payloads import WebhookEvent, decode_body, parse_event
+from devstack.samples import Sample, zoho_webhook
+from event_router.contract import Module
+from event_router.messages import EventMessage
 from event_router.queues import message_attributes, sqs_client
 from event_router.settings import Settings
+from event_router.store.connection import connect_params
+from event_router.store.eventlog import MARK_QUEUED_SQL, RECORD_SQL, PgEventLog
+from event_router.verify.payloads import decode_body, parse_event
 
 STUDENT_ROUTE = "POST /api/v1/events/zoho/student"
 Row = tuple[str, str, str, str]  # measure, value, target, verdict
 
 
 def student_webhook(n: int, tag: str) -> Sample:
-    record_id = f"57257670{n:011d}"
     stamp = datetime.now(UTC).isoformat()
-    document = {
-        "notification_id": f"bench-{tag}-{n}",
-        "timestamp": stamp,
-        "module": "BTEC_Students",
-        "operation": "update",
-        "record_id": record_id,
-        "data": {
-            "id": record_id,
-            "Name": f"Student {n}",
-            "Student_ID_Number": f"BTEC-{n:06d}",
-            "Academic_Email": f"student{n}@students.example.ac.uk",
-            "Modified_Time": stamp,
-        },
-    }
-    return Sample(f"bench-{tag}-{n}", STUDENT_ROUTE, json.dumps(document).encode(), 202)
+    return zoho_webhook(
+        "students",
+        f"57257670{n:011d}",
+        modified=stamp,
+        notification_id=f"bench-{tag}-{n}",
+        Name=f"Student {n}",
+        Student_ID_Number=f"BTEC-{n:06d}",
+        Academic_Email=f"student{n}@students.example.ac.uk",
+    )
 
 
-def event_of(sample: Sample) -> WebhookEvent:
+def event_of(sample: Sample) -> EventMessage:
     return parse_event("zoho", "students", decode_body(sample.body))
 
 
-def sqs_batch(events: list[WebhookEvent]) -> dict[str, Any]:
+def sqs_batch(events: list[EventMessage]) -> dict[str, Any]:
     """The SQS event a processor receives for ``events``, first delivery."""
     messages = [
         {
@@ -89,7 +84,7 @@ def pg(url: str) -> pg8000.native.Connection:
 
 def verifier_warm(h: Harness, rounds: int = 8, per_round: int = 75) -> list[Row]:
     say("verifier, warm ...")
-    verifier = h.function("functions/zoho_webhook", "ZohoWebhookFunction")
+    verifier = h.function("functions/webhook_verifier", "ZohoWebhookFunction", SOURCE="zoho")
     floor_db = pg(h.database_url)
     record, mark = floor_db.prepare(RECORD_SQL), floor_db.prepare(MARK_QUEUED_SQL)
     with environment({"AWS_ENDPOINT_URL_SQS": h.sqs_endpoint}):
@@ -252,17 +247,19 @@ def cold_start(runs: int = 21) -> list[Row]:
         "POWERTOOLS_SERVICE_NAME": "event-router",
     }
     commands: dict[str, list[str]] = {"floor": [sys.executable, "-c", FLOOR]}
-    for name, code in (
-        ("ZohoWebhookFunction", "zoho_webhook"),
-        ("MoodleWebhookFunction", "moodle_webhook"),
-        ("StudentsProcessor", "module_processor"),
+    settings_of: dict[str, dict[str, str]] = {"floor": {}}
+    for name, code, setting in (
+        ("ZohoWebhookFunction", "webhook_verifier", {"SOURCE": "zoho"}),
+        ("MoodleWebhookFunction", "webhook_verifier", {"SOURCE": "moodle"}),
+        ("StudentsProcessor", "module_processor", {"MODULE": "students"}),
     ):
         commands[name] = [sys.executable, "-c", PROBE, str(ROOT / "functions" / code / "app.py")]
+        settings_of[name] = setting
     timings: dict[str, list[float]] = {name: [] for name in commands}
     for _ in range(runs):  # interleaved, so drift hits every command alike
         for name, command in commands.items():
             started = time.perf_counter()
-            subprocess.run(command, env={**environment, "MODULE": "students"}, check=True)
+            subprocess.run(command, env={**environment, **settings_of[name]}, check=True)
             timings[name].append((time.perf_counter() - started) * 1000)
     floor = median(timings["floor"])
     rows: list[Row] = [("cold start floor: python + import boto3 + SQS client", f"{floor:.0f} ms", "", "")]
@@ -310,7 +307,7 @@ class RoundTrips:
 
 def round_trips(h: Harness) -> list[Row]:
     say("round trips ...")
-    verifier = h.function("functions/zoho_webhook", "ZohoWebhookFunction")
+    verifier = h.function("functions/webhook_verifier", "ZohoWebhookFunction", SOURCE="zoho")
     processor = h.function("functions/module_processor", "StudentsProcessor", MODULE="students")
     rows: list[Row] = []
     with quiet(), RoundTrips() as counter:
@@ -342,7 +339,7 @@ def burst(h: Harness, total: int = 5000, clients: int = 16) -> list[Row]:
     from sqlalchemy import text
 
     from devstack.process import RunningStack
-    from event_router.engine import make_engine
+    from event_router.operate.migrate import make_engine
 
     say(f"burst of {total} webhooks from {clients} clients through the local stack ...")
     url = h.fresh_database()
@@ -362,31 +359,26 @@ def burst(h: Harness, total: int = 5000, clients: int = 16) -> list[Row]:
                     "FOR EACH ROW EXECUTE FUNCTION count_write()"
                 )
             )
-    segments = ["student", "enrollment", "grade", "payment"]
-    webhooks = []
-    for n in range(total):
-        segment = segments[n % 4]
-        record_id = f"B{n:06d}"
-        data = {
-            "id": record_id,
-            "Name": f"Record {n}",
-            "Modified_Time": "2026-11-25T09:00:00Z",
-            "Enrolled_Students": "S1",
-            "Classes": "C1",
-            "Student": "S1",
-            "Grade": "P",
-            "Amount": "10",
-        }
-        body = json.dumps(
-            {
-                "notification_id": f"burst-{n}",
-                "timestamp": "2026-11-25T09:00:00Z",
-                "operation": "update",
-                "record_id": record_id,
-                "data": data,
-            }
-        ).encode()
-        webhooks.append(Sample(f"burst-{n}", f"POST /api/v1/events/zoho/{segment}", body, 202))
+    modules: list[Module] = ["students", "enrollments", "grades", "payments"]
+    lookups: dict[str, Any] = {
+        "Enrolled_Students": "S1",
+        "Classes": "C1",
+        "Student": "S1",
+        "Grade": "P",
+        "Amount": "10",
+    }
+    webhooks = [
+        zoho_webhook(
+            modules[n % 4],
+            f"B{n:06d}",
+            modified="2026-11-25T09:00:00Z",
+            notification_id=f"burst-{n}",
+            name=f"burst-{n}",
+            Name=f"Record {n}",
+            **lookups,
+        )
+        for n in range(total)
+    ]
     stack = RunningStack(Path(tempfile.mkdtemp(prefix="event-router-burst-")), url)
     stack.start()
     latencies: list[float] = []

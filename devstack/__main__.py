@@ -19,10 +19,10 @@ from pathlib import Path
 from typing import Any
 
 from devstack.invoke import LocalContext, environment, load_function
-from devstack.samples import EVENTS_DIR, SAMPLES
+from devstack.samples import EVENTS_DIR, SAMPLES, ZOHO_RECORDS, zoho_webhook
 from devstack.stack import AWS_ENVIRONMENT, configured_stack, local_dir
 from devstack.template import functions, load_template
-from event_router.signatures import sign
+from event_router.verify.signatures import sign
 
 
 def dev() -> None:
@@ -45,23 +45,11 @@ def dev() -> None:
 
 def banner(state: dict[str, Any], secrets: dict[str, str]) -> str:
     stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    body = json.dumps(
-        {
-            "notification_id": f"curl-{stamp}",
-            "timestamp": stamp,
-            "module": "BTEC_Students",
-            "operation": "insert",
-            "record_id": "5725767000000412001",
-            "data": {
-                "id": "5725767000000412001",
-                "Name": "Ada Example",
-                "Student_ID_Number": "BTEC-2026-0001",
-                "Academic_Email": "ada.example@students.example.ac.uk",
-                "Modified_Time": stamp,
-            },
-        },
-        separators=(",", ":"),
+    _, record_id, fields = ZOHO_RECORDS["student"]
+    sample = zoho_webhook(
+        "students", record_id, operation="insert", modified=stamp, notification_id=f"curl-{stamp}", **fields
     )
+    body = json.dumps(json.loads(sample.body), separators=(",", ":"))  # one line, to paste
     signature = sign(secrets["ZOHO_WEBHOOK_SECRET"].split(",")[0], body.encode())
     base = state["base_url"]
     return f"""

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 import pg8000.native
 
-from event_router.database import connect_params
+from event_router.store.connection import connect_params
 
 
 def start_embedded(data_dir: Path) -> tuple[str, Any]:

@@ -20,9 +20,9 @@ from urllib.parse import urlencode
 
 from devstack.apigw import http_api_event
 from devstack.poller import lambda_sqs_event
-from event_router.payloads import decode_body, parse_event
-from event_router.routes import WEBHOOK_ROUTES
-from event_router.signatures import SIGNATURE_HEADERS, sign
+from event_router.contract import WEBHOOK_ROUTES, ZOHO_MODULE_NAMES, Module, route_of
+from event_router.verify.payloads import decode_body, parse_event
+from event_router.verify.signatures import SIGNATURE_HEADERS, sign
 
 DEV_SECRETS = {"zoho": "dev-zoho-secret-NOT-FOR-PRODUCTION", "moodle": "dev-moodle-secret-NOT-FOR-PRODUCTION"}
 DEV_TOKENS = {"moodle": "dev-moodle-token-NOT-FOR-PRODUCTION"}
@@ -87,90 +87,125 @@ def _form(fields: dict[str, str]) -> bytes:
     return urlencode(fields).encode()
 
 
-ZOHO_RECORDS: dict[str, tuple[str, str, dict[str, Any]]] = {
-    # route segment: (Zoho module API name, record id, record fields)
+# route segment: (module, record id, the record's fields besides id and Modified_Time)
+ZOHO_RECORDS: dict[str, tuple[Module, str, dict[str, Any]]] = {
     "student": (
-        "BTEC_Students",
+        "students",
         STUDENT_ID,
         {
-            "id": STUDENT_ID,
             "Name": "Ada Example",
             "Student_ID_Number": "BTEC-2026-0001",
             "Academic_Email": "ada.example@students.example.ac.uk",
-            "Modified_Time": MODIFIED,
         },
     ),
     "enrollment": (
-        "BTEC_Enrollments",
+        "enrollments",
         "5725767000000630021",
         {
-            "id": "5725767000000630021",
             "Name": "Ada Example - Level 3 IT",
             "Enrolled_Students": {"id": STUDENT_ID, "name": "Ada Example"},
             "Classes": {"id": CLASS_ID, "name": "Level 3 Extended Diploma in IT"},
             "Enrollment_Status": "Active",
-            "Modified_Time": MODIFIED,
         },
     ),
     "grade": (
-        "BTEC_Grades",
+        "grades",
         "5725767000000740031",
         {
-            "id": "5725767000000740031",
             "Name": "Unit 1 - Ada Example",
             "Student": {"id": STUDENT_ID, "name": "Ada Example"},
             "Class": {"id": CLASS_ID, "name": "Level 3 Extended Diploma in IT"},
             "Grade": "D",
-            "Modified_Time": MODIFIED,
         },
     ),
     "payment": (
-        "BTEC_Payments",
+        "payments",
         "5725767000000850041",
         {
-            "id": "5725767000000850041",
             "Name": "Tuition instalment 1",
             "Student": {"id": STUDENT_ID, "name": "Ada Example"},
             "Amount": 1250.0,
             "Currency": "GBP",
             "Payment_Status": "Paid",
-            "Modified_Time": MODIFIED,
         },
     ),
 }
 
 
+ZohoShape = Literal["full", "minimal", "form"]
+
+
+def zoho_webhook(
+    module: Module,
+    record_id: str,
+    *,
+    operation: str = "update",
+    modified: str = MODIFIED,
+    notification_id: str | None = None,
+    shape: ZohoShape = "full",
+    signing: Signing = "signed",
+    expect: int = 202,
+    name: str | None = None,
+    **fields: Any,
+) -> Sample:
+    """A Zoho webhook for one record, the one builder every test, benchmark and the dev banner use.
+
+    ``full``: a notification with the record's fields in ``data`` (``notification_id`` defaults to
+    one derived from the record, operation and time); ``minimal``: ids and what happened, no fields;
+    ``form``: a workflow webhook posting the fields form-encoded, lookups as plain ids.
+    """
+    route = route_of("zoho", module)
+    record = {"id": record_id, **fields, "Modified_Time": modified}
+    if shape == "form":
+        flat = {k: (v["id"] if isinstance(v, dict) else str(v)) for k, v in record.items()}
+        body = _form({**flat, "operation": operation} if operation != "update" else flat)
+        content_type = "application/x-www-form-urlencoded"
+    else:
+        identifier = notification_id or f"{module}-{record_id}-{operation}-{modified}"
+        document: dict[str, Any]
+        if shape == "minimal":
+            document = {
+                "event_id": identifier,
+                "event_type": operation,
+                "module": ZOHO_MODULE_NAMES[module],
+                "record_id": int(record_id) if record_id.isdigit() else record_id,  # Zoho sometimes sends numbers
+                "changed_fields": sorted(k for k in record if k != "id"),
+                "timestamp": modified,
+            }
+        else:
+            document = {
+                "notification_id": identifier,
+                "timestamp": modified,
+                "module": ZOHO_MODULE_NAMES[module],
+                "operation": operation,
+                "record_id": record_id,
+                "data": record,
+            }
+        body, content_type = _json(document), "application/json"
+    sample_name = name or f"zoho-{module}-{record_id}-{shape}"
+    return Sample(sample_name, route, body, expect, signing=signing, content_type=content_type)
+
+
 def _zoho_samples() -> list[Sample]:
     samples = []
-    for segment, (api_name, record_id, record) in ZOHO_RECORDS.items():
-        route = f"POST /api/v1/events/zoho/{segment}"
-        full = {
-            "notification_id": f"zoho-notif-{segment}-0001",
-            "timestamp": MODIFIED,
-            "module": api_name,
-            "operation": "update",
-            "record_id": record_id,
-            "data": record,
-        }
-        minimal = {
-            "event_id": f"zoho-evt-{segment}-0001",
-            "event_type": "created",
-            "module": api_name,
-            "record_id": int(record_id),  # Zoho sometimes sends ids as numbers
-            "changed_fields": sorted(k for k in record if k != "id"),
-            "timestamp": "2026-11-25T09:00:00+00:00",
-        }
-        flat = {k: (v["id"] if isinstance(v, dict) else str(v)) for k, v in record.items()}
+    for segment, (module, record_id, fields) in ZOHO_RECORDS.items():
         samples += [
-            Sample(f"zoho-{segment}-full", route, _json(full), 202),
-            Sample(f"zoho-{segment}-minimal", route, _json(minimal), 202, signing="signed-bare"),
-            Sample(
-                f"zoho-{segment}-form",
-                route,
-                _form(flat),
-                202,
-                content_type="application/x-www-form-urlencoded",
-                signing="signed-upper",
+            zoho_webhook(
+                module, record_id, notification_id=f"zoho-notif-{segment}-0001", name=f"zoho-{segment}-full", **fields
+            ),
+            zoho_webhook(
+                module,
+                record_id,
+                operation="created",
+                modified="2026-11-25T09:00:00+00:00",
+                notification_id=f"zoho-evt-{segment}-0001",
+                shape="minimal",
+                signing="signed-bare",
+                name=f"zoho-{segment}-minimal",
+                **fields,
+            ),
+            zoho_webhook(
+                module, record_id, shape="form", signing="signed-upper", name=f"zoho-{segment}-form", **fields
             ),
         ]
     return samples
@@ -247,14 +282,14 @@ def _moodle_samples() -> list[Sample]:
 
 def _rejected_samples() -> list[Sample]:
     student, grade = "POST /api/v1/events/zoho/student", "POST /api/v1/events/zoho/grade"
-    _, record_id, record = ZOHO_RECORDS["student"]
+    _, record_id, fields = ZOHO_RECORDS["student"]
     body = _json(
         {
             "notification_id": "zoho-notif-rejected",
             "timestamp": MODIFIED,
             "operation": "update",
             "record_id": record_id,
-            "data": record,
+            "data": {"id": record_id, **fields, "Modified_Time": MODIFIED},
         }
     )
     no_record = _json({"event_id": "zoho-evt-no-record", "event_type": "updated", "timestamp": MODIFIED})
@@ -327,7 +362,8 @@ def sqs_batches() -> dict[str, dict[str, Any]]:
         for module, messages in by_module.items()
     }
     grades = by_module["grades"]
-    no_item = json.loads(grades[-1]["Body"]) | {
+    plugin_grade = json.loads(grades[-1]["Body"])
+    no_item = plugin_grade | {
         "event_id": "moodle-evt-grade-poison",
         "payload": {
             "eventid": "moodle-evt-grade-poison",
@@ -337,6 +373,7 @@ def sqs_batches() -> dict[str, dict[str, Any]]:
             "timecreated": 1795598500,
             "other": None,
         },
+        "facts": plugin_grade["facts"] | {"grade": None},
     }
     poison = [
         *grades,

@@ -29,7 +29,7 @@ from devstack.postgres import create_database, start_embedded, with_database
 from devstack.samples import dev_environment
 from devstack.server import Route, WebhookServer, free_port
 from devstack.template import ROOT, FunctionSpec, Resolver, functions, load_template, resources_of_type
-from event_router.migrate import upgrade
+from event_router.operate.migrate import upgrade
 
 # moto's HTTP server logs every request, and pgserver warns about XDG_RUNTIME_DIR: neither helps here.
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
@@ -187,9 +187,8 @@ class LocalStack:
     @staticmethod
     def _environment(spec: FunctionSpec, resolver: Resolver, database_url: str) -> dict[str, str]:
         variables = {name: str(resolver.resolve(value)) for name, value in spec.environment.items()}
-        # Deployed functions log in with a Secrets Manager secret; locally the URL says it all. The
-        # HTTP server runs requests on several threads, where a Lambda container runs one at a time.
-        return {**variables, "DATABASE_URL": database_url, "DB_POOL_SIZE": "4"}
+        # Deployed functions log in with a Secrets Manager secret; locally the URL says it all.
+        return {**variables, "DATABASE_URL": database_url}
 
     def _start_server(self, specs: dict[str, FunctionSpec]) -> None:
         routes = [

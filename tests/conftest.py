@@ -24,11 +24,10 @@ from sqlalchemy import Engine, text
 
 from devstack.postgres import create_database, drop_database, start_embedded
 from devstack.server import free_port
-from event_router.engine import make_engine
-from event_router.migrate import upgrade
+from event_router.contract import MODULES
 from event_router.observability import logger
-from event_router.routes import MODULES
-from event_router.schema import metadata
+from event_router.operate.migrate import make_engine, upgrade
+from event_router.store.schema import metadata
 
 AWS_TEST_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",

@@ -10,8 +10,8 @@ from typing import Any
 
 from crhelper import CfnResource
 
-from event_router.migrate import upgrade_configured
 from event_router.observability import logger
+from event_router.operate.migrate import upgrade_configured
 from event_router.settings import load_settings
 
 SCHEMA = "event-router-schema"

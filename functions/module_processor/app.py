@@ -1,7 +1,9 @@
-"""Module processors: mirror the events of one module's queue into Postgres (SPEC §7, §8).
+"""Module processors (SPEC §7, §8): mirror the events of one module's queue into Postgres, exactly once.
 
-The template deploys this code four times (StudentsProcessor, EnrollmentsProcessor,
-GradesProcessor, PaymentsProcessor); ``MODULE`` says which queue and rules each serves.
+Deployed four times (StudentsProcessor, EnrollmentsProcessor, GradesProcessor, PaymentsProcessor);
+``MODULE`` says which queue and sync rules each serves.
+In: an SQS batch from the module's queue. Out: the partial batch response (``batchItemFailures``:
+the events SQS should deliver again).
 """
 
 from typing import Any
@@ -9,7 +11,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from event_router.observability import logger
-from event_router.processing import build_processor
+from event_router.process.processor import build_processor
 
 processor = build_processor()
 

@@ -1,7 +1,9 @@
-"""Replay: move dead-lettered events back to their module queue, or re-queue event-log rows (SPEC §8).
+"""Replay (SPEC §8): move dead-lettered events back to their module queue, or re-queue event-log rows.
 
-Invoked by an operator (``aws lambda invoke``, or ``make replay`` locally) and by
-the schedule that sweeps rows stuck in ``received``.
+Invoked by an operator (``aws lambda invoke``, ``make replay`` locally) and every five minutes by
+the sweep schedule. In: ``{"mode": "dlq" | "log" | "sweep", "max_messages", "module", "event_ids",
+"statuses", "received_after", "received_before", "dry_run"}``. Out: the counts (``examined``,
+``replayed``, ``skipped``, ``failed``) and the event ids replayed.
 """
 
 from typing import Any
@@ -9,7 +11,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from event_router.observability import logger
-from event_router.replay import build_replayer
+from event_router.operate.replay import build_replayer
 
 replayer = build_replayer()
 

@@ -17,8 +17,8 @@ from sqlalchemy import Engine, text
 
 from devstack.process import RunningStack
 from devstack.samples import SAMPLES, Sample
-from event_router.engine import make_engine
-from event_router.routes import WEBHOOK_ROUTES
+from event_router.contract import WEBHOOK_ROUTES
+from event_router.operate.migrate import make_engine
 
 ROOT = Path(__file__).resolve().parents[2]
 FAST_RETRIES = "QueueVisibilityTimeout=1 MaxReceiveCount=3 ProcessorBatchingWindow=0 RetryBaseDelaySeconds=1"

@@ -12,22 +12,13 @@ import pytest
 from devstack.invoke import LocalContext, load_function
 from devstack.poller import QueuePoller
 from devstack.samples import EVENTS_DIR, dev_environment
-from event_router.routes import Module
+from devstack.template import functions, load_template
+from event_router.contract import Module
 from tests.conftest import Queues
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 ROOT = Path(__file__).resolve().parents[2]
-FUNCTIONS = {
-    "ZohoWebhookFunction": "functions/zoho_webhook",
-    "MoodleWebhookFunction": "functions/moodle_webhook",
-    "StudentsProcessor": "functions/module_processor",
-    "EnrollmentsProcessor": "functions/module_processor",
-    "GradesProcessor": "functions/module_processor",
-    "PaymentsProcessor": "functions/module_processor",
-    "ReplayFunction": "functions/replay",
-    "MonitorFunction": "functions/monitor",
-    "MigrateFunction": "functions/migrate",
-}
+FUNCTIONS = functions(load_template())  # code, handler and the fixed part of each environment
 VERIFIERS = {"zoho": "ZohoWebhookFunction", "moodle": "MoodleWebhookFunction"}
 PROCESSORS: dict[Module, str] = {
     "students": "StudentsProcessor",
@@ -64,7 +55,10 @@ def load(function_environment: dict[str, str]) -> Callable[..., Invoke]:
     """``load("GradesProcessor", MODULE="grades")``: a fresh container of that function."""
 
     def start(name: str, **overrides: str) -> Invoke:
-        handler = load_function(ROOT / FUNCTIONS[name], "app.handler", {**function_environment, **overrides}, name)
+        spec = FUNCTIONS[name]
+        fixed = {key: value for key, value in spec.environment.items() if isinstance(value, str)}  # SOURCE, MODULE
+        environment = {**fixed, **function_environment, **overrides}
+        handler = load_function(spec.code_uri, spec.handler, environment, name)
         context = LocalContext(name)
 
         def invoke(event: dict[str, Any]) -> dict[str, Any]:
@@ -87,7 +81,7 @@ def pollers(load: Callable[..., Invoke], queues: Queues) -> Callable[..., QueueP
 
     def poller(module: Module, batch_size: int = 10) -> QueuePoller:
         name = PROCESSORS[module]
-        invoke = load(name, MODULE=module)
+        invoke = load(name)
         return QueuePoller(
             queues.sqs,
             queues.urls[module],

@@ -16,8 +16,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
 from sqlalchemy.exc import DBAPIError
 
-from event_router.engine import make_engine
-from event_router.migrate import MIGRATIONS
+from event_router.operate.migrate import MIGRATIONS, make_engine
 from tests.conftest import closed_port
 from tests.integration.conftest import Invoke
 

@@ -6,7 +6,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import Engine
 
-from event_router.schema import metadata
+from event_router.store.schema import metadata
 
 
 def test_migrated_database_matches_the_schema_metadata(engine: Engine) -> None:

@@ -16,9 +16,10 @@ import pytest
 from sqlalchemy import Engine, text
 
 from devstack.poller import QueuePoller, lambda_sqs_event
-from devstack.samples import Sample
-from event_router.mirror import MirrorStore
-from event_router.sync import students as students_rule
+from devstack.samples import Sample, zoho_webhook
+from event_router.contract import WEBHOOK_ROUTES
+from event_router.process.rules import students as students_rule
+from event_router.store.mirror import MirrorStore
 from tests.conftest import Queues
 from tests.integration.conftest import PROCESSORS, Invoke, load_event
 
@@ -31,15 +32,9 @@ CLASS = "5725767000000520011"
 
 def zoho(segment: str, record_id: str, operation: str, modified: str, notification: str = "", **fields: Any) -> Sample:
     """A signed Zoho full-record webhook for one record."""
-    document = {
-        "notification_id": notification or f"{segment}-{record_id}-{operation}-{modified}",
-        "timestamp": modified,
-        "operation": operation,
-        "record_id": record_id,
-        "data": {"id": record_id, "Modified_Time": modified, **fields},
-    }
-    return Sample(
-        document["notification_id"], f"POST /api/v1/events/zoho/{segment}", json.dumps(document).encode(), 202
+    module = WEBHOOK_ROUTES[f"POST /api/v1/events/zoho/{segment}"].module
+    return zoho_webhook(
+        module, record_id, operation=operation, modified=modified, notification_id=notification or None, **fields
     )
 
 
@@ -345,8 +340,8 @@ def test_batch_redelivered_after_a_crash_mid_batch_changes_each_row_once(
 
     with mock.patch.object(MirrorStore, "apply_many", dies_after_writing), pytest.raises(SystemExit):
         processor(event)
-    # nothing of the batch is half-applied: its transaction died with it
-    assert sorted(log_status(db).values()) == ["processing"] * 10
+    # nothing of the batch is half-applied: its transaction died with it, the claim included
+    assert sorted(log_status(db).values()) == ["queued"] * 10
     assert mirror_writes() == {}
 
     # and SQS delivers the whole batch again
@@ -532,7 +527,7 @@ def test_moodle_grade_message_without_item_id_fails_permanently(load: Callable[.
 
     assert response == {"batchItemFailures": []}
     [row] = rows(db, "SELECT status, error_message FROM integration_events_log")
-    assert (row["status"], row["error_message"]) == ("failed", "other.itemid Field required")
+    assert (row["status"], row["error_message"]) == ("failed", "other.itemid is required")
 
 
 def test_unreadable_message_is_retried_until_the_dead_letter_queue(
@@ -730,7 +725,7 @@ def test_an_unexpected_error_in_one_event_fails_that_event_only(
             raise KeyError("a bug in a sync rule")
         return real_plan(event)
 
-    with mock.patch.dict("event_router.processing.RULES", {"students": plan}):
+    with mock.patch.dict("event_router.process.processor.RULES", {"students": plan}):
         result = pollers("students").poll_once()
 
     assert result.failed == 0

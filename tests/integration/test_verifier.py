@@ -16,8 +16,8 @@ import pytest
 from sqlalchemy import Engine, text
 
 from devstack.samples import DEV_SECRETS, SAMPLES, Sample
-from event_router.payloads import decode_body
-from event_router.routes import WEBHOOK_ROUTES
+from event_router.contract import WEBHOOK_ROUTES
+from event_router.verify.payloads import decode_body
 from tests.conftest import Queues, closed_port
 from tests.integration.conftest import Invoke, body, load_event
 
@@ -333,7 +333,7 @@ def test_unsigned_junk_is_a_401_without_being_parsed(
     route = "POST /api/v1/events/zoho/student" if source == "zoho" else "POST /api/v1/events/moodle/grade"
     junk = Sample("junk", route, b"[" * 100_000, 401, signing="unsigned")
 
-    with mock.patch("event_router.ingest.decode_body", wraps=decode_body) as parsed:
+    with mock.patch("event_router.verify.verifier.decode_body", wraps=decode_body) as parsed:
         response = load_verifier(source)(junk.event())
 
     assert response["statusCode"] == 401

@@ -27,10 +27,9 @@ from devstack.poller import QueuePoller
 from devstack.postgres import StoppablePostgres, create_database
 from devstack.process import RunningStack
 from devstack.samples import Sample, dev_environment
-from event_router.engine import make_engine
-from event_router.migrate import upgrade
+from event_router.operate.migrate import make_engine, upgrade
 from tests.conftest import Queues, closed_port
-from tests.integration.conftest import ROOT
+from tests.integration.conftest import FUNCTIONS
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 
@@ -93,8 +92,11 @@ def webhook(n: int, run: str) -> Sample:
     return Sample(f"fault-{n}", "POST /api/v1/events/zoho/student", json.dumps(body).encode(), 202)
 
 
-def load(name: str, code: str, environment: dict[str, str], **overrides: str) -> Invoke:
-    handler = load_function(ROOT / code, "app.handler", {**environment, **overrides}, name)
+def load(name: str, environment: dict[str, str], **overrides: str) -> Invoke:
+    """A fresh container of a function of the template, as the integration tests' ``load``."""
+    spec = FUNCTIONS[name]
+    fixed = {key: value for key, value in spec.environment.items() if isinstance(value, str)}
+    handler = load_function(spec.code_uri, spec.handler, {**fixed, **environment, **overrides}, name)
     return lambda event: handler(event, LocalContext(name))
 
 
@@ -109,17 +111,16 @@ def stack(database: tuple[str, Engine], queues: Queues, sqs_endpoint: str) -> di
         **queues.environment(),
         **dev_environment(),
     }
-    processor = load("StudentsProcessor", "functions/module_processor", environment, MODULE="students")
+    processor = load("StudentsProcessor", environment)
     return {
         "environment": environment,
-        "verifier": load("ZohoWebhookFunction", "functions/zoho_webhook", environment),
+        "verifier": load("ZohoWebhookFunction", environment),
         "verifier_without_sqs": lambda: load(
             "ZohoWebhookFunction",
-            "functions/zoho_webhook",
             environment,
             AWS_ENDPOINT_URL_SQS=f"http://127.0.0.1:{closed_port()}",
         ),
-        "replay": load("ReplayFunction", "functions/replay", environment),
+        "replay": load("ReplayFunction", environment),
         "poller": QueuePoller(
             queues.sqs, queues.urls["students"], lambda e, _c: processor(e), "StudentsProcessor", retry_immediately=True
         ),
@@ -212,14 +213,7 @@ def test_both_down_answers_503_and_the_retried_events_complete_once(
 def backed_off_poller(stack: dict[str, Any], queues: Queues, base_seconds: str) -> QueuePoller:
     """The students processor behind its queue as Lambda runs it: a failed message comes back when its
     visibility timeout ends (no shortcut), which the processor extends by its retry schedule."""
-    processor = load(
-        "StudentsProcessor",
-        "functions/module_processor",
-        stack["environment"],
-        MODULE="students",
-        MAX_RECEIVE_COUNT="4",
-        RETRY_BASE_SECONDS=base_seconds,
-    )
+    processor = load("StudentsProcessor", stack["environment"], MAX_RECEIVE_COUNT="4", RETRY_BASE_SECONDS=base_seconds)
     return QueuePoller(queues.sqs, queues.urls["students"], lambda e, _c: processor(e), "StudentsProcessor")
 
 

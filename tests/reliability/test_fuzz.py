@@ -19,9 +19,9 @@ from hypothesis import strategies as st
 from devstack.apigw import http_api_event
 from devstack.invoke import LocalContext, load_function
 from devstack.samples import DEV_SECRETS, SAMPLES, dev_environment
-from event_router.database import connect_params
-from event_router.routes import WEBHOOK_ROUTES
-from event_router.signatures import sign
+from event_router.contract import WEBHOOK_ROUTES
+from event_router.store.connection import connect_params
+from event_router.verify.signatures import sign
 from tests.conftest import Queues
 from tests.integration.conftest import ROOT
 
@@ -186,7 +186,9 @@ def verifiers(
     }
     loaded = {}
     for source in ("zoho", "moodle"):
-        handler = load_function(ROOT / f"functions/{source}_webhook", "app.handler", environment, f"fuzz-{source}")
+        handler = load_function(
+            ROOT / "functions/webhook_verifier", "app.handler", environment | {"SOURCE": source}, f"fuzz-{source}"
+        )
         loaded[source] = lambda event, h=handler: h(event, LocalContext("fuzz"))  # type: ignore[misc]
     calls = [0]
 

@@ -11,7 +11,7 @@ import pytest
 
 from devstack.samples import DEV_SECRETS, SAMPLES
 from event_router.errors import SignatureRejected
-from event_router.signatures import SIGNATURE_HEADERS, WebhookCredentials, authenticate, sign
+from event_router.verify.signatures import SIGNATURE_HEADERS, WebhookCredentials, authenticate, sign
 
 CASES = {"zoho": SAMPLES["zoho-student-full"], "moodle": SAMPLES["moodle-grade-raw"]}
 

@@ -10,11 +10,11 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from event_router.credentials import SecretsManagerCredentials, credentials_for, parse_secret
-from event_router.database import connect_params, connection_params, describe_error
 from event_router.errors import CredentialsUnavailable
 from event_router.settings import Settings
-from event_router.signatures import WebhookCredentials
+from event_router.store.connection import connect_params, connection_params, describe_error
+from event_router.verify.credentials import SecretsManagerCredentials, credentials_for, parse_secret
+from event_router.verify.signatures import WebhookCredentials
 
 
 def params(url: str) -> dict[str, Any]:

@@ -11,17 +11,18 @@ import pytest
 
 from devstack.apigw import http_api_event
 from event_router.errors import InvalidPayload
-from event_router.http import webhook_request
-from event_router.payloads import MAX_NESTING, WebhookEvent, decode_body, parse_event
+from event_router.messages import EventMessage
+from event_router.verify.apigateway import webhook_request
+from event_router.verify.payloads import MAX_NESTING, decode_body, parse_event
 
 MODIFIED = "2026-11-25T09:15:00+00:00"
 
 
-def zoho(module: str, fields: dict[str, Any]) -> WebhookEvent:
+def zoho(module: str, fields: dict[str, Any]) -> EventMessage:
     return parse_event("zoho", module, fields)  # type: ignore[arg-type]
 
 
-def moodle(module: str, fields: dict[str, Any]) -> WebhookEvent:
+def moodle(module: str, fields: dict[str, Any]) -> EventMessage:
     return parse_event("moodle", module, fields)  # type: ignore[arg-type]
 
 

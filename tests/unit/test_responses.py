@@ -14,7 +14,8 @@ from event_router.errors import (
     SignatureRejected,
     UnknownRoute,
 )
-from event_router.http import accepted_response, error_response
+from event_router.verify.apigateway import error_response, receipt_response
+from event_router.verify.verifier import Receipt
 
 
 @pytest.mark.parametrize(
@@ -51,7 +52,10 @@ def test_400_lists_the_problems() -> None:
 
 
 def test_accepted_and_duplicate_bodies() -> None:
-    accepted, duplicate = accepted_response("e-1", duplicate=False), accepted_response("e-1", duplicate=True)
+    accepted, duplicate = (
+        receipt_response(Receipt("e-1", duplicate=False)),
+        receipt_response(Receipt("e-1", duplicate=True)),
+    )
 
     assert (accepted["statusCode"], json.loads(accepted["body"])["status"]) == (202, "queued")
     assert (duplicate["statusCode"], json.loads(duplicate["body"])["status"]) == (200, "duplicate")

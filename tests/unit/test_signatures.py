@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from event_router.errors import SignatureRejected
-from event_router.signatures import WebhookCredentials, authenticate, sign
+from event_router.verify.signatures import WebhookCredentials, authenticate, sign
 
 BODY = b'{"event_id": "e-1", "event_type": "updated"}'
 SECRET = "unit-test-secret-NOT-FOR-PRODUCTION"

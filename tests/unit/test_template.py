@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from devstack.template import functions, http_routes, load_template, resources_of_type
+from event_router.contract import WEBHOOK_ROUTES, modules_of
 from event_router.observability import Metric
-from event_router.routes import WEBHOOK_ROUTES, modules_of
 
 TEMPLATE = load_template()
 RESOURCES: dict[str, dict[str, Any]] = TEMPLATE["Resources"]
@@ -89,6 +89,8 @@ def test_template_serves_exactly_the_webhook_routes_of_the_spec_with_the_right_v
 @pytest.mark.parametrize("source", ["zoho", "moodle"])
 def test_verifier_environment_points_each_module_at_its_own_queue(source: str) -> None:
     variables = FUNCTIONS[VERIFIERS[source]].environment
+    assert variables["SOURCE"] == source
+    assert properties(VERIFIERS[source])["CodeUri"] == "functions/webhook_verifier/"
     queue_variables = {k: v["Ref"] for k, v in variables.items() if k.endswith("_QUEUE_URL")}
 
     assert queue_variables == {f"{m.upper()}_QUEUE_URL": QUEUES[m] for m in modules_of(source)}  # type: ignore[arg-type]
@@ -119,6 +121,20 @@ def test_functions_share_the_common_layer_built_for_python_3_12() -> None:
     assert TEMPLATE["Globals"]["Function"]["Runtime"] == "python3.12"
     assert {"Ref": "CommonLayer"} in TEMPLATE["Globals"]["Function"]["Layers"]
     assert TEMPLATE["Globals"]["Function"]["Tracing"] == "Active"
+
+
+def test_powertools_comes_from_awss_published_layer_of_the_version_the_tests_use() -> None:
+    from tests.unit.test_project_rules import ROOT
+
+    [published] = [layer for layer in TEMPLATE["Globals"]["Function"]["Layers"] if "Fn::If" in layer]
+    condition, default, override = published["Fn::If"]
+    pinned = re.search(r"aws-lambda-powertools==([\d.]+)", (ROOT / "requirements.txt").read_text())
+    layer_requirements = (ROOT / "layers" / "common" / "requirements.txt").read_text()
+
+    assert (condition, override) == ("UsePublishedPowertools", {"Ref": "PowertoolsLayerArn"})
+    assert pinned is not None
+    assert default == f"{{{{resolve:ssm:/aws/service/powertools/python/arm64/python3.12/{pinned.group(1)}}}}}"
+    assert not re.search(r"^aws-lambda-powertools", layer_requirements, re.MULTILINE)
 
 
 @pytest.mark.parametrize("module", list(PROCESSORS))
@@ -167,7 +183,7 @@ def test_processors_back_off_on_their_own_queue() -> None:
 
 
 def test_default_retry_schedule_outlasts_a_two_hour_database_outage() -> None:
-    from event_router.backoff import outage_window
+    from event_router.process.backoff import outage_window
 
     parameters = TEMPLATE["Parameters"]
     base, receives = parameters["RetryBaseDelaySeconds"]["Default"], parameters["MaxReceiveCount"]["Default"]

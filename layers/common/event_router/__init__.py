@@ -1,6 +1,14 @@
-"""Event router shared package: everything the Lambda functions have in common.
+"""The BTEC event router's shared package: everything the Lambda functions have in common.
 
-The flow of SPEC §2 maps onto the modules here: ``signatures`` and ``payloads``
-verify and normalise a webhook, ``eventlog`` records it, ``queues`` routes it to
-its module's queue, and ``ingest`` ties those steps together for the verifiers.
+The folders follow a webhook through the system (SPEC §2):
+
+- ``verify/``   a webhook in: signatures and credentials, body shapes → ``messages.EventMessage``,
+                the verifier (event log + module queue), the API Gateway adapter;
+- ``process/``  a module queue's batch in: claim, apply the module's sync rules (``rules/``),
+                complete, back off on failure;
+- ``operate/``  what operators and deploys run: replay and the sweep, health and stats, migrations;
+- ``store/``    Postgres: the connection, the tables, the migrations, and every statement.
+
+At the top: the vocabulary (``contract``), the queue message (``messages``), SQS (``queues``),
+settings, errors and observability.
 """

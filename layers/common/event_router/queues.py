@@ -1,23 +1,25 @@
 """Module queues (SPEC §8): each event goes to the standard SQS queue of its module.
 
-The message body is the ``WebhookEvent`` as JSON, payload included, so a
+The message body is the ``EventMessage`` as JSON, payload included, so a
 processor can write the event-log row itself when the verifier could not (the
 Postgres-down path of SPEC §6). Bodies are capped at 256 KiB, so a message
-always fits SQS's 1 MiB limit.
+(the body, and the facts drawn from it) stays under SQS's 1 MiB limit.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import boto3
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
+from event_router.contract import Module
 from event_router.errors import QueueUnavailable
-from event_router.payloads import WebhookEvent
-from event_router.routes import Module
+from event_router.messages import EventMessage
+from event_router.observability import logger
 from event_router.settings import Settings
 
 
@@ -31,7 +33,7 @@ def sqs_client(settings: Settings) -> Any:
     return boto3.client("sqs", config=config)
 
 
-def message_attributes(event: WebhookEvent) -> dict[str, dict[str, str]]:
+def message_attributes(event: EventMessage) -> dict[str, dict[str, str]]:
     """SQS message attributes that let an operator filter without opening the body."""
     return {
         name: {"DataType": "String", "StringValue": value}
@@ -46,7 +48,7 @@ class SqsPublisher:
         self._client = client
         self._queue_urls = dict(queue_urls)
 
-    def publish(self, event: WebhookEvent) -> None:
+    def publish(self, event: EventMessage) -> None:
         try:
             self._client.send_message(
                 QueueUrl=self._queue_urls[event.module],
@@ -55,3 +57,57 @@ class SqsPublisher:
             )
         except (BotoCoreError, ClientError) as error:
             raise QueueUnavailable(type(error).__name__) from None
+
+
+@dataclass(frozen=True)
+class DeadLetter:
+    body: str
+    receipt: str
+
+
+class DeadLetterQueue:
+    """The shared dead-letter queue, as replay and the monitor use it."""
+
+    def __init__(self, client: Any, url: str) -> None:
+        self._client = client
+        self.url = url
+
+    def receive(self, at_most: int) -> list[DeadLetter]:
+        """Up to ``at_most`` (and 10) messages, hidden from others for a minute while replay decides."""
+        messages = self._client.receive_message(
+            QueueUrl=self.url,
+            MaxNumberOfMessages=min(10, at_most),
+            VisibilityTimeout=60,
+            MessageAttributeNames=["All"],
+            WaitTimeSeconds=0,
+        ).get("Messages", [])
+        return [DeadLetter(m["Body"], m["ReceiptHandle"]) for m in messages]
+
+    def delete(self, receipt: str) -> None:
+        self._client.delete_message(QueueUrl=self.url, ReceiptHandle=receipt)
+
+    def release(self, receipts: list[str]) -> None:
+        """Make messages visible again at once (replay left them where they were)."""
+        for receipt in receipts:
+            self._client.change_message_visibility(QueueUrl=self.url, ReceiptHandle=receipt, VisibilityTimeout=0)
+
+    def depth(self) -> int | None:
+        """Messages waiting; None when SQS does not answer."""
+        try:
+            attributes = self._client.get_queue_attributes(
+                QueueUrl=self.url, AttributeNames=["ApproximateNumberOfMessages"]
+            )["Attributes"]
+        except (BotoCoreError, ClientError):
+            return None
+        return int(attributes["ApproximateNumberOfMessages"])
+
+
+def queues_answer(client: Any, urls: list[str]) -> bool:
+    """True when SQS answers for every queue of ``urls``."""
+    try:
+        for url in urls:
+            client.get_queue_attributes(QueueUrl=url, AttributeNames=["QueueArn"])
+    except (BotoCoreError, ClientError) as error:
+        logger.warning("queues unavailable", error=type(error).__name__)
+        return False
+    return True

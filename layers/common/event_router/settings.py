@@ -1,7 +1,7 @@
 """Runtime configuration: one validated model, read once per container from the environment.
 
 A plain pydantic model validated from ``os.environ`` rather than pydantic-settings:
-the verifiers' cold start is budgeted (README, "Cold start") and pydantic-settings
+the verifiers' cold start is budgeted (docs/benchmarks.md) and pydantic-settings
 adds about 0.15 s of imports for features (dotenv files, CLI parsing, nested
 sources) that a Lambda function does not use.
 """
@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
-from event_router.routes import Module, Source
+from event_router.contract import Module, Source
 
 
 def _comma_separated(value: Any) -> Any:
@@ -60,6 +60,7 @@ class Settings(BaseModel):
     moodle_webhook_secret_arn: str | None = Field(None, alias="MOODLE_WEBHOOK_SECRET_ARN")
     secrets_max_age: int = Field(300, ge=0, alias="SECRETS_MAX_AGE")
 
+    source: Source | None = Field(None, alias="SOURCE")
     module: Module | None = Field(None, alias="MODULE")
     max_receive_count: int = Field(5, ge=1, alias="MAX_RECEIVE_COUNT")
     retry_base_seconds: int = Field(120, ge=0, le=43_200, alias="RETRY_BASE_SECONDS")
@@ -67,7 +68,6 @@ class Settings(BaseModel):
     max_clock_skew_seconds: int = Field(300, ge=0, alias="MAX_CLOCK_SKEW_SECONDS")
     rejection_flush_seconds: float = Field(10.0, ge=0, alias="REJECTION_FLUSH_SECONDS")
     rejection_retention_days: int = Field(30, ge=1, alias="REJECTION_RETENTION_DAYS")
-    db_pool_size: int = Field(1, ge=1, alias="DB_POOL_SIZE")
 
     def queue_urls(self) -> dict[Module, str]:
         """The configured module queues."""

@@ -1,0 +1,63 @@
+"""The router's vocabulary (SPEC §3, §5): sources, modules, the webhook routes, and the events they carry.
+
+Every other module takes these names from here; ``template.yaml`` declares the same routes and a
+test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+from typing import Literal, NamedTuple
+
+Source = Literal["zoho", "moodle"]
+Module = Literal["students", "enrollments", "grades", "payments"]
+Operation = Literal["create", "update", "delete"]
+
+SOURCES: tuple[Source, ...] = ("zoho", "moodle")
+MODULES: tuple[Module, ...] = ("students", "enrollments", "grades", "payments")
+OPERATIONS: tuple[Operation, ...] = ("create", "update", "delete")
+
+# Zoho CRM API names of the custom modules (SPEC §1).
+ZOHO_MODULE_NAMES: dict[Module, str] = {
+    "students": "BTEC_Students",
+    "enrollments": "BTEC_Enrollments",
+    "grades": "BTEC_Grades",
+    "payments": "BTEC_Payments",
+}
+
+# The Moodle events the router understands: which module's route takes each, and what it does.
+USER_ENROLMENT_CREATED = "core\\event\\user_enrolment_created"
+USER_ENROLMENT_UPDATED = "core\\event\\user_enrolment_updated"
+USER_ENROLMENT_DELETED = "core\\event\\user_enrolment_deleted"
+USER_GRADED = "core\\event\\user_graded"
+MOODLE_EVENTS: dict[str, tuple[Module, Operation]] = {
+    USER_ENROLMENT_CREATED: ("enrollments", "create"),
+    USER_ENROLMENT_UPDATED: ("enrollments", "update"),
+    USER_ENROLMENT_DELETED: ("enrollments", "delete"),
+    USER_GRADED: ("grades", "update"),
+}
+USER_ENROLMENT_EVENTS = tuple(name for name, (module, _) in MOODLE_EVENTS.items() if module == "enrollments")
+
+
+class Route(NamedTuple):
+    source: Source
+    module: Module
+
+
+WEBHOOK_ROUTES: dict[str, Route] = {
+    "POST /api/v1/events/zoho/student": Route("zoho", "students"),
+    "POST /api/v1/events/zoho/enrollment": Route("zoho", "enrollments"),
+    "POST /api/v1/events/zoho/grade": Route("zoho", "grades"),
+    "POST /api/v1/events/zoho/payment": Route("zoho", "payments"),
+    "POST /api/v1/events/moodle/enrollment": Route("moodle", "enrollments"),
+    "POST /api/v1/events/moodle/grade": Route("moodle", "grades"),
+}
+
+
+def modules_of(source: Source) -> tuple[Module, ...]:
+    """The modules a source's webhooks can reach, in route order."""
+    return tuple(dict.fromkeys(r.module for r in WEBHOOK_ROUTES.values() if r.source == source))
+
+
+def route_of(source: Source, module: Module) -> str:
+    """The webhook route of ``source`` that feeds ``module``."""
+    return next(key for key, route in WEBHOOK_ROUTES.items() if route == (source, module))

@@ -1,0 +1,120 @@
+"""Bring a database's schema up to date with Alembic, and give the functions their own login.
+
+``python -m event_router.operate.migrate`` (``make migrate``) migrates ``DATABASE_URL``;
+``MigrateFunction`` migrates the deployed database on every deploy. This is the one place the
+router uses SQLAlchemy at run time (Alembic needs it); the functions run plain SQL
+(``store/``).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pg8000.dbapi
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from sqlalchemy import Engine, String, create_engine, text
+from sqlalchemy.exc import DBAPIError
+
+from event_router.settings import Settings
+from event_router.store.connection import ParamsProvider, connect_params, connection_params
+
+MIGRATIONS = Path(__file__).resolve().parent.parent / "store" / "migrations"
+APP_ROLE = "event_router_app"  # created by migration 0003
+
+
+def _engine(params: ParamsProvider, **options: Any) -> Engine:
+    return create_engine(
+        "postgresql+pg8000://",
+        creator=lambda: pg8000.dbapi.connect(**params()),
+        hide_parameters=True,  # error messages must not carry payload values
+        **options,
+    )
+
+
+def make_engine(
+    url: str,
+    *,
+    timeout: float = 10.0,
+    statement_timeout_ms: int = 0,
+    application_name: str = "event-router",
+    **options: Any,
+) -> Engine:
+    """A SQLAlchemy engine on pg8000 whose connections follow the functions' URL rules and timeouts
+    (for the migrations, and for tools and tests that inspect a database)."""
+    params = connect_params(
+        url, timeout=timeout, statement_timeout_ms=statement_timeout_ms, application_name=application_name
+    )
+    return _engine(lambda: params, **options)
+
+
+def upgrade_engine(engine: Engine, revision: str = "head") -> str | None:
+    """Apply every migration up to ``revision``; returns the revision the database is now at."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["engine"] = engine
+    command.upgrade(config, revision)
+    with engine.connect() as connection:
+        return MigrationContext.configure(connection).get_current_revision()
+
+
+def upgrade(database_url: str, revision: str = "head") -> str | None:
+    """Migrate the database at ``database_url``."""
+    engine = make_engine(database_url, application_name="event-router-migrate")
+    try:
+        return upgrade_engine(engine, revision)
+    finally:
+        engine.dispose()
+
+
+def upgrade_configured(settings: Settings) -> str | None:
+    """Migrate the database the settings point at (``DATABASE_URL`` or the owner secret), then give
+    the functions' login (``APP_DATABASE_SECRET_ARN``, when set) its password and the app role."""
+    engine = _engine(connection_params(settings, "event-router-migrate"), pool_pre_ping=True)
+    try:
+        revision = upgrade_engine(engine)
+        if settings.app_database_secret_arn:
+            login = read_login(settings.app_database_secret_arn)
+            ensure_app_login(engine, login["username"], login["password"])
+        return revision
+    finally:
+        engine.dispose()
+
+
+def read_login(secret_arn: str) -> dict[str, str]:
+    """``{"username", "password"}`` from a Secrets Manager secret."""
+    from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415 - only the deploy step needs it
+
+    secret = parameters.SecretsProvider().get(secret_arn, transform="json", max_age=0)
+    if not isinstance(secret, dict):
+        raise ValueError('the login secret must be JSON {"username", "password"}')
+    return {"username": str(secret["username"]), "password": str(secret["password"])}
+
+
+def ensure_app_login(engine: Engine, username: str, password: str) -> None:
+    """Create (or update the password of) the login the functions use: a member of ``APP_ROLE``,
+    which may read and write the router's tables and nothing else (migration 0003)."""
+    dialect = engine.dialect
+    name = dialect.identifier_preparer.quote(username)
+    process = String().literal_processor(dialect)
+    assert process is not None
+    secret = process(password)
+    with engine.begin() as connection:
+        exists = connection.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :name"), {"name": username}).first()
+        try:
+            # Role statements take no bound parameters; the password is quoted as a literal.
+            verb = "ALTER" if exists else "CREATE"
+            connection.exec_driver_sql(
+                f"{verb} ROLE {name} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {secret}"
+            )
+            connection.exec_driver_sql(f"GRANT {APP_ROLE} TO {name}")
+        except DBAPIError as error:  # its message would quote the statement, password included
+            cause = type(error.orig).__name__
+            raise RuntimeError(f"could not set up the functions' database login ({cause})") from None
+
+
+if __name__ == "__main__":
+    print(f"database at revision {upgrade(os.environ['DATABASE_URL'])}")

@@ -1,0 +1,32 @@
+"""Enrolments: Zoho ``BTEC_Enrollments`` → ``enrollments``; Moodle user enrolments → ``moodle_enrolments``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from event_router.contract import USER_ENROLMENT_EVENTS
+from event_router.messages import EventMessage, MoodleFacts
+from event_router.process.rules import Change, MirrorWrite, Skip, lookup, required, text, zoho_record_change
+
+
+def plan(event: EventMessage) -> Change:
+    if isinstance(event.facts, MoodleFacts):
+        return _moodle(event, event.facts)
+    return zoho_record_change(event, "enrollments", _zoho_columns)
+
+
+def _zoho_columns(record: dict[str, Any]) -> dict[str, Any]:
+    columns = {
+        "student_zoho_id": lookup(record, "Enrolled_Students", "Student"),
+        "class_zoho_id": lookup(record, "Classes", "Class"),
+        "status": text(record, "Enrollment_Status", "Status"),
+    }
+    return required(columns, {"student_zoho_id": "Enrolled_Students", "class_zoho_id": "Classes"})
+
+
+def _moodle(event: EventMessage, moodle: MoodleFacts) -> Change:
+    if moodle.event_name not in USER_ENROLMENT_EVENTS:
+        return Skip("unsupported_event")
+    key = {"moodle_user_id": moodle.student, "moodle_course_id": moodle.course}
+    status = "unenrolled" if event.event_type == "delete" else "enrolled"
+    return MirrorWrite("moodle_enrolments", key, {"status": status})

@@ -1,0 +1,43 @@
+"""Grades: Zoho ``BTEC_Grades`` → ``grades``; Moodle ``user_graded`` → ``moodle_grades``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from event_router.contract import USER_GRADED
+from event_router.messages import EventMessage, MoodleFacts
+from event_router.process.rules import (
+    CannotApply,
+    Change,
+    MirrorWrite,
+    Skip,
+    lookup,
+    required,
+    text,
+    zoho_record_change,
+)
+
+
+def plan(event: EventMessage) -> Change:
+    if isinstance(event.facts, MoodleFacts):
+        return _moodle(event.facts)
+    return zoho_record_change(event, "grades", _zoho_columns)
+
+
+def _zoho_columns(record: dict[str, Any]) -> dict[str, Any]:
+    columns = {
+        "student_zoho_id": lookup(record, "Student", "Students", "Enrolled_Students"),
+        "grade": text(record, "Grade"),
+    }
+    return required(columns, {"student_zoho_id": "Student", "grade": "Grade"})
+
+
+def _moodle(moodle: MoodleFacts) -> Change:
+    if moodle.event_name != USER_GRADED:
+        return Skip("unsupported_event")
+    if moodle.grade is None:  # the verifier refuses such a webhook; a message may still carry one
+        raise CannotApply([{"field": "other.itemid", "problem": "is required"}])
+    key = {"moodle_user_id": moodle.student, "grade_item_id": moodle.grade.itemid}
+    return MirrorWrite(
+        "moodle_grades", key, {"moodle_course_id": moodle.course, "final_grade": moodle.grade.finalgrade}
+    )

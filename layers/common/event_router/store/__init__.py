@@ -1,0 +1,1 @@
+"""Postgres: the connection, the tables and their migrations, and every statement the functions run."""

@@ -1,0 +1,220 @@
+"""The processors' statements: claim a batch in the event log, apply changes, settle events.
+
+Each statement covers a whole batch; its rows travel as one JSON array (``json.dumps`` is fast,
+pg8000's array escaping is not) that ``jsonb_to_recordset`` turns back into rows.
+
+- ``claim`` writes missing log rows (events queued while Postgres was down) and moves the rest to
+  ``processing`` (attempts + 1). Events already ``completed``, ``skipped`` or ``failed`` are not
+  claimed, so a redelivered message changes nothing.
+- ``apply_many`` locks the claimed log rows, upserts the mirror rows under the stale-write guard
+  and marks the events ``completed`` (or ``skipped``, reason ``stale``): one statement for every
+  change of one kind, so a mirror change and its event's completion commit together or not at all.
+- ``settle_many`` ends events that need no mirror change (log only, skipped, failed).
+- ``release`` records a failed attempt that SQS will retry (or that goes to the dead-letter queue).
+
+A processor runs a batch's statements in one transaction (``PreparedConnection.transaction``).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from event_router.messages import EventMessage
+from event_router.store.connection import PreparedConnection
+from event_router.store.tables import DONE, EVENT_LOG, LOGGED_FIELDS, MIRRORS, Column, MirrorTable
+
+STALE = {"reason": "stale"}
+_DONE = ", ".join(f"'{status}'" for status in DONE)
+_ELAPSED_MS = "CAST(extract(epoch FROM clock_timestamp() - log.updated_at) * 1000 AS integer)"
+
+
+def _recordset(parameter: str, columns: Iterable[Column]) -> str:
+    definition = ", ".join(f"{c.name} {c.sql_type}" for c in columns)
+    return f"jsonb_to_recordset(CAST(:{parameter} AS jsonb)) AS incoming ({definition})"
+
+
+_FIELDS = ", ".join(c.name for c in LOGGED_FIELDS)
+CLAIM_SQL = f"""
+INSERT INTO {EVENT_LOG} AS log ({_FIELDS}, status, attempts, queued_at)
+SELECT {_FIELDS}, 'processing', 1, now() FROM {_recordset("batch", LOGGED_FIELDS)}
+ON CONFLICT (source, event_id) DO UPDATE SET
+    status = 'processing', attempts = log.attempts + 1, updated_at = clock_timestamp()
+WHERE log.status NOT IN ({_DONE})
+RETURNING log.id, log.source, log.event_id, CAST(extract(epoch FROM log.received_at) * 1000 AS bigint)"""
+
+SETTLE_MANY_SQL = f"""
+UPDATE {EVENT_LOG} AS log SET
+    status = incoming.status, result = incoming.result, error_message = incoming.error,
+    processed_at = clock_timestamp(), processing_ms = {_ELAPSED_MS}, updated_at = clock_timestamp()
+FROM {
+    _recordset(
+        "rows",
+        (Column("log_id", "bigint"), Column("status", "text"), Column("result", "jsonb"), Column("error", "text")),
+    )
+}
+WHERE log.id = incoming.log_id AND log.status = 'processing'
+RETURNING log.id, log.status"""
+
+RELEASE_SQL = f"""
+UPDATE {EVENT_LOG} SET status = :status, error_message = :error, updated_at = clock_timestamp()
+WHERE id = :log_id AND status = 'processing'"""
+
+
+def _stale_guard(table: MirrorTable, tombstone: bool) -> str:
+    """True when the incoming event is not older than the stored row (SPEC §8). Between two events
+    with the same source timestamp the later arrival (higher event-log id) wins, so the outcome does
+    not depend on the order they are processed in; a delete wins a tie with an update."""
+    stored, incoming = f"{table.name}.source_modified_at", "EXCLUDED.source_modified_at"
+    if tombstone:
+        return f"{stored} IS NULL OR {stored} <= {incoming}"
+    later_arrival = f"coalesce({table.name}.last_log_id, 0) <= EXCLUDED.last_log_id"
+    not_deleted = f" AND {table.name}.deleted_at IS NULL" if table.tombstones else ""
+    # An update never undoes a delete of the same instant or later; a newer one restores the record.
+    return f"{stored} IS NULL OR {stored} < {incoming} OR ({stored} = {incoming}{not_deleted} AND {later_arrival})"
+
+
+def _apply_sql(table: MirrorTable, tombstone: bool) -> str:
+    """Lock the claimed log rows, upsert their mirror rows under the stale-write guard, complete the
+    events: one statement for a batch of changes of one kind (keys unique within the batch)."""
+    written = table.written(tombstone)
+    names = ", ".join(c.name for c in written)
+    keys = [c.name for c in table.key]
+    updates = ", ".join(f"{c.name} = EXCLUDED.{c.name}" for c in written if c.name not in keys)
+    incoming_columns = (Column("log_id", "bigint"), Column("result", "jsonb"), *written)
+    return f"""
+WITH incoming AS (
+    SELECT * FROM {_recordset("rows", incoming_columns)}
+), claimed AS (
+    SELECT id FROM {EVENT_LOG} WHERE id IN (SELECT log_id FROM incoming) AND status = 'processing'
+    ORDER BY id FOR UPDATE  -- a fixed order, so concurrent batches cannot deadlock
+), applied AS (
+    INSERT INTO {table.name} ({names})
+    SELECT {names} FROM incoming JOIN claimed ON claimed.id = incoming.log_id
+    ON CONFLICT ({", ".join(keys)}) DO UPDATE SET {updates}, updated_at = now()
+    WHERE {_stale_guard(table, tombstone)}
+    RETURNING {", ".join(keys)}
+), outcome AS (
+    SELECT incoming.log_id, incoming.result, applied.{keys[0]} IS NOT NULL AS wrote
+    FROM incoming JOIN claimed ON claimed.id = incoming.log_id
+    LEFT JOIN applied ON {" AND ".join(f"applied.{k} = incoming.{k}" for k in keys)}
+)
+UPDATE {EVENT_LOG} AS log SET
+    status = CASE WHEN outcome.wrote THEN 'completed' ELSE 'skipped' END,
+    result = CASE WHEN outcome.wrote THEN outcome.result ELSE CAST(:stale AS jsonb) END,
+    error_message = NULL, processed_at = clock_timestamp(), processing_ms = {_ELAPSED_MS},
+    updated_at = clock_timestamp()
+FROM outcome WHERE log.id = outcome.log_id
+RETURNING log.id, log.status"""
+
+
+APPLY_SQL = {
+    (name, tombstone): _apply_sql(table, tombstone)
+    for name, table in MIRRORS.items()
+    for tombstone in ((False, True) if table.tombstones else (False,))
+}
+
+
+@dataclass(frozen=True)
+class Claim:
+    """An event this invocation may process: its log row id and when it was received (epoch ms)."""
+
+    log_id: int
+    received_ms: int
+
+
+class MirrorChange(Protocol):
+    """One mirror row to upsert (or with ``tombstone``, to mark deleted): what a sync rule plans."""
+
+    @property
+    def table(self) -> str: ...
+    @property
+    def key(self) -> dict[str, Any]: ...
+    @property
+    def values(self) -> dict[str, Any]: ...
+    @property
+    def tombstone(self) -> bool: ...
+    @property
+    def action(self) -> str: ...
+
+
+Outcome = tuple[Claim, str, dict[str, Any], str | None]  # claim, status, result, error message
+
+
+def _json_value(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    raise TypeError(f"{type(value).__name__} is not JSON")
+
+
+class MirrorStore:
+    """The processors' view of Postgres: the event log and the mirror tables."""
+
+    def __init__(self, connection: PreparedConnection) -> None:
+        self.connection = connection
+
+    def claim(self, events: Iterable[EventMessage]) -> dict[tuple[str, str], Claim]:
+        """Claim the events in one statement; (source, event_id) → claim for those this call may process."""
+        fields = {c.name for c in LOGGED_FIELDS}
+        batch = [event.model_dump(mode="json", include=fields) for event in events]
+        if not batch:
+            return {}
+        rows = self.connection.run(CLAIM_SQL, batch=json.dumps(batch, ensure_ascii=False))
+        return {(source, event_id): Claim(log_id, received) for log_id, source, event_id, received in rows}
+
+    def apply_many(self, writes: Sequence[tuple[Claim, EventMessage, MirrorChange]]) -> dict[int, str]:
+        """Apply a batch's mirror changes, one statement per kind of change: log id → final status (an
+        event another delivery completed first is missing). Two changes of one record in a batch go in
+        separate statements, in arrival order (the stale-write guard keeps the newest)."""
+        rounds: dict[tuple[str, bool], list[dict[tuple[Any, ...], dict[str, Any]]]] = {}
+        for claimed, event, change in writes:
+            row = self._row(claimed, event, change)
+            key = tuple(change.key.values())
+            queue = rounds.setdefault((change.table, change.tombstone), [])
+            free = next((r for r in queue if key not in r), None)
+            if free is None:
+                free = {}
+                queue.append(free)
+            free[key] = row
+        statuses: dict[int, str] = {}
+        for kind, batches in rounds.items():
+            for batch in batches:
+                rows = json.dumps(list(batch.values()), default=_json_value, ensure_ascii=False)
+                for log_id, status in self.connection.run(APPLY_SQL[kind], rows=rows, stale=json.dumps(STALE)):
+                    statuses[log_id] = status
+        return statuses
+
+    def settle_many(self, outcomes: list[Outcome]) -> dict[int, str]:
+        """End claimed events without a mirror change, in one statement: log id → status."""
+        if not outcomes:
+            return {}
+        rows = [{"log_id": c.log_id, "status": s, "result": r, "error": e} for c, s, r, e in outcomes]
+        return dict(self.connection.run(SETTLE_MANY_SQL, rows=json.dumps(rows, ensure_ascii=False)))
+
+    def release(self, claimed: Claim, error: str, *, last_attempt: bool) -> None:
+        """A failed attempt: back to ``queued`` for SQS to retry, or ``dead_lettered`` after the last one."""
+        status = "dead_lettered" if last_attempt else "queued"
+        self.connection.run(RELEASE_SQL, log_id=claimed.log_id, status=status, error=error)
+
+    @staticmethod
+    def _row(claimed: Claim, event: EventMessage, change: MirrorChange) -> dict[str, Any]:
+        """The mirror row a change writes, with the bookkeeping of the stale-write guard."""
+        table = MIRRORS[change.table]
+        when = event.occurred_at or datetime.fromtimestamp(claimed.received_ms / 1000).astimezone()
+        row: dict[str, Any] = {
+            **change.key,
+            **change.values,
+            "source_modified_at": when,
+            "last_event_id": event.event_id,
+            "last_log_id": claimed.log_id,
+        }
+        if table.tombstones:
+            row["deleted_at"] = when if change.tombstone else None
+        expected = {c.name for c in table.written(change.tombstone)}
+        if set(row) != expected:
+            raise ValueError(f"{change.table} change writes {sorted(row)}, the table takes {sorted(expected)}")
+        row |= {"log_id": claimed.log_id, "result": {"table": change.table, "action": change.action}}
+        return row

@@ -1,0 +1,169 @@
+"""The operators' statements: what replay and the sweep read and change in the event log, what
+``/health`` and ``/stats`` read, and the retention of ``rejected_requests``."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from event_router.store.connection import PreparedConnection
+from event_router.store.tables import EVENT_LOG, FAILURES, UNPROCESSED
+
+
+def _quoted(values: tuple[str, ...]) -> str:
+    return ", ".join(f"'{value}'" for value in values)
+
+
+REPLAYABLE_SQL = f"""
+SELECT id, source, module, event_id, event_type, record_id, occurred_at, payload, status
+FROM {EVENT_LOG}
+WHERE status = ANY(CAST(:statuses AS text[]))
+  -- a row is stuck in received once its verifier has had time to mark it queued, and in replayed
+  -- once its message has had time to reach a processor
+  AND (status <> 'received' OR received_at < now() - make_interval(secs => :received_grace))
+  AND (status <> 'replayed' OR updated_at < now() - make_interval(secs => :replayed_grace))
+  AND (CAST(:module AS text) IS NULL OR module = :module)
+  AND (CAST(:event_ids AS text[]) IS NULL OR event_id = ANY(CAST(:event_ids AS text[])))
+  AND (CAST(:received_after AS timestamptz) IS NULL OR received_at >= :received_after)
+  AND (CAST(:received_before AS timestamptz) IS NULL OR received_at < :received_before)
+ORDER BY received_at, id
+LIMIT :max_rows"""
+
+_MARK_REPLAYED = f"""
+UPDATE {EVENT_LOG} SET status = 'replayed', replay_count = replay_count + 1, queued_at = now(), updated_at = now()
+WHERE source = :source AND event_id = :event_id AND """
+MARK_REPLAYED_FROM_SQL = _MARK_REPLAYED + "status = :status RETURNING id"
+# A dead-lettered message's row may be in any state, or missing; a settled event is left alone.
+MARK_REPLAYED_UNLESS_SETTLED_SQL = _MARK_REPLAYED + "status NOT IN ('completed', 'skipped') RETURNING id"
+
+RESTORE_SQL = f"""
+UPDATE {EVENT_LOG} SET status = :status, replay_count = replay_count - 1, updated_at = now()
+WHERE source = :source AND event_id = :event_id AND status = 'replayed'"""
+
+PARK_SQL = f"""
+UPDATE {EVENT_LOG} SET status = 'failed', error_message = :reason,
+    result = CAST('{{"reason": "unqueueable"}}' AS jsonb), updated_at = now()
+WHERE id = :id AND status = :status"""
+
+OLD_REJECTIONS_SQL = """
+SELECT count(*) FROM rejected_requests WHERE received_at < now() - make_interval(days => :days)"""
+DELETE_OLD_REJECTIONS_SQL = """
+WITH deleted AS (DELETE FROM rejected_requests WHERE received_at < now() - make_interval(days => :days) RETURNING 1)
+SELECT count(*) FROM deleted"""
+
+# ------------------------------------------------------------------ /stats (SPEC §10)
+
+STATS_GROUPED_SQL = f"""
+SELECT status, source, module, count(*),
+       count(*) FILTER (WHERE received_at >= now() - interval '24 hours')
+FROM {EVENT_LOG}
+GROUP BY GROUPING SETS ((status), (source), (module))"""
+
+STATS_SUMMARY_SQL = f"""
+SELECT min(received_at) FILTER (WHERE status IN ({_quoted(UNPROCESSED)})),
+       avg(processing_ms) FILTER (WHERE processed_at >= now() - interval '24 hours'),
+       percentile_cont(0.95) WITHIN GROUP (ORDER BY CAST(processing_ms AS double precision))
+           FILTER (WHERE processed_at >= now() - interval '24 hours'),
+       now()
+FROM {EVENT_LOG}"""
+
+RECENT_COLUMNS = (
+    "event_id",
+    "source",
+    "module",
+    "event_type",
+    "status",
+    "attempts",
+    "replay_count",
+    "received_at",
+    "processed_at",
+)
+STATS_RECENT_SQL = f"""
+SELECT {", ".join(RECENT_COLUMNS)} FROM {EVENT_LOG} ORDER BY received_at DESC, id DESC LIMIT :limit"""
+
+FAILED_COLUMNS = ("event_id", "source", "module", "status", "error_message", "updated_at")
+STATS_FAILED_SQL = f"""
+SELECT {", ".join(FAILED_COLUMNS)} FROM {EVENT_LOG}
+WHERE status IN ({_quoted(FAILURES)}) ORDER BY updated_at DESC LIMIT :limit"""
+
+
+class EventLogOperations:
+    """Replay's and the monitor's view of Postgres."""
+
+    def __init__(self, connection: PreparedConnection) -> None:
+        self._connection = connection
+
+    def replayable(
+        self,
+        *,
+        statuses: list[str],
+        module: str | None,
+        event_ids: list[str] | None,
+        received_after: datetime | None,
+        received_before: datetime | None,
+        received_grace_seconds: int,
+        replayed_grace_seconds: int,
+        max_rows: int,
+    ) -> list[dict[str, Any]]:
+        """The rows a replay request matches, oldest first."""
+        rows = self._connection.run(
+            REPLAYABLE_SQL,
+            statuses=statuses,
+            module=module,
+            event_ids=event_ids,
+            received_after=received_after,
+            received_before=received_before,
+            received_grace=received_grace_seconds,
+            replayed_grace=replayed_grace_seconds,
+            max_rows=max_rows,
+        )
+        names = ("id", "source", "module", "event_id", "event_type", "record_id", "occurred_at", "payload", "status")
+        return [dict(zip(names, row, strict=True)) for row in rows]
+
+    def mark_replayed(self, source: str, event_id: str, from_status: str | None) -> bool:
+        """``replayed``, ``replay_count + 1``; False when the row moved on (or is settled)."""
+        if from_status is None:
+            rows = self._connection.run(MARK_REPLAYED_UNLESS_SETTLED_SQL, source=source, event_id=event_id)
+        else:
+            rows = self._connection.run(MARK_REPLAYED_FROM_SQL, source=source, event_id=event_id, status=from_status)
+        return bool(rows)
+
+    def restore(self, source: str, event_id: str, status: str) -> None:
+        """Undo ``mark_replayed`` when the message could not be sent."""
+        self._connection.run(RESTORE_SQL, source=source, event_id=event_id, status=status)
+
+    def park(self, row_id: int, status: str, reason: str) -> None:
+        """A row that cannot be queued at all: ``failed`` with the reason."""
+        self._connection.run(PARK_SQL, id=row_id, status=status, reason=reason)
+
+    def delete_rejections_older_than(self, days: int, dry_run: bool = False) -> int:
+        """Delete (or count) ``rejected_requests`` rows older than ``days``."""
+        sql = OLD_REJECTIONS_SQL if dry_run else DELETE_OLD_REJECTIONS_SQL
+        return int(self._connection.run(sql, days=days)[0][0])
+
+    def ping(self) -> None:
+        self._connection.run("SELECT 1")
+
+    def stats(self, recent: int) -> dict[str, Any]:
+        """What the event log holds (SPEC §10), as plain data."""
+        by: dict[str, dict[str, int]] = {"status": {}, "source": {}, "module": {}}
+        day_by_status: dict[str, int] = {}
+        for status, source, module, total, last_24h in self._connection.run(STATS_GROUPED_SQL):
+            for dimension, value in (("status", status), ("source", source), ("module", module)):
+                if value is not None:
+                    by[dimension][value] = total
+                    if dimension == "status" and last_24h:
+                        day_by_status[value] = last_24h
+        [(oldest, avg_ms, p95_ms, now)] = self._connection.run(STATS_SUMMARY_SQL)
+        recent_rows = self._connection.run(STATS_RECENT_SQL, limit=recent)
+        failed_rows = self._connection.run(STATS_FAILED_SQL, limit=recent)
+        return {
+            "by": by,
+            "day_by_status": day_by_status,
+            "oldest_unprocessed": oldest,
+            "avg_ms": avg_ms,
+            "p95_ms": p95_ms,
+            "now": now,
+            "recent": [dict(zip(RECENT_COLUMNS, r, strict=True)) for r in recent_rows],
+            "failed": [dict(zip(FAILED_COLUMNS, r, strict=True)) for r in failed_rows],
+        }

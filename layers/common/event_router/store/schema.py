@@ -1,0 +1,136 @@
+"""The Postgres tables of SPEC §7, as SQLAlchemy Core metadata: what the migrations must build.
+
+Migrations under ``migrations/versions`` create the tables; a test checks that the migrated
+database and this metadata agree. The functions never import this module (or SQLAlchemy): their
+SQL is written against ``tables.py``, which this module reads too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    CheckConstraint,
+    Column,
+    DateTime,
+    Identity,
+    Index,
+    Integer,
+    MetaData,
+    Numeric,
+    Table,
+    Text,
+    UniqueConstraint,
+    func,
+    text,
+)
+from sqlalchemy.dialects.postgresql import INET, JSONB
+
+from event_router.contract import MODULES, OPERATIONS, SOURCES
+from event_router.store import tables
+from event_router.store.tables import EVENT_STATUSES
+
+metadata = MetaData(
+    naming_convention={
+        "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+        "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+        "ck": "ck_%(table_name)s_%(constraint_name)s",
+        "pk": "pk_%(table_name)s",
+    }
+)
+
+
+def _one_of(column: str, values: tuple[str, ...]) -> str:
+    return f"{column} IN ({', '.join(repr(v) for v in values)})"
+
+
+def _timestamp(name: str, *, nullable: bool = True, default: bool = False) -> Column[object]:
+    return Column(name, DateTime(timezone=True), nullable=nullable, server_default=func.now() if default else None)
+
+
+integration_events_log = Table(
+    "integration_events_log",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    Column("event_id", Text, nullable=False),
+    Column("source", Text, nullable=False),
+    Column("module", Text, nullable=False),
+    Column("event_type", Text, nullable=False),
+    Column("record_id", Text, nullable=False),
+    Column("payload", JSONB, nullable=False),
+    Column("status", Text, nullable=False, server_default="received"),
+    Column("result", JSONB),
+    Column("error_message", Text),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    Column("replay_count", Integer, nullable=False, server_default="0"),
+    _timestamp("occurred_at"),
+    _timestamp("received_at", nullable=False, default=True),
+    _timestamp("queued_at"),
+    _timestamp("processed_at"),
+    Column("processing_ms", Integer),
+    _timestamp("updated_at", nullable=False, default=True),
+    UniqueConstraint("source", "event_id"),
+    CheckConstraint(_one_of("source", SOURCES), name="source"),
+    CheckConstraint(_one_of("module", MODULES), name="module"),
+    CheckConstraint(_one_of("event_type", OPERATIONS), name="event_type"),
+    CheckConstraint(_one_of("status", EVENT_STATUSES), name="status"),
+    Index(None, "status", "received_at"),
+    Index(None, "received_at"),
+)
+
+# One row per (minute, source, route, cause): how many requests were refused, and the last one's facts.
+rejected_requests = Table(
+    "rejected_requests",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    _timestamp("received_at", nullable=False, default=True),
+    Column("source", Text, nullable=False),
+    Column("route", Text, nullable=False),
+    Column("cause", Text, nullable=False),
+    Column("source_ip", INET),
+    Column("body_size", Integer, nullable=False),
+    Column("body_sha256", Text, nullable=False),
+    _timestamp("minute", nullable=False),
+    Column("count", Integer, nullable=False, server_default="1"),
+    UniqueConstraint("minute", "source", "route", "cause"),
+    Index(None, "received_at"),
+)
+
+
+# ---------------------------------------------------------------- mirror tables (SPEC §7)
+
+_TYPES: dict[str, Any] = {
+    "text": Text,
+    "bigint": BigInteger,
+    "jsonb": JSONB,
+    "numeric": Numeric,
+    "timestamptz": DateTime(timezone=True),
+}
+
+
+def _column(column: tables.Column, *, primary_key: bool = False) -> Column[Any]:
+    default = text(column.default) if column.default else None
+    return Column(
+        column.name,
+        _TYPES[column.sql_type],
+        primary_key=primary_key,
+        nullable=column.nullable and not primary_key,
+        index=column.indexed or None,
+        server_default=default,
+    )
+
+
+def _mirror(table: tables.MirrorTable) -> Table:
+    checks = [CheckConstraint(c.check, name=c.name) for c in table.columns if c.check]
+    return Table(
+        table.name,
+        metadata,
+        *(_column(c, primary_key=True) for c in table.key),
+        *(_column(c) for c in (*table.columns, *table.bookkeeping)),
+        _timestamp("updated_at", nullable=False, default=True),
+        *checks,
+    )
+
+
+mirrors = {name: _mirror(table) for name, table in tables.MIRRORS.items()}

@@ -1,0 +1,110 @@
+"""The shape of the router's tables (SPEC §7), as plain data: defined once, read by the SQL of the
+stores (``eventlog.py``, ``mirror.py``) and by the SQLAlchemy schema the migrations are checked
+against (``schema.py``). Nothing here imports SQLAlchemy, so the functions do not either.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+EVENT_LOG = "integration_events_log"
+EVENT_STATUSES = (
+    "received",
+    "queued",
+    "processing",
+    "completed",
+    "skipped",
+    "failed",
+    "dead_lettered",
+    "replayed",
+)
+DONE = ("completed", "skipped", "failed")  # a delivery of an event in one of these changes nothing
+UNPROCESSED = ("received", "queued", "processing", "replayed")
+FAILURES = ("failed", "dead_lettered")
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    sql_type: str  # as Postgres spells it in jsonb_to_recordset's column list
+    indexed: bool = False
+    nullable: bool = True
+    default: str | None = None  # server default, SQL text
+    check: str | None = None  # a check constraint on the column, SQL text
+
+
+# What a queue message carries into the event log when the processor writes the row itself
+# (the Postgres-down path of SPEC §6): the message's fields of the same names.
+LOGGED_FIELDS = (
+    Column("event_id", "text", nullable=False),
+    Column("source", "text", nullable=False),
+    Column("module", "text", nullable=False),
+    Column("event_type", "text", nullable=False),
+    Column("record_id", "text", nullable=False),
+    Column("occurred_at", "timestamptz"),
+    Column("payload", "jsonb", nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class MirrorTable:
+    """One mirror table: its key, the columns a sync rule writes, and whether deletes are tombstones."""
+
+    name: str
+    key: tuple[Column, ...]
+    columns: tuple[Column, ...]
+    tombstones: bool
+
+    @property
+    def bookkeeping(self) -> tuple[Column, ...]:
+        """Columns every mirror row keeps: when the source changed it, by which event (SPEC §8)."""
+        deleted = (Column("deleted_at", "timestamptz"),) if self.tombstones else ()
+        return (
+            Column("source_modified_at", "timestamptz"),
+            *deleted,
+            Column("last_event_id", "text"),
+            # The event-log row of the last applied event: the later arrival wins a tie of timestamps.
+            Column("last_log_id", "bigint"),
+        )
+
+    def written(self, tombstone: bool) -> tuple[Column, ...]:
+        """What an upsert writes (everything), or a tombstone (the key and the bookkeeping only)."""
+        return (*self.key, *self.bookkeeping) if tombstone else (*self.key, *self.columns, *self.bookkeeping)
+
+
+def _zoho(name: str, *columns: Column) -> MirrorTable:
+    data = Column("data", "jsonb", nullable=False, default="'{}'::jsonb")  # the last applied record's fields
+    return MirrorTable(name, (Column("zoho_record_id", "text"),), (*columns, data), tombstones=True)
+
+
+MIRRORS: dict[str, MirrorTable] = {
+    table.name: table
+    for table in (
+        _zoho(
+            "students",
+            Column("student_id_number", "text", indexed=True),
+            Column("academic_email", "text"),
+            Column("name", "text"),
+            Column("moodle_user_id", "bigint", indexed=True),
+        ),
+        _zoho(
+            "enrollments",
+            Column("student_zoho_id", "text", indexed=True),
+            Column("class_zoho_id", "text", indexed=True),
+            Column("status", "text"),
+        ),
+        _zoho("grades", Column("student_zoho_id", "text", indexed=True), Column("grade", "text")),
+        MirrorTable(
+            "moodle_enrolments",
+            (Column("moodle_user_id", "bigint"), Column("moodle_course_id", "bigint")),
+            (Column("status", "text", nullable=False, check="status IN ('enrolled', 'unenrolled')"),),
+            tombstones=False,
+        ),
+        MirrorTable(
+            "moodle_grades",
+            (Column("moodle_user_id", "bigint"), Column("grade_item_id", "bigint")),
+            (Column("moodle_course_id", "bigint"), Column("final_grade", "numeric")),
+            tombstones=False,
+        ),
+    )
+}
