@@ -496,8 +496,8 @@ def main(argv: list[str]) -> None:
         if not only or "verifier" in only:
             rows += verifier_warm(h)
         if not only or "processor" in only:
-            rows += processor_throughput(h, 10, 60)
-            rows += processor_throughput(h, 100, 12)
+            rows += processor_throughput(h, 10, 120)
+            rows += processor_throughput(h, 100, 40)
         if not only or "roundtrips" in only:
             rows += round_trips(h)
         if not only or "burst" in only:

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import Engine, text
 
 from devstack.invoke import LocalContext, load_function
 from devstack.poller import QueuePoller
-from devstack.samples import EVENTS_DIR, dev_environment
+from devstack.samples import EVENTS_DIR, Sample, dev_environment
 from devstack.template import functions, load_template
 from event_router.contract import Module
 from tests.conftest import Queues
+from tests.integration.flow import rows
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,3 +94,94 @@ def pollers(load: Callable[..., Invoke], queues: Queues) -> Callable[..., QueueP
         )
 
     return poller
+
+
+@pytest.fixture
+def send(load_verifier: Callable[..., Invoke]) -> Callable[[Sample], dict[str, Any]]:
+    verifiers = {"zoho": load_verifier("zoho"), "moodle": load_verifier("moodle")}
+
+    def deliver(sample: Sample) -> dict[str, Any]:
+        response = verifiers[sample.source](sample.event())
+        assert response["statusCode"] in (200, 202), response
+        return json.loads(response["body"])  # type: ignore[no-any-return]
+
+    return deliver
+
+
+@pytest.fixture
+def mirror_writes(db: Engine) -> Iterator[Callable[[], dict[str, int]]]:
+    """Counts every INSERT or UPDATE of a mirror row, keyed by table and row key."""
+    tables = ("students", "enrollments", "grades", "moodle_enrolments", "moodle_grades")
+    with db.begin() as connection:
+        connection.execute(text("CREATE TABLE mirror_writes (table_name text, row_key text)"))
+        connection.execute(
+            text("""
+            CREATE FUNCTION count_mirror_write() RETURNS trigger AS $$
+            BEGIN
+              INSERT INTO mirror_writes VALUES (TG_TABLE_NAME, coalesce(
+                to_jsonb(NEW)->>'zoho_record_id',
+                concat_ws(':', to_jsonb(NEW)->>'moodle_user_id', to_jsonb(NEW)->>'moodle_course_id',
+                          to_jsonb(NEW)->>'grade_item_id')));
+              RETURN NEW;
+            END $$ LANGUAGE plpgsql""")
+        )
+        for table in tables:
+            connection.execute(
+                text(
+                    f"CREATE TRIGGER count_writes AFTER INSERT OR UPDATE ON {table} "
+                    "FOR EACH ROW EXECUTE FUNCTION count_mirror_write()"
+                )
+            )
+
+    def counts() -> dict[str, int]:
+        found = rows(db, "SELECT table_name || '/' || row_key AS k, count(*) AS n FROM mirror_writes GROUP BY 1")
+        return {r["k"]: r["n"] for r in found}
+
+    yield counts
+    with db.begin() as connection:
+        for table in tables:
+            connection.execute(text(f"DROP TRIGGER count_writes ON {table}"))
+        connection.execute(text("DROP FUNCTION count_mirror_write() CASCADE"))
+        connection.execute(text("DROP TABLE mirror_writes"))
+
+
+def refuse_writes(db: Engine, record_id: str, errcode: str) -> Callable[[], None]:
+    """Make every write of grade record ``record_id`` fail in the database with SQLSTATE condition
+    ``errcode``; returns what lifts it."""
+    name = f"refuse_{record_id.lower()}"
+    with db.begin() as connection:
+        connection.execute(
+            text(f"""
+            CREATE FUNCTION {name}() RETURNS trigger AS $$
+            BEGIN RAISE EXCEPTION 'refused by the test' USING ERRCODE = '{errcode}'; END $$ LANGUAGE plpgsql""")
+        )
+        connection.execute(
+            text(
+                f"CREATE TRIGGER {name} BEFORE INSERT OR UPDATE ON grades FOR EACH ROW "
+                f"WHEN (NEW.zoho_record_id = '{record_id}') EXECUTE FUNCTION {name}()"
+            )
+        )
+
+    def lift() -> None:
+        with db.begin() as connection:
+            connection.execute(text(f"DROP FUNCTION IF EXISTS {name}() CASCADE"))
+
+    return lift
+
+
+@pytest.fixture
+def poison(db: Engine) -> Iterator[Callable[[], None]]:
+    """Makes every write of grade record POISON fail (an exception raised by a trigger, which may
+    pass: retried), until the returned cure is called."""
+    cure = refuse_writes(db, "POISON", "raise_exception")
+    yield cure
+    cure()
+
+
+@pytest.fixture
+def refuse_values(db: Engine) -> Iterator[Callable[[], None]]:
+    """Makes the database refuse grade record BADVALUE with a data error (SQLSTATE 22003), as it
+    refuses a value out of range, until the returned fix is called."""
+    fix = refuse_writes(db, "BADVALUE", "numeric_value_out_of_range")
+    yield fix
+    fix()

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import Engine, text
 
-from devstack.samples import DEV_SECRETS, DEV_TOKENS, Sample
+from devstack.samples import DEV_SECRETS, DEV_TOKENS, Sample, zoho_webhook
 from tests.conftest import closed_port
 from tests.integration.conftest import Invoke, load_event
 from tests.integration.test_verifier import down_sqs_endpoint
@@ -19,24 +20,22 @@ PAYLOAD_VALUES = ["Zebedee Quartermain-Oyelaran", "zebedee.q.7731@students.examp
 
 
 def distinctive_samples() -> list[Sample]:
-    record = {
-        "notification_id": "canary-1",
-        "timestamp": "2026-11-25T09:15:00+00:00",
-        "operation": "update",
-        "record_id": "5725767000000999001",
-        "data": {
-            "Name": PAYLOAD_VALUES[0],
-            "Academic_Email": PAYLOAD_VALUES[1],
-            "Student_ID_Number": PAYLOAD_VALUES[2],
-        },
-    }
-    signed = json.dumps(record).encode()
-    invalid = json.dumps({**record, "timestamp": PAYLOAD_VALUES[2], "module": PAYLOAD_VALUES[0]}).encode()
+    accepted = zoho_webhook(
+        "students",
+        "5725767000000999001",
+        notification_id="canary-1",
+        name="accepted",
+        Name=PAYLOAD_VALUES[0],
+        Academic_Email=PAYLOAD_VALUES[1],
+        Student_ID_Number=PAYLOAD_VALUES[2],
+    )
+    document = json.loads(accepted.body)
+    invalid = json.dumps({**document, "timestamp": PAYLOAD_VALUES[2], "module": PAYLOAD_VALUES[0]}).encode()
     return [
-        Sample("accepted", STUDENT, signed, 202),
-        Sample("duplicate", STUDENT, signed, 200),
-        Sample("bad-signature", STUDENT, signed, 401, signing="bad-signature"),
-        Sample("unsigned", STUDENT, signed, 401, signing="unsigned"),
+        accepted,
+        replace(accepted, name="duplicate", expect=200),
+        replace(accepted, name="bad-signature", expect=401, signing="bad-signature"),
+        replace(accepted, name="unsigned", expect=401, signing="unsigned"),
         Sample("invalid", STUDENT, invalid, 400),
     ]
 

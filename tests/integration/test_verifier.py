@@ -11,6 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from unittest import mock
+from urllib.parse import urlencode
 
 import pytest
 from sqlalchemy import Engine, text
@@ -20,6 +21,7 @@ from event_router.contract import WEBHOOK_ROUTES
 from event_router.verify.payloads import decode_body
 from tests.conftest import Queues, closed_port
 from tests.integration.conftest import Invoke, body, load_event
+from tests.integration.flow import FORM
 
 ACCEPTED = [s for s in SAMPLES.values() if s.expect == 202]
 UNAUTHORISED = [s for s in SAMPLES.values() if s.expect == 401]
@@ -454,3 +456,18 @@ def test_rejection_counts_are_written_once_the_flush_interval_has_passed(
 
     [row] = rejected_rows(db)
     assert row["count"] == 25
+
+
+def test_a_form_webhook_without_modified_time_is_a_400_saying_how_to_add_it(
+    load_verifier: Callable[..., Invoke], db: Engine
+) -> None:
+    body = urlencode({"id": "F1", "Name": "Ada"}).encode()
+
+    response = load_verifier("zoho")(
+        Sample("no-time", "POST /api/v1/events/zoho/student", body, 400, content_type=FORM).event()
+    )
+
+    assert response["statusCode"] == 400
+    [detail] = json.loads(response["body"])["details"]
+    assert detail["field"] == "Modified_Time"
+    assert "Modified Time" in detail["problem"]

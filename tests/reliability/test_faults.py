@@ -26,7 +26,7 @@ from devstack.invoke import LocalContext, load_function
 from devstack.poller import QueuePoller
 from devstack.postgres import StoppablePostgres, create_database
 from devstack.process import RunningStack
-from devstack.samples import Sample, dev_environment
+from devstack.samples import Sample, dev_environment, zoho_webhook
 from event_router.operate.migrate import make_engine, upgrade
 from tests.conftest import Queues, closed_port
 from tests.integration.conftest import FUNCTIONS
@@ -81,15 +81,14 @@ def slow_writes(engine: Engine, seconds: float) -> None:
 
 
 def webhook(n: int, run: str) -> Sample:
-    record_id = f"F{run}{n:05d}"
-    body = {
-        "notification_id": f"fault-{run}-{n}",
-        "timestamp": "2026-11-25T09:00:00Z",
-        "operation": "update",
-        "record_id": record_id,
-        "data": {"id": record_id, "Name": f"Student {n}", "Modified_Time": "2026-11-25T09:00:00Z"},
-    }
-    return Sample(f"fault-{n}", "POST /api/v1/events/zoho/student", json.dumps(body).encode(), 202)
+    return zoho_webhook(
+        "students",
+        f"F{run}{n:05d}",
+        modified="2026-11-25T09:00:00Z",
+        notification_id=f"fault-{run}-{n}",
+        name=f"fault-{n}",
+        Name=f"Student {n}",
+    )
 
 
 def load(name: str, environment: dict[str, str], **overrides: str) -> Invoke:

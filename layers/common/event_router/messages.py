@@ -88,12 +88,11 @@ class MoodleFacts(BaseModel):
 Facts = Annotated[ZohoRecord | MoodleFacts, Field(discriminator="kind")]
 
 
-class EventMessage(BaseModel):
-    """A verified webhook: what the event log records and what a processor applies."""
+class _Event(BaseModel):
+    """What every version of the message says about the event."""
 
     model_config = ConfigDict(frozen=True)
 
-    version: Literal[2] = VERSION
     source: Source
     module: Module
     event_id: str
@@ -101,6 +100,12 @@ class EventMessage(BaseModel):
     record_id: str
     occurred_at: datetime | None
     payload: dict[str, Any]
+
+
+class EventMessage(_Event):
+    """A verified webhook: what the event log records and what a processor applies."""
+
+    version: Literal[2] = VERSION
     facts: Facts
 
     @classmethod
@@ -112,28 +117,13 @@ class EventMessage(BaseModel):
         except ValidationError:
             pass
         try:
-            legacy = _LegacyMessage.model_validate_json(body)
+            legacy = _Event.model_validate_json(body)
         except ValidationError:
             return None
-        return legacy.upgraded()
-
-
-class _LegacyMessage(BaseModel):
-    """Version 1, written by verifiers before facts were part of the message."""
-
-    source: Source
-    module: Module
-    event_id: str
-    event_type: Operation
-    record_id: str
-    occurred_at: datetime | None
-    payload: dict[str, Any]
-
-    def upgraded(self) -> EventMessage | None:
         from event_router.verify.payloads import facts_of  # noqa: PLC0415 - only for old messages
 
         try:
-            facts = facts_of(self.source, self.module, self.payload)
+            facts = facts_of(legacy.source, legacy.module, legacy.payload)
         except InvalidPayload:  # it could not be processed either way
             return None
-        return EventMessage(**self.model_dump(), facts=facts)
+        return cls(**legacy.model_dump(), facts=facts)

@@ -46,6 +46,8 @@ def emit(metric: Metric, values: Sequence[float], unit: MetricUnit = MetricUnit.
 
     ``POWERTOOLS_METRICS_DISABLED=true`` silences it (the local stack does, by default).
     """
+    if not values:
+        return
     metrics = EphemeralMetrics(namespace=NAMESPACE)
     for key, dimension in dimensions.items():
         metrics.add_dimension(name=key, value=dimension)

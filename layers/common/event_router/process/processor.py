@@ -123,6 +123,7 @@ class _Batch:
         events = [e for e in self._events.values() if e is not None]
         together = len(events) > 1  # one statement is a transaction by itself: no BEGIN and COMMIT
         started = time.monotonic()
+        self._store.begin_batch()
         try:
             with self._store.connection.transaction(needed=together):
                 self._claims = self._store.claim(events)

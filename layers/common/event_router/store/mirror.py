@@ -3,14 +3,18 @@
 Each statement covers a whole batch; its rows travel as one JSON array (``json.dumps`` is fast,
 pg8000's array escaping is not) that ``jsonb_to_recordset`` turns back into rows.
 
-- ``claim`` writes missing log rows (events queued while Postgres was down) and moves the rest to
-  ``processing`` (attempts + 1). Events already ``completed``, ``skipped`` or ``failed`` are not
-  claimed, so a redelivered message changes nothing.
+- ``claim`` locks the batch's log rows that are not settled yet, and writes the rows of events
+  queued while Postgres was down. Events already ``completed``, ``skipped`` or ``failed`` are not
+  claimed, so a redelivered message changes nothing. A concurrent delivery of the same event waits
+  on the lock, then finds it settled.
 - ``apply_many`` locks the claimed log rows, upserts the mirror rows under the stale-write guard
   and marks the events ``completed`` (or ``skipped``, reason ``stale``): one statement for every
   change of one kind, so a mirror change and its event's completion commit together or not at all.
 - ``settle_many`` ends events that need no mirror change (log only, skipped, failed).
 - ``release`` records a failed attempt that SQS will retry (or that goes to the dead-letter queue).
+
+Each of the last three writes the event's row once, counting the attempt (``attempts + 1``) and its
+processing time (since ``started_ms``, when the processor began the batch).
 
 A processor runs a batch's statements in one transaction (``PreparedConnection.transaction``).
 """
@@ -18,6 +22,7 @@ A processor runs a batch's statements in one transaction (``PreparedConnection.t
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,7 +34,6 @@ from event_router.store.tables import DONE, EVENT_LOG, LOGGED_FIELDS, MIRRORS, C
 
 STALE = {"reason": "stale"}
 _DONE = ", ".join(f"'{status}'" for status in DONE)
-_ELAPSED_MS = "CAST(extract(epoch FROM clock_timestamp() - log.updated_at) * 1000 AS integer)"
 
 
 def _recordset(parameter: str, columns: Iterable[Column]) -> str:
@@ -38,30 +42,45 @@ def _recordset(parameter: str, columns: Iterable[Column]) -> str:
 
 
 _FIELDS = ", ".join(c.name for c in LOGGED_FIELDS)
+# Locks the batch's log rows that are not settled yet, and writes the rows of events queued while
+# Postgres was down; writes nothing else, so an event's row is written once, when it settles.
 CLAIM_SQL = f"""
-INSERT INTO {EVENT_LOG} AS log ({_FIELDS}, status, attempts, queued_at)
-SELECT {_FIELDS}, 'processing', 1, now() FROM {_recordset("batch", LOGGED_FIELDS)}
-ON CONFLICT (source, event_id) DO UPDATE SET
-    status = 'processing', attempts = log.attempts + 1, updated_at = clock_timestamp()
-WHERE log.status NOT IN ({_DONE})
-RETURNING log.id, log.source, log.event_id, CAST(extract(epoch FROM log.received_at) * 1000 AS bigint)"""
+WITH incoming AS (
+    SELECT * FROM {_recordset("batch", LOGGED_FIELDS)}
+), inserted AS (
+    INSERT INTO {EVENT_LOG} ({_FIELDS}, status, attempts, queued_at)
+    SELECT {_FIELDS}, 'processing', 0, now() FROM incoming
+    ON CONFLICT (source, event_id) DO NOTHING
+    RETURNING id, source, event_id, received_at
+), locked AS (
+    SELECT log.id, log.source, log.event_id, log.received_at
+    FROM {EVENT_LOG} AS log JOIN incoming ON log.source = incoming.source AND log.event_id = incoming.event_id
+    WHERE log.status NOT IN ({_DONE})
+    ORDER BY log.id FOR UPDATE OF log  -- a fixed order, so concurrent batches cannot deadlock
+)
+SELECT id, source, event_id, CAST(extract(epoch FROM received_at) * 1000 AS bigint) FROM inserted
+UNION ALL
+SELECT id, source, event_id, CAST(extract(epoch FROM received_at) * 1000 AS bigint) FROM locked"""
+
+_SETTLED = """attempts = log.attempts + 1, processed_at = clock_timestamp(), updated_at = clock_timestamp(),
+    processing_ms = CAST(extract(epoch FROM clock_timestamp()) * 1000 - :started_ms AS integer)"""
 
 SETTLE_MANY_SQL = f"""
 UPDATE {EVENT_LOG} AS log SET
-    status = incoming.status, result = incoming.result, error_message = incoming.error,
-    processed_at = clock_timestamp(), processing_ms = {_ELAPSED_MS}, updated_at = clock_timestamp()
+    status = incoming.status, result = incoming.result, error_message = incoming.error, {_SETTLED}
 FROM {
     _recordset(
         "rows",
         (Column("log_id", "bigint"), Column("status", "text"), Column("result", "jsonb"), Column("error", "text")),
     )
 }
-WHERE log.id = incoming.log_id AND log.status = 'processing'
+WHERE log.id = incoming.log_id AND log.status NOT IN ({_DONE})
 RETURNING log.id, log.status"""
 
 RELEASE_SQL = f"""
-UPDATE {EVENT_LOG} SET status = :status, error_message = :error, updated_at = clock_timestamp()
-WHERE id = :log_id AND status = 'processing'"""
+UPDATE {EVENT_LOG} AS log SET
+    status = :status, error_message = :error, attempts = log.attempts + 1, updated_at = clock_timestamp()
+WHERE id = :log_id AND status NOT IN ({_DONE})"""
 
 
 def _stale_guard(table: MirrorTable, tombstone: bool) -> str:
@@ -89,7 +108,7 @@ def _apply_sql(table: MirrorTable, tombstone: bool) -> str:
 WITH incoming AS (
     SELECT * FROM {_recordset("rows", incoming_columns)}
 ), claimed AS (
-    SELECT id FROM {EVENT_LOG} WHERE id IN (SELECT log_id FROM incoming) AND status = 'processing'
+    SELECT id FROM {EVENT_LOG} WHERE id IN (SELECT log_id FROM incoming) AND status NOT IN ({_DONE})
     ORDER BY id FOR UPDATE  -- a fixed order, so concurrent batches cannot deadlock
 ), applied AS (
     INSERT INTO {table.name} ({names})
@@ -105,8 +124,7 @@ WITH incoming AS (
 UPDATE {EVENT_LOG} AS log SET
     status = CASE WHEN outcome.wrote THEN 'completed' ELSE 'skipped' END,
     result = CASE WHEN outcome.wrote THEN outcome.result ELSE CAST(:stale AS jsonb) END,
-    error_message = NULL, processed_at = clock_timestamp(), processing_ms = {_ELAPSED_MS},
-    updated_at = clock_timestamp()
+    error_message = NULL, {_SETTLED}
 FROM outcome WHERE log.id = outcome.log_id
 RETURNING log.id, log.status"""
 
@@ -155,6 +173,10 @@ class MirrorStore:
 
     def __init__(self, connection: PreparedConnection) -> None:
         self.connection = connection
+        self.started_ms = 0.0  # when the current batch began (epoch ms): its events' processing time
+
+    def begin_batch(self) -> None:
+        self.started_ms = time.time() * 1000
 
     def claim(self, events: Iterable[EventMessage]) -> dict[tuple[str, str], Claim]:
         """Claim the events in one statement; (source, event_id) → claim for those this call may process."""
@@ -183,7 +205,10 @@ class MirrorStore:
         for kind, batches in rounds.items():
             for batch in batches:
                 rows = json.dumps(list(batch.values()), default=_json_value, ensure_ascii=False)
-                for log_id, status in self.connection.run(APPLY_SQL[kind], rows=rows, stale=json.dumps(STALE)):
+                answer = self.connection.run(
+                    APPLY_SQL[kind], rows=rows, stale=json.dumps(STALE), started_ms=self.started_ms
+                )
+                for log_id, status in answer:
                     statuses[log_id] = status
         return statuses
 
@@ -192,7 +217,10 @@ class MirrorStore:
         if not outcomes:
             return {}
         rows = [{"log_id": c.log_id, "status": s, "result": r, "error": e} for c, s, r, e in outcomes]
-        return dict(self.connection.run(SETTLE_MANY_SQL, rows=json.dumps(rows, ensure_ascii=False)))
+        answer = self.connection.run(
+            SETTLE_MANY_SQL, rows=json.dumps(rows, ensure_ascii=False), started_ms=self.started_ms
+        )
+        return dict(answer)
 
     def release(self, claimed: Claim, error: str, *, last_attempt: bool) -> None:
         """A failed attempt: back to ``queued`` for SQS to retry, or ``dead_lettered`` after the last one."""

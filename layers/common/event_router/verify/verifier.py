@@ -104,13 +104,14 @@ class Verifier:
         *,
         max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
         rejection_flush_seconds: float = 10.0,
+        clock: Callable[[], float] = monotonic,
     ):
         self.source = source
         self._credentials = credentials
         self._event_log = event_log
         self._publisher = publisher
         self._max_clock_skew = max_clock_skew
-        self._rejections = RejectionTally(event_log, rejection_flush_seconds)
+        self._rejections = RejectionTally(event_log, rejection_flush_seconds, clock)
 
     def accept(self, request: WebhookRequest) -> Receipt:
         """Take one webhook; raises ``WebhookRejected`` (4xx) or ``ServiceUnavailable`` (503)."""

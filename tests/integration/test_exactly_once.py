@@ -1,0 +1,211 @@
+"""Every accepted event changes its mirror row once, in the order its source changed it (SPEC §8):
+redeliveries, crashes mid-batch, events out of order, deletes, equal timestamps.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+from unittest import mock
+from urllib.parse import urlencode
+
+import pytest
+from sqlalchemy import Engine
+
+from devstack.poller import QueuePoller, lambda_sqs_event
+from devstack.samples import Sample
+from event_router.store.mirror import MirrorStore
+from tests.conftest import Queues
+from tests.integration.conftest import Invoke, load_event
+from tests.integration.flow import (
+    FORM,
+    STUDENT,
+    T1,
+    T2,
+    T3,
+    log_status,
+    moodle,
+    rows,
+    zoho,
+)
+
+
+@pytest.mark.parametrize("batch_size", [1, 10], ids=["separate-batches", "same-batch"])
+def test_same_event_delivered_twice_changes_its_row_once(
+    batch_size: int,
+    send: Callable[[Sample], Any],
+    pollers: Callable[..., QueuePoller],
+    queues: Queues,
+    db: Engine,
+    mirror_writes: Callable[[], dict[str, int]],
+) -> None:
+    students = pollers("students", batch_size=batch_size)
+    send(zoho("student", STUDENT, "insert", T1, Name="Ada"))
+    [message] = queues.sqs.receive_message(QueueUrl=queues.urls["students"], MessageAttributeNames=["All"])["Messages"]
+    queues.sqs.change_message_visibility(
+        QueueUrl=queues.urls["students"], ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
+    )
+    # SQS standard queues may deliver a message twice: put a second copy on the queue
+    queues.sqs.send_message(QueueUrl=queues.urls["students"], MessageBody=message["Body"])
+
+    assert students.drain() == 2
+
+    assert mirror_writes() == {f"students/{STUDENT}": 1}
+    [row] = rows(db, "SELECT status, attempts FROM integration_events_log")
+    assert (row["status"], row["attempts"]) == ("completed", 1)
+
+
+def test_batch_redelivered_after_a_crash_mid_batch_changes_each_row_once(
+    send: Callable[[Sample], Any],
+    load: Callable[..., Invoke],
+    queues: Queues,
+    db: Engine,
+    mirror_writes: Callable[[], dict[str, int]],
+) -> None:
+    # Given a batch of ten grade events
+    for n in range(10):
+        send(zoho("grade", f"G{n}", "insert", T1, Student=STUDENT, Grade="P"))
+    messages = queues.receive_all(queues.urls["grades"])
+    event = lambda_sqs_event(messages, "arn:aws:sqs:eu-west-2:123456789012:grades")
+    processor = load("GradesProcessor", MODULE="grades")
+
+    # When the processor dies after writing the batch's mirror rows, before it commits
+    real_apply_many = MirrorStore.apply_many
+
+    def dies_after_writing(store: MirrorStore, writes: Any) -> Any:
+        real_apply_many(store, writes)
+        assert mirror_writes() == {}  # written, but not visible outside the batch's transaction
+        raise SystemExit("container killed")
+
+    with mock.patch.object(MirrorStore, "apply_many", dies_after_writing), pytest.raises(SystemExit):
+        processor(event)
+    # nothing of the batch is half-applied: its transaction died with it, the claim included
+    assert sorted(log_status(db).values()) == ["queued"] * 10
+    assert mirror_writes() == {}
+
+    # and SQS delivers the whole batch again
+    response = processor(event)
+
+    # Then every event is completed and every mirror row was written exactly once
+    assert response == {"batchItemFailures": []}
+    assert set(log_status(db).values()) == {"completed"}
+    assert mirror_writes() == {f"grades/G{n}": 1 for n in range(10)}
+
+
+def test_event_queued_while_postgres_was_down_gets_its_log_row_from_the_processor(
+    load_verifier: Callable[..., Invoke], pollers: Callable[..., QueuePoller], db: Engine
+) -> None:
+    from tests.integration.test_verifier import down_database_url
+
+    load_verifier("zoho", DATABASE_URL=down_database_url())(load_event("zoho-student-full"))
+    assert rows(db, "SELECT * FROM integration_events_log") == []
+
+    pollers("students").drain()
+
+    [row] = rows(db, "SELECT * FROM integration_events_log")
+    assert (row["event_id"], row["status"], row["attempts"]) == ("zoho-notif-student-0001", "completed", 1)
+    assert row["payload"]["data"]["Name"] == "Ada Example"
+    assert len(rows(db, "SELECT * FROM students")) == 1
+
+
+# ------------------------------------------------------------------ out of order
+
+
+def test_older_update_after_a_newer_one_is_skipped_as_stale(
+    send: Callable[[Sample], Any], pollers: Callable[..., QueuePoller], db: Engine
+) -> None:
+    students = pollers("students")
+    newer = send(zoho("student", STUDENT, "update", T2, Name="Newer"))
+    students.drain()
+
+    older = send(zoho("student", STUDENT, "update", T1, Name="Older"))
+    students.drain()
+
+    [row] = rows(db, "SELECT name, source_modified_at, last_event_id FROM students")
+    assert (row["name"], row["source_modified_at"].isoformat(), row["last_event_id"]) == (
+        "Newer",
+        T2,
+        newer["event_id"],
+    )
+    [stale] = rows(db, "SELECT status, result FROM integration_events_log WHERE event_id = :e", e=older["event_id"])
+    assert (stale["status"], stale["result"]) == ("skipped", {"reason": "stale"})
+
+
+def test_delete_is_a_tombstone_an_older_update_cannot_undo(
+    send: Callable[[Sample], Any], pollers: Callable[..., QueuePoller], db: Engine
+) -> None:
+    grades = pollers("grades")
+    send(zoho("grade", "G1", "delete", T2))
+    grades.drain()
+
+    late = send(zoho("grade", "G1", "update", T1, Student=STUDENT, Grade="D"))
+    grades.drain()
+
+    [row] = rows(db, "SELECT deleted_at, grade FROM grades")
+    assert (row["deleted_at"].isoformat(), row["grade"]) == (T2, None)
+    assert log_status(db)[late["event_id"]] == "skipped"
+
+
+def test_update_newer_than_the_delete_restores_the_record(
+    send: Callable[[Sample], Any], pollers: Callable[..., QueuePoller], db: Engine
+) -> None:
+    grades = pollers("grades")
+    send(zoho("grade", "G1", "delete", T2))
+    grades.drain()
+
+    send(zoho("grade", "G1", "update", T3, Student=STUDENT, Grade="D"))
+    grades.drain()
+
+    [row] = rows(db, "SELECT deleted_at, grade FROM grades")
+    assert (row["deleted_at"], row["grade"]) == (None, "D")
+
+
+def test_moodle_grades_out_of_order_keep_the_newest(
+    send: Callable[[Sample], Any], pollers: Callable[..., QueuePoller], db: Engine
+) -> None:
+    send(moodle("grade", "user_graded", 1795598500, crud="u", other={"itemid": 431, "finalgrade": 90}))
+    send(moodle("grade", "user_graded", 1795598400, crud="u", other={"itemid": 431, "finalgrade": 40}))
+
+    pollers("grades").drain()
+
+    [row] = rows(db, "SELECT final_grade FROM moodle_grades")
+    assert float(row["final_grade"]) == 90
+
+
+@pytest.mark.parametrize("order", ["arrival", "reversed"])
+def test_changes_with_equal_timestamps_end_as_the_later_arrival_in_any_processing_order(
+    order: str, send: Callable[[Sample], Any], load: Callable[..., Invoke], queues: Queues, db: Engine
+) -> None:
+    # Given two different changes of one record stamped with the same second, A arriving before B
+    send(zoho("student", STUDENT, "update", T1, "n-A", Name="A"))
+    send(zoho("student", STUDENT, "update", T1, "n-B", Name="B"))
+    messages = queues.receive_all(queues.urls["students"])
+    assert [json.loads(m["Body"])["payload"]["data"]["Name"] for m in messages] == ["A", "B"]
+    if order == "reversed":
+        messages.reverse()
+    processor = load("StudentsProcessor", MODULE="students")
+
+    # When the processor takes them one at a time, in either order
+    for message in messages:
+        processor(lambda_sqs_event([{**message, "Attributes": {"ApproximateReceiveCount": "1"}}], "arn:students"))
+
+    # Then the record holds B, the later arrival
+    [row] = rows(db, "SELECT name FROM students")
+    assert row["name"] == "B"
+
+
+def test_a_record_edited_and_edited_back_ends_as_the_last_edit(
+    send: Callable[[Sample], Any], pollers: Callable[..., QueuePoller], db: Engine
+) -> None:
+    # Before: form webhooks without a time got content-derived ids, so A -> B -> A left the mirror at B.
+    def form(name: str, modified: str) -> Sample:
+        body = urlencode({"id": "F1", "Name": name, "Modified_Time": modified}).encode()
+        return Sample(f"form-{name}", "POST /api/v1/events/zoho/student", body, 202, content_type=FORM)
+
+    answers = [send(form("Ada", T1)), send(form("Ada Lovelace", T2)), send(form("Ada", T3))]
+    pollers("students").drain()
+
+    assert [a["status"] for a in answers] == ["queued", "queued", "queued"]
+    [row] = rows(db, "SELECT name FROM students")
+    assert row["name"] == "Ada"

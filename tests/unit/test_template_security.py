@@ -1,0 +1,164 @@
+"""template.yaml grants each function only what it needs, and defends the queues and the database in depth."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.unit.stack import (
+    FUNCTIONS,
+    QUEUES,
+    RESOURCES,
+    TEMPLATE,
+    UNSCOPABLE,
+    VERIFIERS,
+    as_list,
+    properties,
+    queue_arns,
+    resources_for,
+    statements_of,
+)
+
+
+def test_every_function_has_a_role_of_its_own_and_a_log_group_with_retention() -> None:
+    roles = [properties(name)["Role"]["Fn::GetAtt"] for name in FUNCTIONS]
+
+    assert sorted(r[0] for r in roles) == sorted(f"{name}Role" for name in FUNCTIONS)
+    for name in FUNCTIONS:
+        log_group = properties(name)["LoggingConfig"]["LogGroup"]["Ref"]
+        assert log_group == f"{name}LogGroup"
+        assert properties(log_group)["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+
+
+def test_no_policy_grants_a_wildcard_action() -> None:
+    for name in FUNCTIONS:
+        for statement in statements_of(name):
+            for action in as_list(statement["Action"]):
+                assert "*" not in action, (name, action)
+
+
+def test_only_unscopable_actions_apply_to_every_resource() -> None:
+    for name in FUNCTIONS:
+        for statement in statements_of(name):
+            if "*" in as_list(statement["Resource"]):
+                assert set(as_list(statement["Action"])) <= UNSCOPABLE, (name, statement)
+
+
+@pytest.mark.parametrize("function", list(FUNCTIONS))
+def test_each_function_writes_only_to_its_own_log_group(function: str) -> None:
+    assert resources_for(function, "logs:PutLogEvents") == {json.dumps({"Fn::GetAtt": [f"{function}LogGroup", "Arn"]})}
+
+
+@pytest.mark.parametrize(
+    ("function", "queues"),
+    [
+        ("ZohoWebhookFunction", ["StudentsQueue", "EnrollmentsQueue", "GradesQueue", "PaymentsQueue"]),
+        ("MoodleWebhookFunction", ["EnrollmentsQueue", "GradesQueue"]),
+        ("ReplayFunction", ["StudentsQueue", "EnrollmentsQueue", "GradesQueue", "PaymentsQueue"]),
+        ("StudentsProcessor", []),
+        ("EnrollmentsProcessor", []),
+        ("GradesProcessor", []),
+        ("PaymentsProcessor", []),
+        ("MonitorFunction", []),
+        ("MigrateFunction", []),
+    ],
+)
+def test_a_function_may_send_only_to_the_queues_it_has_business_with(function: str, queues: list[str]) -> None:
+    assert resources_for(function, "sqs:SendMessage") == queue_arns(*queues)
+
+
+@pytest.mark.parametrize(
+    ("function", "queues"),
+    [
+        ("StudentsProcessor", ["StudentsQueue"]),
+        ("EnrollmentsProcessor", ["EnrollmentsQueue"]),
+        ("GradesProcessor", ["GradesQueue"]),
+        ("PaymentsProcessor", ["PaymentsQueue"]),
+        ("ReplayFunction", ["DeadLetterQueue"]),
+        ("ZohoWebhookFunction", []),
+        ("MoodleWebhookFunction", []),
+        ("MonitorFunction", []),
+        ("MigrateFunction", []),
+    ],
+)
+def test_a_function_may_consume_only_its_own_queue(function: str, queues: list[str]) -> None:
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage"):
+        assert resources_for(function, action) == queue_arns(*queues)
+
+
+@pytest.mark.parametrize("function", list(FUNCTIONS))
+def test_a_function_reads_its_database_login_and_at_most_its_own_webhook_secret(function: str) -> None:
+    expected = {json.dumps({"Ref": "AppDatabaseSecret"})}
+    if function == "MigrateFunction":  # the owner login, to run the migrations and create the app login
+        expected.add(json.dumps({"Ref": "DatabaseSecretArn"}))
+    source = next((s for s, name in VERIFIERS.items() if name == function), None)
+    if source is not None:
+        secret = f"{source.capitalize()}WebhookSecret"
+        condition = f"Create{source.capitalize()}Secret"
+        expected.add(json.dumps({"Fn::If": [condition, {"Ref": secret}, {"Ref": f"{secret}Arn"}]}))
+
+    assert resources_for(function, "secretsmanager:GetSecretValue") == expected
+
+
+def test_only_the_migrations_use_the_owner_login_and_the_rest_connect_as_the_app_login() -> None:
+    shared = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
+    migrate = properties("MigrateFunction")["Environment"]["Variables"]
+
+    assert shared["DATABASE_SECRET_ARN"] == {"Ref": "AppDatabaseSecret"}
+    assert migrate["DATABASE_SECRET_ARN"] == {"Ref": "DatabaseSecretArn"}
+    assert migrate["APP_DATABASE_SECRET_ARN"] == {"Ref": "AppDatabaseSecret"}
+    for name in FUNCTIONS:
+        if name != "MigrateFunction":
+            assert "DATABASE_SECRET_ARN" not in properties(name).get("Environment", {}).get("Variables", {})
+
+
+def test_database_tls_defaults_to_verify_full() -> None:
+    assert TEMPLATE["Parameters"]["DatabaseSslMode"]["Default"] == "verify-full"
+
+
+def test_only_the_verifiers_and_replay_may_send_to_module_queues_and_only_over_tls() -> None:
+    policy = properties("ModuleQueuePolicy")
+    statements = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+
+    assert sorted(q["Ref"] for q in policy["Queues"]) == sorted(QUEUES.values())
+    senders = statements["OnlyVerifiersAndReplaySend"]
+    assert (senders["Effect"], senders["Action"]) == ("Deny", "sqs:SendMessage")
+    allowed = senders["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
+    assert sorted(a["Fn::GetAtt"][0] for a in allowed) == [
+        "MoodleWebhookFunctionRole",
+        "ReplayFunctionRole",
+        "ZohoWebhookFunctionRole",
+    ]
+    # and the roles allowed to send are exactly those the IAM policies let send
+    senders_by_iam = {name for name in FUNCTIONS if resources_for(name, "sqs:SendMessage")}
+    assert {f"{name}Role" for name in senders_by_iam} == {a["Fn::GetAtt"][0] for a in allowed}
+    for queue_policy in ("ModuleQueuePolicy", "DeadLetterQueuePolicy"):
+        tls = {s["Sid"]: s for s in properties(queue_policy)["PolicyDocument"]["Statement"]}["TlsOnly"]
+        assert tls["Effect"] == "Deny"
+        assert tls["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_webhook_api_is_throttled_and_logs_access_without_bodies_or_headers() -> None:
+    api = properties("WebhookApi")
+
+    assert api["DefaultRouteSettings"] == {
+        "ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"},
+        "ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"},
+    }
+    access = api["AccessLogSettings"]
+    assert access["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
+    line = json.loads(access["Format"].replace("\n", ""))
+    assert {"requestId", "ip", "route", "status"} <= set(line)
+    assert not [v for v in line.values() if "body" in v.lower() or "header" in v.lower()]
+
+
+def test_every_checkov_suppression_gives_its_reason() -> None:
+    suppressions = [
+        (name, skip)
+        for name, resource in RESOURCES.items()
+        for skip in resource.get("Metadata", {}).get("checkov", {}).get("skip", [])
+    ]
+
+    assert suppressions
+    assert [(name, s["id"]) for name, s in suppressions if len(s.get("comment", "")) < 30] == []
