@@ -64,3 +64,7 @@ class QueueUnavailable(Exception):
 
 class CredentialsUnavailable(Exception):
     """The webhook secrets could not be loaded, so nothing can be verified."""
+
+
+class DeliveryError(Exception):
+    """A destination (Moodle, Zoho CRM) refused or did not answer a delivery."""

@@ -39,6 +39,14 @@ class Metric(StrEnum):
     PROCESSING_TIME = "ProcessingTime"  # processor: ms of processing per event (a batch average)
     END_TO_END_LATENCY = "EndToEndLatency"  # processor: ms from webhook received to completion
     REPLAYED = "Replayed"  # replay: re-queued events
+    DELIVERED = "Delivered"  # delivery: the destination matches the mirror
+    DELIVERY_WAITING = "DeliveryWaiting"  # delivery: waits for something first (a student's Moodle user)
+    DELIVERY_FAILED = "DeliveryFailed"  # delivery: the data cannot work; replayable once fixed
+    DELIVERY_PAUSED = "DeliveryPaused"  # delivery: parked while its destination is paused
+    DELIVERY_RETRIED = "DeliveryRetried"  # delivery: the destination was unreachable; SQS retries it
+    DELIVERY_DEAD_LETTERED = "DeliveryDeadLettered"  # delivery: failed on its last receive
+    DELIVERY_SUPERSEDED = "DeliverySuperseded"  # delivery: a newer one for the same target does the work
+    DESTINATION_PAUSED = "DestinationPaused"  # delivery: 1 while a destination is paused, 0 once it answers
 
 
 def emit(metric: Metric, values: Sequence[float], unit: MetricUnit = MetricUnit.Count, **dimensions: str) -> None:

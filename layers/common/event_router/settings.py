@@ -61,6 +61,14 @@ class Settings(BaseModel):
     secrets_max_age: int = Field(300, ge=0, alias="SECRETS_MAX_AGE")
 
     source: Source | None = Field(None, alias="SOURCE")
+
+    moodle_url: str | None = Field(None, alias="MOODLE_URL")
+    moodle_token: str | None = Field(None, alias="MOODLE_TOKEN")
+    moodle_token_secret_arn: str | None = Field(None, alias="MOODLE_TOKEN_SECRET_ARN")
+    moodle_timeout_seconds: float = Field(10.0, gt=0, alias="MOODLE_TIMEOUT_SECONDS")
+    moodle_student_role_id: int = Field(5, ge=1, alias="MOODLE_STUDENT_ROLE_ID")
+    moodle_user_auth: str = Field("manual", alias="MOODLE_USER_AUTH")
+    moodle_delivery_queue_url: str | None = Field(None, alias="MOODLE_DELIVERY_QUEUE_URL")
     module: Module | None = Field(None, alias="MODULE")
     max_receive_count: int = Field(5, ge=1, alias="MAX_RECEIVE_COUNT")
     retry_base_seconds: int = Field(120, ge=0, le=43_200, alias="RETRY_BASE_SECONDS")

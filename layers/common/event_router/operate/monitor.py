@@ -23,12 +23,18 @@ Answer = tuple[int, dict[str, Any]]  # HTTP status, JSON body
 
 class Monitor:
     def __init__(
-        self, log: EventLogOperations, sqs: Any, queue_urls: dict[Module, str], dead_letters: DeadLetterQueue
+        self,
+        log: EventLogOperations,
+        sqs: Any,
+        queue_urls: dict[Module, str],
+        dead_letters: DeadLetterQueue,
+        delivery_queues: list[str] | None = None,
     ) -> None:
         self._log = log
         self._sqs = sqs
         self._queue_urls = queue_urls
         self._dead_letters = dead_letters
+        self._delivery_queues = delivery_queues or []
 
     def health(self) -> Answer:
         """200 when Postgres and every queue answer; 503 naming what did not."""
@@ -38,7 +44,7 @@ class Monitor:
         except StorageUnavailable as error:
             checks["database"] = "unavailable"
             logger.warning("health: database unavailable", error=str(error))
-        if not queues_answer(self._sqs, [*self._queue_urls.values(), self._dead_letters.url]):
+        if not queues_answer(self._sqs, [*self._queue_urls.values(), *self._delivery_queues, self._dead_letters.url]):
             checks["queues"] = "unavailable"
         healthy = all(v == "ok" for v in checks.values())
         return (200 if healthy else 503), {"status": "ok" if healthy else "unavailable", "checks": checks}
@@ -47,6 +53,7 @@ class Monitor:
         """What the event log holds (SPEC §10); 503 when the database does not answer."""
         try:
             facts = self._log.stats(RECENT)
+            deliveries = self._log.delivery_stats(RECENT)
         except StorageUnavailable as error:
             logger.warning("stats: database unavailable", error=str(error))
             return 503, {"success": False, "error": "unavailable", "message": "Database unavailable"}
@@ -72,6 +79,15 @@ class Monitor:
                 "p95": round(float(facts["p95_ms"]), 1) if facts["p95_ms"] is not None else None,
             },
             "dlq_depth": self._dead_letters.depth(),
+            "deliveries": {
+                "total": sum(deliveries["by"]["status"].values()),
+                "by_status": deliveries["by"]["status"],
+                "by_destination": deliveries["by"]["destination"],
+                "waiting": [_jsonable(r) for r in deliveries["attention"]["waiting"]],
+                "failed": [_jsonable(r) for r in deliveries["attention"]["failed"]],
+                "paused": [_jsonable(r) for r in deliveries["attention"]["paused"]],
+                "destinations": {name: _jsonable(d) for name, d in deliveries["destinations"].items()},
+            },
         }
         return 200, body
 
@@ -88,5 +104,9 @@ def build_monitor(settings: Settings | None = None) -> Monitor:
     connection = PreparedConnection(connection_params(settings, "monitor"), settings.db_idle_ping_seconds)
     sqs = sqs_client(settings)
     return Monitor(
-        EventLogOperations(connection), sqs, settings.queue_urls(), DeadLetterQueue(sqs, settings.dead_letter_queue_url)
+        EventLogOperations(connection),
+        sqs,
+        settings.queue_urls(),
+        DeadLetterQueue(sqs, settings.dead_letter_queue_url),
+        [url for url in (settings.moodle_delivery_queue_url,) if url],
     )

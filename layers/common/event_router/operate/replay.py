@@ -18,18 +18,24 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from event_router.contract import Module
+from event_router.deliver.outbox import DeliveryMessage, DeliveryPublisher
 from event_router.errors import QueueUnavailable, StorageUnavailable
 from event_router.messages import EventMessage
 from event_router.observability import Metric, count, logger
 from event_router.queues import DeadLetterQueue, SqsPublisher, sqs_client
 from event_router.settings import Settings, load_settings
 from event_router.store.connection import PreparedConnection, connection_params
+from event_router.store.deliveries import DeliveryStore
 from event_router.store.operations import EventLogOperations
 from event_router.verify.payloads import facts_of, problems
 
 ReplayableStatus = Literal["received", "queued", "processing", "failed", "dead_lettered", "replayed"]
 DEFAULT_STATUSES: tuple[ReplayableStatus, ...] = ("failed", "dead_lettered", "received")
 SWEPT_STATUSES: tuple[ReplayableStatus, ...] = ("received", "replayed")
+# "delivered" too: sending a delivered one again makes the destination match the mirror once more
+# (after someone changed the Moodle user by hand, say); the rules converge, so nothing doubles.
+ReplayableDelivery = Literal["failed", "dead_lettered", "paused", "waiting", "pending", "delivered", "superseded"]
+OVERDUE_DELIVERY_SECONDS = 900  # a pending delivery not taken for this long has lost its message
 
 
 class ReplayRequest(BaseModel):
@@ -37,7 +43,7 @@ class ReplayRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    mode: Literal["dlq", "log", "sweep"]
+    mode: Literal["dlq", "log", "sweep", "deliveries"]
     max_messages: int = Field(100, ge=1, le=10_000)
     module: Module | None = None
     event_ids: list[str] | None = None
@@ -49,11 +55,17 @@ class ReplayRequest(BaseModel):
     received_grace_seconds: int = Field(60, ge=0)
     replayed_grace_seconds: int = Field(900, ge=0)
     dry_run: bool = False
+    # deliveries mode: which deliveries to send again (default: failed and dead-lettered ones)
+    destination: Literal["moodle", "zoho"] | None = None
+    delivery_ids: list[int] | None = None
+    delivery_statuses: list[ReplayableDelivery] | None = None
 
     @model_validator(mode="after")
     def _filters_fit_the_mode(self) -> ReplayRequest:
         if self.mode != "log" and (self.statuses or self.received_after or self.received_before):
             raise ValueError("statuses, received_after and received_before apply to log mode only")
+        if self.mode != "deliveries" and (self.destination or self.delivery_ids or self.delivery_statuses):
+            raise ValueError("destination, delivery_ids and delivery_statuses apply to deliveries mode only")
         return self
 
     def matches(self, event: EventMessage) -> bool:
@@ -70,6 +82,7 @@ class ReplayResult(BaseModel):
     skipped: int = 0
     failed: int = 0  # rows that could not be queued at all, now ``failed`` with the reason
     event_ids: list[str] = Field(default_factory=list)
+    delivery_ids: list[int] | None = None  # deliveries mode and sweep, and dlq mode when it moved any
     rejections_deleted: int | None = None  # sweep only
     counts: Counter[tuple[str, str]] = Field(default_factory=Counter)  # (source, module) → replayed
 
@@ -83,8 +96,13 @@ class ReplayResult(BaseModel):
             logger.info("event replayed", mode=self.mode, event_module=event.module)
             logger.set_correlation_id(None)
 
+    def sent(self, deliveries: list[tuple[int, str]]) -> None:
+        """Deliveries sent again (or, in a dry run, that would be)."""
+        self.delivery_ids = [*(self.delivery_ids or []), *(i for i, _ in deliveries)]
+        self.replayed += len(deliveries)
+
     def answer(self) -> dict[str, Any]:
-        exclude = {"counts"} if self.rejections_deleted is not None else {"counts", "rejections_deleted"}
+        exclude = {"counts", *(k for k in ("rejections_deleted", "delivery_ids") if getattr(self, k) is None)}
         return {"success": True, **self.model_dump(exclude=exclude)}
 
 
@@ -111,11 +129,15 @@ class Replayer:
         publisher: SqsPublisher,
         dead_letters: DeadLetterQueue,
         rejection_retention_days: int = 30,
+        deliveries: DeliveryStore | None = None,
+        delivery_publisher: DeliveryPublisher | None = None,
     ) -> None:
         self._log = log
         self._publisher = publisher
         self._dead_letters = dead_letters
         self._rejection_retention_days = rejection_retention_days
+        self._deliveries = deliveries
+        self._delivery_publisher = delivery_publisher
 
     def run(self, payload: dict[str, Any]) -> dict[str, Any]:
         """The function's entry point: validate the input, replay, report."""
@@ -127,6 +149,8 @@ class Replayer:
             result = self.from_dlq(request)
         elif request.mode == "log":
             result = self.from_log(request, tuple(request.statuses or DEFAULT_STATUSES))
+        elif request.mode == "deliveries":
+            result = self.deliveries(request)
         else:
             result = self.sweep(request)
         logger.info("replay finished", **result.model_dump(exclude={"event_ids", "counts"}))
@@ -146,6 +170,10 @@ class Replayer:
                 break
             for message in messages:
                 result.examined += 1
+                delivery = DeliveryMessage.from_json(message.body)
+                if delivery is not None and self._redeliver(delivery, request, result):
+                    self._dead_letters.delete(message.receipt)
+                    continue
                 event = EventMessage.from_json(message.body)
                 if event is None or not request.matches(event) or request.dry_run:
                     left.append(message.receipt)
@@ -216,12 +244,48 @@ class Replayer:
         return result
 
     def sweep(self, request: ReplayRequest) -> ReplayResult:
-        """The schedule's run: rows stuck in ``received`` or ``replayed``, then old rejection counts."""
+        """The schedule's run: rows stuck in ``received`` or ``replayed``, deliveries whose message was
+        lost or whose wait is over, then old rejection counts."""
         result = self.from_log(request, SWEPT_STATUSES)
+        if self._deliveries is not None and not request.dry_run:
+            overdue = self._deliveries.overdue(OVERDUE_DELIVERY_SECONDS, request.max_messages)
+            ready = self._deliveries.ready()
+            self._send(overdue + ready)
+            result.sent(overdue + ready)
         result.rejections_deleted = self._log.delete_rejections_older_than(
             self._rejection_retention_days, dry_run=request.dry_run
         )
         return result
+
+    # ------------------------------------------------------------ deliveries
+
+    def deliveries(self, request: ReplayRequest) -> ReplayResult:
+        """Send deliveries again: by default the failed and dead-lettered ones."""
+        result = ReplayResult(mode="deliveries", dry_run=request.dry_run)
+        if self._deliveries is None:
+            return result
+        statuses: list[str] = list(request.delivery_statuses or ("failed", "dead_lettered"))
+        if request.dry_run:
+            found = self._deliveries.matching(statuses, request.destination, request.delivery_ids, request.max_messages)
+        else:
+            found = self._deliveries.requeue(statuses, request.destination, request.delivery_ids, request.max_messages)
+            self._send(found)
+        result.examined = len(found)
+        result.sent(found)
+        return result
+
+    def _redeliver(self, message: DeliveryMessage, request: ReplayRequest, result: ReplayResult) -> bool:
+        """A dead-lettered delivery's message: back on its destination's queue (True when moved)."""
+        if request.dry_run or self._deliveries is None:
+            return False
+        found = self._deliveries.requeue(["dead_lettered", "pending"], ids=[message.delivery_id])
+        self._send(found or [(message.delivery_id, message.destination)])
+        result.sent([(message.delivery_id, message.destination)])
+        return True
+
+    def _send(self, deliveries: list[tuple[int, str]]) -> None:
+        if self._delivery_publisher is not None:
+            self._delivery_publisher.send(deliveries)
 
 
 def build_replayer(settings: Settings | None = None) -> Replayer:
@@ -236,4 +300,6 @@ def build_replayer(settings: Settings | None = None) -> Replayer:
         SqsPublisher(sqs, settings.queue_urls()),
         DeadLetterQueue(sqs, settings.dead_letter_queue_url),
         rejection_retention_days=settings.rejection_retention_days,
+        deliveries=DeliveryStore(connection),
+        delivery_publisher=DeliveryPublisher(settings, sqs),
     )

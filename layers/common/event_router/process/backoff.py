@@ -8,13 +8,24 @@ few receives outlast an outage of hours.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 from event_router.observability import logger
 from event_router.settings import Settings
 
 MAX_VISIBILITY_TIMEOUT = 12 * 60 * 60  # SQS's own ceiling
 FACTOR = 4  # each wait is four times the last: 2, 8, 32, 128 minutes with the template's defaults
+
+
+class Backoff(Protocol):
+    def postpone(self, records: list[dict[str, Any]]) -> None: ...
+
+
+class NoBackoff:
+    """Retries come back after the queue's visibility timeout (tests that drive SQS by hand)."""
+
+    def postpone(self, records: list[dict[str, Any]]) -> None:
+        return None
 
 
 def receive_count(record: dict[str, Any]) -> int:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from aws_lambda_powertools.metrics import MetricUnit
@@ -26,10 +27,12 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
 from event_router.contract import Module
+from event_router.deliver.intents import delivery_for, is_echo
+from event_router.deliver.outbox import DeliveryPublisher
 from event_router.errors import DataRejected, Problem, StorageUnavailable
 from event_router.messages import EventMessage
 from event_router.observability import Metric, count, emit, logger
-from event_router.process.backoff import VisibilityBackoff, receive_count
+from event_router.process.backoff import Backoff, NoBackoff, VisibilityBackoff, receive_count
 from event_router.process.rules import (
     CannotApply,
     Change,
@@ -42,7 +45,8 @@ from event_router.process.rules import (
 )
 from event_router.settings import Settings, load_settings
 from event_router.store.connection import PreparedConnection, connection_params
-from event_router.store.mirror import Claim, MirrorStore, Outcome
+from event_router.store.deliveries import DeliveryStore
+from event_router.store.mirror import Claim, MirrorStore, Outcome, Write
 from event_router.verify.payloads import problems
 
 RULES = {
@@ -63,14 +67,18 @@ class EventNotProcessed(Exception):
     """This event failed for a reason that may pass; SQS will deliver it again."""
 
 
-class Backoff(Protocol):
-    def postpone(self, records: list[dict[str, Any]]) -> None: ...
+class Deliveries(Protocol):
+    """Where the deliveries a batch wrote are sent (the destinations' queues)."""
+
+    def enabled(self, destination: str) -> bool: ...
+    def send(self, deliveries: list[tuple[int, str]]) -> None: ...
 
 
-class NoBackoff:
-    """Retries come back after the queue's visibility timeout (tests that drive SQS by hand)."""
+class NoDeliveries:
+    def enabled(self, destination: str) -> bool:
+        return False
 
-    def postpone(self, records: list[dict[str, Any]]) -> None:
+    def send(self, deliveries: list[tuple[int, str]]) -> None:
         return None
 
 
@@ -78,19 +86,34 @@ class ModuleProcessor:
     """The processor of one module's queue."""
 
     def __init__(
-        self, module: Module, store: MirrorStore, max_receive_count: int, backoff: Backoff | None = None
+        self,
+        module: Module,
+        store: MirrorStore,
+        max_receive_count: int,
+        backoff: Backoff | None = None,
+        deliveries: Deliveries | None = None,
+        router_moodle_user: Callable[[], int | None] = lambda: None,
     ) -> None:
         self.module = module
         self.store = store
         self.plan = RULES[module]
         self.max_receive_count = max_receive_count
         self.backoff = backoff or NoBackoff()
+        self.deliveries = deliveries or NoDeliveries()
+        self.router_moodle_user = router_moodle_user
         self._batch_processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
+
+    def write(self, claim: Claim, event: EventMessage, change: MirrorWrite) -> Write:
+        """The mirror change of an event with what it calls for: a delivery, unless it is an echo."""
+        if event.source == "moodle" and is_echo(event, self.router_moodle_user()):
+            return Write(claim, event, change, notes={"echo": True})
+        return Write(claim, event, change, delivery_for(event, change, self.deliveries.enabled))
 
     def handle(self, event: dict[str, Any], context: Any) -> dict[str, Any]:
         """An SQS event in, the partial batch response out."""
         batch = _Batch(self, event.get("Records", []))
         batch.run()
+        self.deliveries.send(batch.deliveries)  # after the commit: the rows exist before their messages
         self.backoff.postpone(batch.retried())
         try:
             response = process_partial_response(
@@ -114,6 +137,7 @@ class _Batch:
         self._events = {r["messageId"]: EventMessage.from_json(r["body"]) for r in records}
         self._claims: dict[tuple[str, str], Claim] = {}
         self._outcomes: dict[str, str | EventNotProcessed] = {}
+        self.deliveries: list[tuple[int, str]] = []  # written by this batch: (delivery id, destination)
         self._timings: defaultdict[tuple[Metric, str], list[float]] = defaultdict(list)  # (metric, source) → ms
 
     def run(self) -> None:
@@ -145,7 +169,7 @@ class _Batch:
         """The fast path: every change of one kind in one statement, every other ending in one more."""
         outcomes: dict[str, str | EventNotProcessed] = {}
         claimed: dict[str, Claim] = {}
-        writes: list[tuple[Claim, EventMessage, MirrorWrite]] = []
+        writes: list[Write] = []
         settles: list[Outcome] = []
         for message_id, event in self._events.items():
             if event is None:
@@ -158,10 +182,12 @@ class _Batch:
             claimed[message_id] = claim
             decision = decisions[message_id]
             if isinstance(decision, MirrorWrite):
-                writes.append((claim, event, decision))
+                writes.append(self._processor.write(claim, event, decision))
             else:
                 settles.append((claim, *decision))
-        statuses = self._store.apply_many(writes) | self._store.settle_many(settles)
+        statuses, deliveries = self._store.apply_many(writes)
+        statuses |= self._store.settle_many(settles)
+        self.deliveries = deliveries
         for message_id, claim in claimed.items():
             outcomes[message_id] = statuses.get(claim.log_id, "settled")
         return outcomes
@@ -195,7 +221,8 @@ class _Batch:
         if not isinstance(decision, MirrorWrite):
             return self._store.settle_many([(claim, *decision)]).get(claim.log_id, "settled")
         try:
-            statuses = self._store.apply_many([(claim, event, decision)])
+            statuses, deliveries = self._store.apply_many([self._processor.write(claim, event, decision)])
+            self.deliveries += deliveries
         except DataRejected as refused:
             # The database will refuse these values every time: park the event, do not retry it.
             error = f"the database refused a value of this event ({refused})"
@@ -297,4 +324,30 @@ def build_processor(settings: Settings | None = None) -> ModuleProcessor:
         if queue_url and settings.retry_base_seconds
         else None
     )
-    return ModuleProcessor(settings.module, MirrorStore(connection), settings.max_receive_count, backoff)
+    identity = RouterIdentity(DeliveryStore(connection))
+    return ModuleProcessor(
+        settings.module,
+        MirrorStore(connection),
+        settings.max_receive_count,
+        backoff,
+        DeliveryPublisher(settings),
+        identity.moodle_user,
+    )
+
+
+class RouterIdentity:
+    """Who the router is at Moodle (its web-service user), as the delivery function last learned it;
+    read at most once a minute per container."""
+
+    def __init__(self, store: DeliveryStore, max_age_seconds: float = 60.0) -> None:
+        self._store = store
+        self._max_age = max_age_seconds
+        self._read_at = -max_age_seconds
+        self._user: int | None = None
+
+    def moodle_user(self) -> int | None:
+        if time.monotonic() - self._read_at >= self._max_age:
+            user = self._store.identity("moodle").get("userid")
+            self._user = int(user) if user is not None else None
+            self._read_at = time.monotonic()
+        return self._user

@@ -24,13 +24,14 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
 from event_router.messages import EventMessage
 from event_router.store.connection import PreparedConnection
-from event_router.store.tables import DONE, EVENT_LOG, LOGGED_FIELDS, MIRRORS, Column, MirrorTable
+from event_router.store.deliveries import Intent
+from event_router.store.tables import DELIVERIES, DONE, EVENT_LOG, LOGGED_FIELDS, MIRRORS, Column, MirrorTable
 
 STALE = {"reason": "stale"}
 _DONE = ", ".join(f"'{status}'" for status in DONE)
@@ -42,6 +43,11 @@ def _recordset(parameter: str, columns: Iterable[Column]) -> str:
 
 
 _FIELDS = ", ".join(c.name for c in LOGGED_FIELDS)
+_DELIVERY_COLUMNS = (
+    Column("delivery_destination", "text"),
+    Column("delivery_action", "text"),
+    Column("delivery_target", "text"),
+)
 # Locks the batch's log rows that are not settled yet, and writes the rows of events queued while
 # Postgres was down; writes nothing else, so an event's row is written once, when it settles.
 CLAIM_SQL = f"""
@@ -97,13 +103,21 @@ def _stale_guard(table: MirrorTable, tombstone: bool) -> str:
 
 
 def _apply_sql(table: MirrorTable, tombstone: bool) -> str:
-    """Lock the claimed log rows, upsert their mirror rows under the stale-write guard, complete the
-    events: one statement for a batch of changes of one kind (keys unique within the batch)."""
+    """Lock the claimed log rows, upsert their mirror rows under the stale-write guard, write the
+    deliveries the changes call for, complete the events: one statement for a batch of changes of
+    one kind (keys unique within the batch), so a mirror change, its deliveries and its event's
+    completion commit together or not at all."""
     written = table.written(tombstone)
     names = ", ".join(c.name for c in written)
     keys = [c.name for c in table.key]
-    updates = ", ".join(f"{c.name} = EXCLUDED.{c.name}" for c in written if c.name not in keys)
-    incoming_columns = (Column("log_id", "bigint"), Column("result", "jsonb"), *written)
+    updates = ", ".join(
+        f"{c.name} = coalesce(EXCLUDED.{c.name}, {table.name}.{c.name})"
+        if c.kept_when_null
+        else f"{c.name} = EXCLUDED.{c.name}"
+        for c in written
+        if c.name not in keys
+    )
+    incoming_columns = (Column("log_id", "bigint"), Column("result", "jsonb"), *written, *_DELIVERY_COLUMNS)
     return f"""
 WITH incoming AS (
     SELECT * FROM {_recordset("rows", incoming_columns)}
@@ -120,13 +134,20 @@ WITH incoming AS (
     SELECT incoming.log_id, incoming.result, applied.{keys[0]} IS NOT NULL AS wrote
     FROM incoming JOIN claimed ON claimed.id = incoming.log_id
     LEFT JOIN applied ON {" AND ".join(f"applied.{k} = incoming.{k}" for k in keys)}
+), made AS (
+    INSERT INTO {DELIVERIES} (destination, action, target_key, event_log_id)
+    SELECT incoming.delivery_destination, incoming.delivery_action, incoming.delivery_target, incoming.log_id
+    FROM incoming JOIN outcome ON outcome.log_id = incoming.log_id
+    WHERE outcome.wrote AND incoming.delivery_destination IS NOT NULL
+    RETURNING id, destination, event_log_id
 )
 UPDATE {EVENT_LOG} AS log SET
     status = CASE WHEN outcome.wrote THEN 'completed' ELSE 'skipped' END,
     result = CASE WHEN outcome.wrote THEN outcome.result ELSE CAST(:stale AS jsonb) END,
     error_message = NULL, {_SETTLED}
 FROM outcome WHERE log.id = outcome.log_id
-RETURNING log.id, log.status"""
+RETURNING log.id, log.status,
+    (SELECT jsonb_agg(jsonb_build_array(made.id, made.destination)) FROM made WHERE made.event_log_id = log.id)"""
 
 
 APPLY_SQL = {
@@ -162,6 +183,18 @@ class MirrorChange(Protocol):
 Outcome = tuple[Claim, str, dict[str, Any], str | None]  # claim, status, result, error message
 
 
+@dataclass(frozen=True)
+class Write:
+    """A mirror change to apply for a claimed event, the delivery it calls for, and notes for the
+    event's result (``{"echo": true}``)."""
+
+    claim: Claim
+    event: EventMessage
+    change: MirrorChange
+    delivery: Intent | None = None
+    notes: dict[str, Any] = field(default_factory=dict)
+
+
 def _json_value(value: Any) -> Any:
     if isinstance(value, datetime):
         return value.isoformat()
@@ -187,30 +220,33 @@ class MirrorStore:
         rows = self.connection.run(CLAIM_SQL, batch=json.dumps(batch, ensure_ascii=False))
         return {(source, event_id): Claim(log_id, received) for log_id, source, event_id, received in rows}
 
-    def apply_many(self, writes: Sequence[tuple[Claim, EventMessage, MirrorChange]]) -> dict[int, str]:
-        """Apply a batch's mirror changes, one statement per kind of change: log id → final status (an
-        event another delivery completed first is missing). Two changes of one record in a batch go in
-        separate statements, in arrival order (the stale-write guard keeps the newest)."""
+    def apply_many(self, writes: Sequence[Write]) -> tuple[dict[int, str], list[tuple[int, str]]]:
+        """Apply a batch's mirror changes, one statement per kind of change: (log id → final status,
+        the deliveries written as (id, destination)). An event another delivery completed first is
+        missing. Two changes of one record in a batch go in separate statements, in arrival order
+        (the stale-write guard keeps the newest)."""
         rounds: dict[tuple[str, bool], list[dict[tuple[Any, ...], dict[str, Any]]]] = {}
-        for claimed, event, change in writes:
-            row = self._row(claimed, event, change)
-            key = tuple(change.key.values())
-            queue = rounds.setdefault((change.table, change.tombstone), [])
+        for write in writes:
+            row = self._row(write)
+            key = tuple(write.change.key.values())
+            queue = rounds.setdefault((write.change.table, write.change.tombstone), [])
             free = next((r for r in queue if key not in r), None)
             if free is None:
                 free = {}
                 queue.append(free)
             free[key] = row
         statuses: dict[int, str] = {}
+        deliveries: list[tuple[int, str]] = []
         for kind, batches in rounds.items():
             for batch in batches:
                 rows = json.dumps(list(batch.values()), default=_json_value, ensure_ascii=False)
                 answer = self.connection.run(
                     APPLY_SQL[kind], rows=rows, stale=json.dumps(STALE), started_ms=self.started_ms
                 )
-                for log_id, status in answer:
+                for log_id, status, made in answer:
                     statuses[log_id] = status
-        return statuses
+                    deliveries += [(int(i), str(d)) for i, d in made or []]
+        return statuses, deliveries
 
     def settle_many(self, outcomes: list[Outcome]) -> dict[int, str]:
         """End claimed events without a mirror change, in one statement: log id → status."""
@@ -228,8 +264,10 @@ class MirrorStore:
         self.connection.run(RELEASE_SQL, log_id=claimed.log_id, status=status, error=error)
 
     @staticmethod
-    def _row(claimed: Claim, event: EventMessage, change: MirrorChange) -> dict[str, Any]:
-        """The mirror row a change writes, with the bookkeeping of the stale-write guard."""
+    def _row(write: Write) -> dict[str, Any]:
+        """The mirror row a change writes, with the bookkeeping of the stale-write guard, and the
+        delivery it calls for."""
+        claimed, event, change = write.claim, write.event, write.change
         table = MIRRORS[change.table]
         when = event.occurred_at or datetime.fromtimestamp(claimed.received_ms / 1000).astimezone()
         row: dict[str, Any] = {
@@ -244,5 +282,11 @@ class MirrorStore:
         expected = {c.name for c in table.written(change.tombstone)}
         if set(row) != expected:
             raise ValueError(f"{change.table} change writes {sorted(row)}, the table takes {sorted(expected)}")
-        row |= {"log_id": claimed.log_id, "result": {"table": change.table, "action": change.action}}
-        return row
+        delivery = write.delivery
+        return row | {
+            "log_id": claimed.log_id,
+            "result": {"table": change.table, "action": change.action, **write.notes},
+            "delivery_destination": delivery.destination if delivery else None,
+            "delivery_action": delivery.action if delivery else None,
+            "delivery_target": delivery.target_key if delivery else None,
+        }

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from event_router.store.connection import PreparedConnection
-from event_router.store.tables import EVENT_LOG, FAILURES, UNPROCESSED
+from event_router.store.tables import DELIVERIES, EVENT_LOG, FAILURES, UNPROCESSED
 
 
 def _quoted(values: tuple[str, ...]) -> str:
@@ -85,6 +85,15 @@ FAILED_COLUMNS = ("event_id", "source", "module", "status", "error_message", "up
 STATS_FAILED_SQL = f"""
 SELECT {", ".join(FAILED_COLUMNS)} FROM {EVENT_LOG}
 WHERE status IN ({_quoted(FAILURES)}) ORDER BY updated_at DESC LIMIT :limit"""
+
+
+DELIVERY_COUNTS_SQL = f"""
+SELECT status, destination, count(*) FROM {DELIVERIES} GROUP BY GROUPING SETS ((status), (destination))"""
+DELIVERY_COLUMNS = ("id", "destination", "action", "target_key", "status", "attempts", "last_error", "updated_at")
+DELIVERY_ATTENTION_SQL = f"""
+SELECT {", ".join(DELIVERY_COLUMNS)} FROM {DELIVERIES}
+WHERE status = :status ORDER BY updated_at DESC LIMIT :limit"""
+DESTINATIONS_SQL = "SELECT name, paused_at, pause_reason, checked_at FROM destinations ORDER BY name"
 
 
 class EventLogOperations:
@@ -167,3 +176,24 @@ class EventLogOperations:
             "recent": [dict(zip(RECENT_COLUMNS, r, strict=True)) for r in recent_rows],
             "failed": [dict(zip(FAILED_COLUMNS, r, strict=True)) for r in failed_rows],
         }
+
+    def delivery_stats(self, recent: int) -> dict[str, Any]:
+        """Deliveries by status and destination, the ones that need a look, and the destinations."""
+        by: dict[str, dict[str, int]] = {"status": {}, "destination": {}}
+        for status, destination, total in self._connection.run(DELIVERY_COUNTS_SQL):
+            if status is not None:
+                by["status"][status] = total
+            if destination is not None:
+                by["destination"][destination] = total
+        attention = {
+            status: [
+                dict(zip(DELIVERY_COLUMNS, r, strict=True))
+                for r in self._connection.run(DELIVERY_ATTENTION_SQL, status=status, limit=recent)
+            ]
+            for status in ("waiting", "failed", "paused")
+        }
+        destinations = {
+            name: {"paused": paused_at is not None, "paused_at": paused_at, "reason": reason, "checked_at": checked}
+            for name, paused_at, reason, checked in self._connection.run(DESTINATIONS_SQL)
+        }
+        return {"by": by, "attention": attention, "destinations": destinations}

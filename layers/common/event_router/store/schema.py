@@ -134,3 +134,48 @@ def _mirror(table: tables.MirrorTable) -> Table:
 
 
 mirrors = {name: _mirror(table) for name, table in tables.MIRRORS.items()}
+
+
+# ---------------------------------------------------------------- the delivery stage (SPEC §11)
+
+deliveries = Table(
+    tables.DELIVERIES,
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    Column("destination", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("target_key", Text, nullable=False),
+    Column("payload", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("status", Text, nullable=False, server_default="pending"),
+    Column("attempts", Integer, nullable=False, server_default="0"),
+    _timestamp("next_attempt_at"),
+    Column("last_error", Text),
+    Column("result", JSONB),
+    Column("waiting_on", Text, index=True),
+    Column("event_log_id", BigInteger),
+    _timestamp("created_at", nullable=False, default=True),
+    _timestamp("updated_at", nullable=False, default=True),
+    _timestamp("delivered_at"),
+    CheckConstraint(_one_of("destination", tables.DESTINATIONS), name="destination"),
+    CheckConstraint(_one_of("status", tables.DELIVERY_STATUSES), name="status"),
+    Index(None, "status", "next_attempt_at"),
+    Index(None, "destination", "action", "target_key"),
+)
+
+destinations = Table(
+    "destinations",
+    metadata,
+    Column("name", Text, primary_key=True),
+    _timestamp("paused_at"),
+    Column("pause_reason", Text),
+    _timestamp("checked_at"),
+    Column("identity", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+)
+
+moodle_courses = Table(
+    "moodle_courses",
+    metadata,
+    Column("idnumber", Text, primary_key=True),
+    Column("course_id", BigInteger, nullable=False),
+    _timestamp("checked_at", nullable=False, default=True),
+)

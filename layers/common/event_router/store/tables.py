@@ -22,6 +22,20 @@ DONE = ("completed", "skipped", "failed")  # a delivery of an event in one of th
 UNPROCESSED = ("received", "queued", "processing", "replayed")
 FAILURES = ("failed", "dead_lettered")
 
+DELIVERIES = "deliveries"
+DELIVERY_STATUSES = (
+    "pending",  # to deliver: its message is on the destination's queue (or the sweep sends it again)
+    "waiting",  # for something else first (``waiting_on``: the student's Moodle user)
+    "paused",  # its destination is paused until a health check passes
+    "delivered",
+    "failed",  # can never succeed as it is: ``last_error`` says why; replayable
+    "superseded",  # a newer delivery for the same target does the work
+    "dead_lettered",
+    "cancelled",
+)
+DELIVERY_DONE = ("delivered", "failed", "superseded", "cancelled")
+DESTINATIONS = ("moodle", "zoho")
+
 
 @dataclass(frozen=True)
 class Column:
@@ -31,6 +45,7 @@ class Column:
     nullable: bool = True
     default: str | None = None  # server default, SQL text
     check: str | None = None  # a check constraint on the column, SQL text
+    kept_when_null: bool = False  # an upsert without a value keeps the stored one (a fact learned elsewhere)
 
 
 # What a queue message carries into the event log when the processor writes the row itself
@@ -85,7 +100,8 @@ MIRRORS: dict[str, MirrorTable] = {
             Column("student_id_number", "text", indexed=True),
             Column("academic_email", "text"),
             Column("name", "text"),
-            Column("moodle_user_id", "bigint", indexed=True),
+            # Written back by the Moodle delivery, or sent by Zoho once it holds it.
+            Column("moodle_user_id", "bigint", indexed=True, kept_when_null=True),
         ),
         _zoho(
             "enrollments",

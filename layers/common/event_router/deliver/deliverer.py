@@ -1,0 +1,313 @@
+"""The delivery functions (SPEC §11): take deliveries off a destination's queue and make the
+destination match what the mirror holds.
+
+For each delivery of a batch, one at a time per target (an advisory lock): skip it when it is done
+or a newer one for the same target is still to do; while the destination is paused, park it; else
+read the mirror, call the destination, and settle it:
+
+- ``delivered``, with what was done;
+- ``waiting`` when something must happen first (an enrolment whose student has no Moodle user
+  yet): the student's delivery wakes it;
+- ``failed`` when the data cannot work (Moodle's message is kept); replayable once fixed;
+- ``paused`` when the destination is misconfigured (a wrong token, a missing permission): the
+  destination stops taking deliveries, an alarm fires, nothing is dead-lettered, and the health
+  check that runs every minute resumes it once Moodle answers again;
+- retried (SQS delivers the message again, spaced out by the back-off) when the destination is
+  unreachable or unwell; after the last receive, ``dead_lettered``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from event_router.deliver.moodle import Moodle, MoodleError, MoodleRestClient
+from event_router.deliver.outbox import DeliveryMessage, DeliveryPublisher
+from event_router.deliver.provision import (
+    CannotDeliver,
+    FieldMapping,
+    MoodleUser,
+    Provisioner,
+    enrolment_state,
+    field_mapping,
+)
+from event_router.errors import StorageUnavailable
+from event_router.observability import Metric, count, logger
+from event_router.process.backoff import Backoff, NoBackoff, VisibilityBackoff, receive_count, retry_delay
+from event_router.settings import Settings, load_settings
+from event_router.store.connection import PreparedConnection, connection_params
+from event_router.store.deliveries import Delivery, DeliveryStore, Outcome
+
+MOODLE = "moodle"
+
+
+@dataclass
+class Work:
+    """What happened to one batch: the ids to send again, the records to retry, the counts."""
+
+    to_send: list[tuple[int, str]] = field(default_factory=list)
+    retry: list[dict[str, Any]] = field(default_factory=list)
+    counts: dict[tuple[Metric, str], int] = field(default_factory=dict)  # (metric, action) → deliveries
+
+    def count(self, metric: Metric, action: str) -> None:
+        self.counts[metric, action] = self.counts.get((metric, action), 0) + 1
+
+
+class MoodleDeliverer:
+    """Delivers to one Moodle site."""
+
+    def __init__(
+        self,
+        store: DeliveryStore,
+        moodle: Callable[[], Moodle],
+        send: Callable[[list[tuple[int, str]]], None],
+        mapping: FieldMapping,
+        *,
+        max_receive_count: int = 5,
+        retry_base_seconds: int = 120,
+        student_role_id: int = 5,
+        user_auth: str = "manual",
+        backoff: Backoff | None = None,
+    ) -> None:
+        self._backoff = backoff or NoBackoff()
+        self._store = store
+        self._moodle = moodle  # built on first use: the token may come from Secrets Manager
+        self._send = send
+        self._mapping = mapping
+        self._max_receive_count = max_receive_count
+        self._retry_base_seconds = retry_base_seconds
+        self._student_role_id = student_role_id
+        self._user_auth = user_auth
+
+    # ------------------------------------------------------------ a queue's batch
+
+    def handle(self, event: dict[str, Any]) -> dict[str, Any]:
+        """An SQS batch in, the partial batch response out; or, from the schedule, a health check."""
+        if "Records" not in event:
+            return self.check()
+        retry = self.deliver_batch(event["Records"])
+        self._backoff.postpone(retry)
+        return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in retry]}
+
+    def deliver_batch(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Deliver every record of an SQS batch; the records SQS should deliver again."""
+        work = Work()
+        for record in records:
+            message = DeliveryMessage.from_json(record.get("body", ""))
+            if message is None:
+                logger.error("delivery message is not a delivery; SQS will retry it until it is dead-lettered")
+                work.retry.append(record)
+                continue
+            try:
+                self._deliver(message.delivery_id, record, work)
+            except StorageUnavailable as error:  # the router's own database: the message comes back
+                logger.error("could not settle a delivery; SQS will retry it", error=str(error))
+                work.retry.append(record)
+        self._send(work.to_send)
+        for (metric, action), value in work.counts.items():
+            count(metric, value=value, destination=MOODLE, action=action)
+        return work.retry
+
+    def _deliver(self, delivery_id: int, record: dict[str, Any], work: Work) -> None:
+        delivery = self._store.load(delivery_id)
+        if delivery is None or delivery.status not in ("pending", "waiting", "paused", "dead_lettered"):
+            return  # settled already: a redelivered message changes nothing
+        reason = self._store.paused(MOODLE)
+        if reason is not None:
+            self._store.settle(delivery, Outcome("paused", error=f"Moodle is paused ({reason})", attempted=False))
+            return
+        with self._store.target_lock(delivery):
+            if self._store.supersede(delivery):
+                work.count(Metric.DELIVERY_SUPERSEDED, delivery.action)
+                return
+            outcome = self._attempt(delivery, work)
+            if outcome.status == "pending":  # to retry
+                last = receive_count(record) >= self._max_receive_count
+                outcome = Outcome(
+                    "dead_lettered" if last else "pending",
+                    error=outcome.error,
+                    retry_in=retry_delay(receive_count(record), self._retry_base_seconds, 43_200),
+                )
+                work.retry.append(record)
+            self._store.settle(delivery, outcome)
+        work.count(_METRICS[outcome.status], delivery.action)
+        logger.info("delivery settled", delivery_id=delivery.id, action=delivery.action, status=outcome.status)
+
+    def _attempt(self, delivery: Delivery, work: Work) -> Outcome:
+        try:
+            if delivery.action == "user":
+                return self._user(delivery.target_key, work)
+            if delivery.action == "enrolment":
+                return self._enrolment(delivery.target_key)
+            return Outcome("failed", error=f"unknown Moodle action {delivery.action!r}")
+        except CannotDeliver as problem:
+            return Outcome("failed", error=str(problem))
+        except MoodleError as error:
+            if error.kind == "configuration":
+                self._store.pause(MOODLE, error.code)
+                count(Metric.DESTINATION_PAUSED, value=1, destination=MOODLE)
+                logger.error(
+                    "Moodle refused the router's credentials or permissions; deliveries paused", code=error.code
+                )
+                return Outcome("paused", error=f"Moodle is paused ({error.code})", attempted=False)
+            if error.kind == "transient":
+                return Outcome("pending", error=str(error))
+            return Outcome("failed", error=str(error))
+
+    # ------------------------------------------------------------ the provisioning rules
+
+    def _provisioner(self) -> Provisioner:
+        return Provisioner(self._moodle(), self._student_role_id, self._user_auth)
+
+    def _user(self, student_id: str, work: Work) -> Outcome:
+        found = self._store.student(student_id)
+        if found is None:
+            return Outcome("failed", error=f"student {student_id} is not in the mirror")
+        data, deleted_at, known_id = found
+        desired = MoodleUser.of(data, deleted=deleted_at is not None, mapping=self._mapping)
+        user_id, action = self._provisioner().ensure_user(desired, known_id)
+        if user_id is not None and user_id != known_id:
+            self._store.remember_moodle_user(student_id, user_id)
+        if user_id is not None:
+            work.to_send += self._store.wake(f"student:{student_id}")
+        return Outcome("delivered", result={"moodle_user_id": user_id, "action": action})
+
+    def _enrolment(self, enrolment_id: str) -> Outcome:
+        found = self._store.enrollment(enrolment_id)
+        if found is None:
+            return Outcome("failed", error=f"enrolment {enrolment_id} is not in the mirror")
+        student_id, status, data, deleted_at = found
+        state = enrolment_state(status, deleted=deleted_at is not None, mapping=self._mapping)
+        idnumber = str(data.get(self._mapping.course_idnumber) or "").strip()
+        if not idnumber:
+            return Outcome("failed", error=f"{self._mapping.course_idnumber} is empty")
+        student = self._store.student(student_id) if student_id else None
+        user_id = student[2] if student else None
+        if user_id is None:
+            if state == "absent":
+                return Outcome("delivered", result={"state": "absent", "note": "the student has no Moodle user"})
+            reason = f"the student {student_id} has no Moodle user yet"
+            return Outcome("waiting", error=reason, waiting_on=f"student:{student_id}", attempted=False)
+        course_id, remembered = self._course(idnumber)
+        if course_id is None:
+            return Outcome("failed", error=f"no Moodle course has idnumber {idnumber!r}")
+        try:
+            self._provisioner().set_enrolment(user_id, course_id, state)
+        except MoodleError as error:
+            if not remembered or error.kind != "data":
+                raise
+            # The course remembered may be gone, or replaced by another with the same idnumber.
+            self._store.forget_course(idnumber)
+            fresh, _ = self._course(idnumber)
+            if fresh is None:
+                return Outcome("failed", error=f"no Moodle course has idnumber {idnumber!r}")
+            if fresh == course_id:
+                raise
+            course_id = fresh
+            self._provisioner().set_enrolment(user_id, course_id, state)
+        return Outcome("delivered", result={"moodle_user_id": user_id, "moodle_course_id": course_id, "state": state})
+
+    def _course(self, idnumber: str) -> tuple[int | None, bool]:
+        """The course of ``idnumber``, looked up once and then remembered: (its id, whether it came
+        from the router's memory)."""
+        course_id = self._store.course_id(idnumber)
+        if course_id is not None:
+            return course_id, True
+        course_id = self._provisioner().course_id(idnumber)
+        if course_id is not None:
+            self._store.remember_course(idnumber, course_id)
+        return course_id, False
+
+    # ------------------------------------------------------------ the health check
+
+    def check(self) -> dict[str, Any]:
+        """Ask Moodle who the router is; resume a pause when it answers. Runs every minute."""
+        try:
+            info = self._moodle().call("core_webservice_get_site_info")
+        except MoodleError as error:
+            if error.kind == "configuration":
+                self._store.pause(MOODLE, error.code)
+            paused = self._store.paused(MOODLE) is not None
+            count(Metric.DESTINATION_PAUSED, value=1 if paused else 0, destination=MOODLE)
+            return {"destination": MOODLE, "healthy": False, "paused": paused, "error": error.code}
+        identity = {"userid": info.get("userid"), "release": info.get("release")}
+        resumed = self._store.healthy(MOODLE, identity)
+        requeued: list[tuple[int, str]] = []
+        if resumed:
+            requeued = self._store.requeue(["paused"], destination=MOODLE)
+            self._send(requeued)
+            logger.info("Moodle answers again; deliveries resumed", requeued=len(requeued))
+        count(Metric.DESTINATION_PAUSED, value=0, destination=MOODLE)
+        return {"destination": MOODLE, "healthy": True, "paused": False, "resumed": resumed, "requeued": len(requeued)}
+
+
+_METRICS = {
+    "delivered": Metric.DELIVERED,
+    "waiting": Metric.DELIVERY_WAITING,
+    "failed": Metric.DELIVERY_FAILED,
+    "paused": Metric.DELIVERY_PAUSED,
+    "pending": Metric.DELIVERY_RETRIED,
+    "dead_lettered": Metric.DELIVERY_DEAD_LETTERED,
+}
+
+
+def moodle_client(settings: Settings) -> Callable[[], Moodle]:
+    """The Moodle client of this container: URL from the settings, token from ``MOODLE_TOKEN`` or the
+    Secrets Manager secret ``MOODLE_TOKEN_SECRET_ARN``, read again every ``SECRETS_MAX_AGE`` seconds
+    so that a corrected or rotated token takes effect without a deploy."""
+    made: dict[str, Moodle] = {}
+
+    def client() -> Moodle:
+        if not settings.moodle_url:
+            raise MoodleError("configuration", "nourl", "MOODLE_URL is not set")
+        token = settings.moodle_token or _secret_token(settings)  # Powertools caches it for max_age
+        if token not in made:
+            made.clear()
+            made[token] = MoodleRestClient(settings.moodle_url, token, settings.moodle_timeout_seconds)
+        return made[token]
+
+    return client
+
+
+def _secret_token(settings: Settings) -> str:
+    if not settings.moodle_token_secret_arn:
+        raise MoodleError("configuration", "notoken", "no Moodle token is configured")
+    from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415 - only where a secret is used
+
+    try:
+        raw = parameters.get_secret(settings.moodle_token_secret_arn, max_age=settings.secrets_max_age)
+    except Exception as error:  # noqa: BLE001 - an unreadable secret is the router's configuration
+        raise MoodleError("transient", "secretunavailable", type(error).__name__) from None
+    text = raw.decode() if isinstance(raw, bytes) else str(raw)
+    try:
+        document = json.loads(text)
+    except ValueError:
+        return text.strip()
+    return str(document.get("token", "")) if isinstance(document, dict) else text.strip()
+
+
+def build_moodle_deliverer(settings: Settings | None = None) -> MoodleDeliverer:
+    """Wire the Moodle delivery function from the container's settings."""
+    settings = settings or load_settings()
+    connection = PreparedConnection(connection_params(settings, "moodle-delivery"), settings.db_idle_ping_seconds)
+    queue_url = settings.moodle_delivery_queue_url
+    backoff = (
+        VisibilityBackoff(
+            queue_url, settings.retry_base_seconds, settings.retry_max_seconds, settings.max_receive_count, settings
+        )
+        if queue_url and settings.retry_base_seconds
+        else None
+    )
+    return MoodleDeliverer(
+        DeliveryStore(connection),
+        moodle_client(settings),
+        DeliveryPublisher(settings).send,
+        field_mapping(),
+        max_receive_count=settings.max_receive_count,
+        retry_base_seconds=settings.retry_base_seconds,
+        student_role_id=settings.moodle_student_role_id,
+        user_auth=settings.moodle_user_auth,
+        backoff=backoff,
+    )

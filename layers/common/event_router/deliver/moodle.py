@@ -1,0 +1,135 @@
+"""The Moodle connector: a small client for Moodle's REST web services, and its error model.
+
+Every call is ``POST {url}/webservice/rest/server.php`` with ``wstoken``, ``wsfunction`` and
+``moodlewsrestformat=json``; arrays travel as PHP-style form fields (``users[0][username]=…``).
+Moodle answers HTTP 200 to everything, errors included: an error is a JSON object with
+``exception``, ``errorcode`` and ``message``. What an error means for a delivery is decided in one
+table (``classify``): the destination is misconfigured (pause it), the data is wrong (the delivery
+fails with Moodle's message), or Moodle is unwell (retry later).
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from typing import Any, Literal, Protocol
+from urllib.parse import urlencode
+
+from event_router.errors import DeliveryError
+
+# The web-service functions the router calls: what an administrator adds to the external service.
+FUNCTIONS = (
+    "core_webservice_get_site_info",
+    "core_user_get_users_by_field",
+    "core_user_create_users",
+    "core_user_update_users",
+    "core_course_get_courses_by_field",
+    "enrol_manual_enrol_users",
+    "enrol_manual_unenrol_users",
+)
+
+# What the web-service user's role holds, at system level, and nothing more (docs/connect-moodle.md;
+# the contract suite runs the real Moodle with a user holding exactly these).
+CAPABILITIES = (
+    "webservice/rest:use",  # call the REST protocol
+    "moodle/user:viewdetails",  # find a user (core_user_get_users_by_field) ...
+    "moodle/user:viewalldetails",  # ... with its username and idnumber, which the router compares
+    "moodle/site:viewuseridentity",  # ... and its e-mail address (one of the site's identity fields)
+    "moodle/user:create",  # create a student's user
+    "moodle/user:update",  # update, suspend and reactivate it
+    "moodle/course:view",  # see the courses it enrols into without being enrolled itself
+    "moodle/course:viewhiddencourses",  # ... hidden ones too (a course is often hidden while it is set up)
+    "enrol/manual:enrol",  # enrol, and suspend an enrolment
+    "enrol/manual:unenrol",  # unenrol
+    "moodle/role:assign",  # give the enrolment the student role (also allow the role to assign "student")
+)
+
+Kind = Literal["configuration", "data", "transient"]
+
+# errorcode → what it means. Configuration errors stop every delivery until an administrator acts;
+# transient ones pass by themselves; anything else is about the data of one delivery.
+_ERRORS: dict[str, Kind] = {
+    "invalidtoken": "configuration",  # wrong, expired or deleted token
+    "accessexception": "configuration",  # web services off, or the function is not in the service
+    "nopermissions": "configuration",  # the web-service user lacks a capability
+    "requireloginerror": "configuration",
+    "servicerequireslogin": "configuration",
+    "usernotfullysetup": "configuration",
+    "wsusercannotassign": "configuration",  # the web-service user may not assign the student role
+    "sitemaintenance": "transient",
+    "dmlreadexception": "transient",
+    "dmlwriteexception": "transient",
+    "dbconnectionfailed": "transient",
+    "dmltransactionexception": "transient",
+}
+
+
+class MoodleError(DeliveryError):
+    """Moodle refused a call; ``kind`` says what a delivery should do about it."""
+
+    def __init__(self, kind: Kind, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}" if message else code)
+        self.kind: Kind = kind
+        self.code = code
+
+
+def classify(errorcode: str) -> Kind:
+    return _ERRORS.get(errorcode, "data")
+
+
+def form_fields(params: Mapping[Any, Any], prefix: str = "") -> list[tuple[str, str]]:
+    """Moodle's PHP-style form encoding: nested dicts and lists become ``name[key][0]=value``."""
+    fields: list[tuple[str, str]] = []
+    for key, value in params.items():
+        name = f"{prefix}[{key}]" if prefix else str(key)
+        if isinstance(value, Mapping):
+            fields += form_fields(value, name)
+        elif isinstance(value, list | tuple):
+            fields += form_fields(dict(enumerate(value)), name)
+        elif isinstance(value, bool):
+            fields.append((name, "1" if value else "0"))
+        elif value is not None:
+            fields.append((name, str(value)))
+    return fields
+
+
+class Moodle(Protocol):
+    """What the router needs from Moodle: one web-service call."""
+
+    def call(self, function: str, params: Mapping[str, Any] | None = None) -> Any: ...
+
+
+class MoodleRestClient:
+    """Calls one Moodle site's REST web services with one token; counts its calls."""
+
+    def __init__(self, url: str, token: str, timeout: float = 10.0) -> None:
+        self._endpoint = url.rstrip("/") + "/webservice/rest/server.php"
+        self._token = token
+        self._timeout = timeout
+        self.calls = 0
+
+    def call(self, function: str, params: Mapping[str, Any] | None = None) -> Any:
+        """The decoded answer of ``function``; ``MoodleError`` when Moodle (or the way to it) fails."""
+        fields = [("wstoken", self._token), ("wsfunction", function), ("moodlewsrestformat", "json")]
+        body = urlencode(fields + form_fields(params or {})).encode()
+        request = urllib.request.Request(self._endpoint, data=body, method="POST")  # noqa: S310 - configured URL
+        request.add_header("Content-Type", "application/x-www-form-urlencoded")
+        self.calls += 1
+        try:
+            with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310
+                raw = response.read()
+        except urllib.error.HTTPError as error:
+            kind: Kind = "transient" if error.code >= 500 or error.code == 429 else "configuration"
+            raise MoodleError(kind, f"http{error.code}", "Moodle answered with an HTTP error") from None
+        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
+            raise MoodleError("transient", "unreachable", type(error).__name__) from None
+        try:
+            answer = json.loads(raw) if raw.strip() else None
+        except ValueError:
+            raise MoodleError("transient", "notjson", "Moodle's answer is not JSON") from None
+        if isinstance(answer, dict) and "exception" in answer:
+            code = str(answer.get("errorcode") or answer["exception"])
+            raise MoodleError(classify(code), code, str(answer.get("message", "")))
+        return answer
