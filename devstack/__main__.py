@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from devstack.invoke import LocalContext, environment, load_function
-from devstack.samples import EVENTS_DIR, SAMPLES, ZOHO_RECORDS, zoho_webhook
+from devstack.moodle_standin import DEV_TOKEN
+from devstack.samples import EVENTS_DIR, SAMPLE_COURSE, SAMPLES, ZOHO_RECORDS, zoho_webhook
 from devstack.stack import AWS_ENVIRONMENT, configured_stack, local_dir
 from devstack.template import functions, load_template
 from event_router.verify.signatures import sign
@@ -58,6 +59,7 @@ BTEC event router: local stack running (Ctrl-C stops it)
   API         {base}/api/v1/events/...   health: {base}/api/v1/events/health
   Database    {state["database_url"]}
   AWS (moto)  {state["aws_endpoint"]}
+  Moodle      {moodle_line(state)}
 
   Fake development secrets (never use them in a deployed stack):
     ZOHO_WEBHOOK_SECRET={secrets["ZOHO_WEBHOOK_SECRET"]}
@@ -71,6 +73,12 @@ BTEC event router: local stack running (Ctrl-C stops it)
 
   Then: curl -s {base}/api/v1/events/stats    (or: make send, make invoke, make replay)
 """
+
+
+def moodle_line(state: dict[str, Any]) -> str:
+    if state["moodle"] == "real":
+        return f"{state['moodle_url']} (MOODLE_URL; the token from MOODLE_TOKEN)"
+    return f"{state['moodle_url']} (the stand-in; course {SAMPLE_COURSE}; fake web-service token {DEV_TOKEN})"
 
 
 def running_state() -> dict[str, Any]:

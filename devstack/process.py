@@ -25,11 +25,23 @@ class RunningStack:
 
     log_files: ClassVar[list[Path]] = []  # every stack's output, for the tests' check of log lines
 
-    def __init__(self, local_dir: Path, database_url: str | None, parameter_overrides: str = "") -> None:
+    def __init__(
+        self,
+        local_dir: Path,
+        database_url: str | None,
+        parameter_overrides: str = "",
+        *,
+        moodle: tuple[str, str] | None = None,
+        environment: dict[str, str] | None = None,
+    ) -> None:
+        """``moodle`` is a Moodle's (URL, token) to deliver to; None starts the stack's own stand-in."""
         self.local_dir = local_dir
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        environment = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_"))}
+        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_", "MOODLE_"))}
+        environment = inherited | (environment or {})
+        if moodle is not None:
+            environment |= {"MOODLE_URL": moodle[0], "MOODLE_TOKEN": moodle[1]}
         environment |= {
             "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'layers' / 'common'}",
             "PORT": str(self.port),
@@ -106,6 +118,11 @@ class RunningStack:
             timeout=60,
         )
         return result.stdout
+
+    def state(self) -> dict[str, Any]:
+        """What the running stack wrote about itself (its moto endpoint, its Moodle...)."""
+        state: dict[str, Any] = json.loads((self.local_dir / "stack.json").read_text())
+        return state
 
     def replay(self, request: dict[str, Any]) -> dict[str, Any]:
         output = self.command("replay", json.dumps(request))

@@ -87,6 +87,8 @@ def _form(fields: dict[str, str]) -> bytes:
     return urlencode(fields).encode()
 
 
+SAMPLE_COURSE = "L3-IT-2026"  # the Moodle course idnumber of the sample enrolment; the stand-in has it
+
 # route segment: (module, record id, the record's fields besides id and Modified_Time)
 ZOHO_RECORDS: dict[str, tuple[Module, str, dict[str, Any]]] = {
     "student": (
@@ -106,6 +108,7 @@ ZOHO_RECORDS: dict[str, tuple[Module, str, dict[str, Any]]] = {
             "Enrolled_Students": {"id": STUDENT_ID, "name": "Ada Example"},
             "Classes": {"id": CLASS_ID, "name": "Level 3 Extended Diploma in IT"},
             "Enrollment_Status": "Active",
+            "Moodle_Course_ID": SAMPLE_COURSE,
         },
     ),
     "grade": (

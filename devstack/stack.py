@@ -5,7 +5,9 @@ behind each, the queues with their visibility timeout and redrive policy, the
 SQS triggers with their batch size, batching window and partial batch
 responses, the schedules, and every function's environment. Postgres is the
 embedded server (data kept in ``.local/postgres``) unless ``DATABASE_URL`` is
-set; AWS is moto's server, in-process, on a free loopback port.
+set; AWS is moto's server, in-process, on a free loopback port. Moodle is the stand-in
+(``devstack.moodle_standin``, with the sample enrolment's course) unless ``MOODLE_URL`` and
+``MOODLE_TOKEN`` name a real one.
 """
 
 from __future__ import annotations
@@ -24,9 +26,10 @@ import boto3
 from moto.server import ThreadedMotoServer
 
 from devstack.invoke import Handler, LocalContext, load_function
+from devstack.moodle_standin import MoodleStandIn
 from devstack.poller import QueuePoller
 from devstack.postgres import create_database, start_embedded, with_database
-from devstack.samples import dev_environment
+from devstack.samples import SAMPLE_COURSE, dev_environment
 from devstack.server import Route, WebhookServer, free_port
 from devstack.template import ROOT, FunctionSpec, Resolver, functions, load_template, resources_of_type
 from event_router.operate.migrate import upgrade
@@ -63,6 +66,9 @@ class LocalStack:
     database_url: str | None = None
     parameter_overrides: dict[str, str] = field(default_factory=dict)
     secrets: dict[str, str] = field(default_factory=dict)
+    moodle_url: str | None = None  # a real Moodle; None starts the stand-in
+    moodle_token: str | None = None
+    schedule_seconds: float | None = None  # run every schedule this often instead of at its rate
     state: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -71,6 +77,7 @@ class LocalStack:
         self._postgres: Any = None
         self._moto: ThreadedMotoServer | None = None
         self._server: WebhookServer | None = None
+        self.moodle_standin: MoodleStandIn | None = None
         self.handlers: dict[str, Handler] = {}
 
     # ------------------------------------------------------------ lifecycle
@@ -81,8 +88,10 @@ class LocalStack:
         database_url = self._start_postgres(directory)
         upgrade(database_url)
         endpoint = self._start_moto()
+        self._start_moodle()
         template = load_template()
-        resolver = Resolver(template, self.parameter_overrides, STACK_NAME)
+        overrides = {"MoodleUrl": self.moodle_url or "", **self.parameter_overrides}
+        resolver = Resolver(template, overrides, STACK_NAME)
         self._create_queues(template, resolver)
         self._create_secrets(template, resolver)
         specs = functions(template)
@@ -97,6 +106,8 @@ class LocalStack:
             "base_url": f"http://127.0.0.1:{self.port}",
             "database_url": database_url,
             "aws_endpoint": endpoint,
+            "moodle_url": overrides["MoodleUrl"],
+            "moodle": "stand-in" if self.moodle_standin else "real",
             "pid": os.getpid(),
             "environments": environments,
             "dead_letter_queue_url": resolver.refs.get("DeadLetterQueue"),
@@ -113,6 +124,8 @@ class LocalStack:
             thread.join(timeout=10)
         if self._moto is not None:
             self._moto.stop()
+        if self.moodle_standin is not None:
+            self.moodle_standin.stop()
         if self._postgres is not None:
             self._postgres.cleanup()
         state_file = local_dir() / "stack.json"
@@ -148,6 +161,17 @@ class LocalStack:
         self._sqs = boto3.client("sqs", endpoint_url=endpoint)
         return endpoint
 
+    def _start_moodle(self) -> None:
+        """The stand-in Moodle, with the course of the sample enrolment, unless a real one is given.
+        Either way the functions read the token from the stack's secret, as deployed ones do."""
+        os.environ.pop("MOODLE_TOKEN", None)
+        os.environ.pop("MOODLE_URL", None)
+        if self.moodle_url:
+            return
+        self.moodle_standin = MoodleStandIn().start()
+        self.moodle_standin.site.create_course(SAMPLE_COURSE, shortname="L3IT")
+        self.moodle_url, self.moodle_token = self.moodle_standin.url, self.moodle_standin.site.token
+
     def _create_queues(self, template: dict[str, Any], resolver: Resolver) -> None:
         queues = resources_of_type(template, "AWS::SQS::Queue")
         for name in queues:  # first the queues, so redrive policies can name their targets
@@ -167,20 +191,24 @@ class LocalStack:
                 self._sqs.set_queue_attributes(QueueUrl=resolver.refs[name], Attributes=attributes)
 
     def _create_secrets(self, template: dict[str, Any], resolver: Resolver) -> None:
-        """Each secret of the template: the webhook secrets hold the (fake) secrets of their source;
-        the database login secret is created but unused (``DATABASE_URL`` says it all locally)."""
+        """Each secret of the template: the webhook secrets hold the (fake) secrets of their source,
+        the Moodle token secret the token of the Moodle in use; the database login secrets are
+        created but unused (``DATABASE_URL`` says it all locally)."""
         client = boto3.client("secretsmanager")
         for name, resource in resources_of_type(template, "AWS::SecretsManager::Secret").items():
             if not resolver.exists(resource):
                 continue
-            source = next((s for s in ("zoho", "moodle") if name.lower().startswith(s)), None)
-            if source is None:
-                value: dict[str, Any] = {"username": "local", "password": "local-NOT-A-SECRET"}
-            else:
+            value: dict[str, Any]
+            if name == "MoodleTokenSecret":
+                value = {"token": self.moodle_token or ""}
+            elif name in ("ZohoWebhookSecret", "MoodleWebhookSecret"):
+                source = name.removesuffix("WebhookSecret").upper()
                 value = {
-                    "secrets": _split(self.secrets.get(f"{source.upper()}_WEBHOOK_SECRET", "")),
-                    "tokens": _split(self.secrets.get(f"{source.upper()}_WEBHOOK_TOKEN", "")),
+                    "secrets": _split(self.secrets.get(f"{source}_WEBHOOK_SECRET", "")),
+                    "tokens": _split(self.secrets.get(f"{source}_WEBHOOK_TOKEN", "")),
                 }
+            else:
+                value = {"username": "local", "password": "local-NOT-A-SECRET"}
             arn = client.create_secret(Name=f"{STACK_NAME}-{name}", SecretString=json.dumps(value))["ARN"]
             resolver.refs[name] = arn
 
@@ -230,7 +258,7 @@ class LocalStack:
     def _start_schedules(self, specs: dict[str, FunctionSpec]) -> None:
         for name, spec in specs.items():
             for schedule in spec.events_of_type("Schedule"):
-                seconds = _rate_seconds(schedule["Schedule"])
+                seconds = self.schedule_seconds or _rate_seconds(schedule["Schedule"])
                 payload = json.loads(schedule.get("Input", "{}"))
                 self._spawn(f"schedule-{name}", self._run_every, name, seconds, payload)
 
@@ -253,6 +281,10 @@ class LocalStack:
         result = self.invoke("ReplayFunction", leftovers)
         if result.get("replayed"):
             print(f"re-queued {result['replayed']} events left on the queues when the stack last stopped", flush=True)
+        deliveries = {"mode": "deliveries", "delivery_statuses": ["pending"], "max_messages": 10_000}
+        result = self.invoke("ReplayFunction", deliveries)
+        if result.get("replayed"):
+            print(f"re-queued {result['replayed']} deliveries left on the queues", flush=True)
 
     def _spawn(self, name: str, target: Any, *args: Any) -> None:
         thread = threading.Thread(target=target, args=args, name=name, daemon=True)
@@ -280,9 +312,19 @@ def configured_stack() -> LocalStack:
         name: os.environ.get(name) or next((f[name] for f in env_file.values() if name in f), fake.get(name, ""))
         for name in ("ZOHO_WEBHOOK_SECRET", "MOODLE_WEBHOOK_SECRET", "ZOHO_WEBHOOK_TOKEN", "MOODLE_WEBHOOK_TOKEN")
     }
+    moodle_url, moodle_token = os.environ.get("MOODLE_URL") or None, os.environ.get("MOODLE_TOKEN") or None
+    if bool(moodle_url) != bool(moodle_token):
+        raise SystemExit(
+            "Set both MOODLE_URL and MOODLE_TOKEN to deliver to a real Moodle, or neither for the stand-in."
+        )
     return LocalStack(
         port=int(os.environ.get("PORT", "3000")),
         database_url=os.environ.get("DATABASE_URL") or None,
         parameter_overrides=parse_overrides(os.environ.get("PARAMETER_OVERRIDES", "")),
         secrets=secrets,
+        moodle_url=moodle_url,
+        moodle_token=moodle_token,
+        schedule_seconds=float(os.environ["LOCAL_SCHEDULE_SECONDS"])
+        if os.environ.get("LOCAL_SCHEDULE_SECONDS")
+        else None,
     )

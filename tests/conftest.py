@@ -22,12 +22,14 @@ import pytest
 from moto.server import ThreadedMotoServer
 from sqlalchemy import Engine, text
 
+from devstack.moodle_standin import MoodleStandIn
 from devstack.postgres import create_database, drop_database, start_embedded
 from devstack.server import free_port
 from event_router.contract import MODULES
 from event_router.observability import logger
 from event_router.operate.migrate import make_engine, upgrade
 from event_router.store.schema import metadata
+from tests.moodle_sites import SITES, MoodleSite, StandInSite, real_moodle
 
 AWS_TEST_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -239,3 +241,30 @@ def no_secret_signature_or_payload_value_in_any_log_line() -> Iterator[None]:
             output += "\n" + path.read_text(errors="replace").lower()
     leaks = [what for what, value in _forbidden_in_logs().items() if value.lower() in output]
     assert leaks == [], f"log lines leak: {leaks}"
+
+
+# ------------------------------------------------------------------ Moodle sites
+
+
+@pytest.fixture(scope="session")
+def moodle_standin() -> Iterator[MoodleStandIn]:
+    server = MoodleStandIn().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=SITES)
+def moodle_site(request: pytest.FixtureRequest, moodle_standin: MoodleStandIn) -> MoodleSite:
+    """Each test runs once per site: the same assertions must hold for the stand-in and the real one."""
+    if request.param == "stand-in":
+        return StandInSite(moodle_standin)
+    site = real_moodle()
+    assert site is not None
+    return site
+
+
+@pytest.fixture
+def unique() -> str:
+    """A suffix that keeps one test's users and courses apart from every other run's (a real Moodle
+    keeps what earlier runs created)."""
+    return uuid.uuid4().hex[:10]

@@ -1,0 +1,318 @@
+"""A stand-in for Moodle's REST web services, for the local stack and the tests when no real Moodle
+runs. It implements the functions the router calls (``deliver.moodle.FUNCTIONS``) with Moodle 4.5's
+semantics, measured against the real one (``tests/contract`` runs the same suite against both):
+
+- every answer is HTTP 200; an error is ``{"exception", "errorcode", "message"}``: ``invalidtoken``
+  for a wrong token, ``accessexception`` for a function outside the service, ``invalidparameter``
+  for bad or duplicate values, ``invalidrecord`` for a user or course that does not exist;
+- usernames are unique and lower case, e-mail addresses unique ignoring case, ``idnumber`` is not
+  unique (Moodle does not check it); lookups by field match exactly;
+- ``enrol_manual_enrol_users`` and ``enrol_manual_unenrol_users`` answer ``null``; enrolling an
+  enrolled user updates the enrolment's status;
+- ``core_user_update_users`` reports a bad user as a warning, not an error.
+
+Tests and the local stack reach its state directly (``site``) to create courses and look at
+enrolments, as they would through Moodle's own pages.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import re
+import threading
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl
+
+from event_router.deliver.moodle import FUNCTIONS
+
+DEV_TOKEN = "dev-moodle-ws-token-NOT-FOR-PRODUCTION"  # fake, published on purpose
+STUDENT_ROLE = 5
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+_USERNAME = re.compile(r"^[a-z0-9_.@-]+$")
+AUTH_PLUGINS = ("manual", "nologin", "oauth2", "saml2", "ldap", "email")
+
+
+class MoodleException(Exception):
+    def __init__(self, errorcode: str, message: str, exception: str = "moodle_exception") -> None:
+        super().__init__(message)
+        self.answer = {"exception": exception, "errorcode": errorcode, "message": message}
+
+
+def _invalid(detail: str) -> MoodleException:
+    # Moodle keeps the detail for its debug output; the answer says only this.
+    return MoodleException("invalidparameter", "Invalid parameter value detected", "invalid_parameter_exception")
+
+
+def _missing(table: str) -> MoodleException:
+    return MoodleException(
+        "invalidrecord", f"Can't find data record in database table {table}.", "dml_missing_record_exception"
+    )
+
+
+@dataclass
+class Site:
+    """What the stand-in Moodle holds: users, courses, manual enrolments, and its one token."""
+
+    token: str = DEV_TOKEN
+    functions: tuple[str, ...] = FUNCTIONS
+    users: dict[int, dict[str, Any]] = field(default_factory=dict)
+    courses: dict[int, dict[str, Any]] = field(default_factory=dict)
+    enrolments: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)  # (user, course)
+    calls: list[str] = field(default_factory=list)
+    _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(3))
+
+    def __post_init__(self) -> None:
+        self.lock = threading.Lock()
+        self.web_service_user = self._add_user(
+            {"username": "wsrouter", "firstname": "Event", "lastname": "Router", "email": "router@example.invalid"}
+        )
+
+    # ------------------------------------------------------------ what an administrator would do
+
+    def create_course(
+        self, idnumber: str, shortname: str | None = None, manual_enrolment: bool = True, visible: bool = True
+    ) -> int:
+        with self.lock:
+            course_id = next(self._ids)
+            self.courses[course_id] = {
+                "id": course_id,
+                "idnumber": idnumber,
+                "shortname": shortname or f"course-{course_id}",
+                "fullname": shortname or f"Course {course_id}",
+                "manual": manual_enrolment,
+                "visible": visible,
+            }
+            return course_id
+
+    def enrolment(self, user_id: int, course_id: int) -> str | None:
+        """``active``, ``suspended``, or None when the user is not enrolled in the course."""
+        found = self.enrolments.get((user_id, course_id))
+        return None if found is None else ("suspended" if found["status"] else "active")
+
+    def user_by(self, field_name: str, value: Any) -> dict[str, Any] | None:
+        return next((dict(u) for u in self.users.values() if u.get(field_name) == value), None)
+
+    # ------------------------------------------------------------ the REST endpoint
+
+    def answer(self, form: dict[str, Any]) -> Any:
+        """One web-service request: the JSON Moodle would answer."""
+        with self.lock:
+            try:
+                if form.get("wstoken") != self.token:
+                    raise MoodleException("invalidtoken", "Invalid token - token not found")
+                function = str(form.get("wsfunction", ""))
+                if function not in self.functions:
+                    raise MoodleException("accessexception", "Access control exception", "webservice_access_exception")
+                self.calls.append(function)
+                return getattr(self, f"_{function}")(form)
+            except MoodleException as error:
+                return error.answer
+
+    def _core_webservice_get_site_info(self, form: dict[str, Any]) -> dict[str, Any]:
+        user = self.users[self.web_service_user]
+        return {
+            "sitename": "Stand-in college",
+            "username": user["username"],
+            "userid": user["id"],
+            "release": "4.5.6 (Build: 20250714) stand-in",
+            "version": "2024100706",
+            "functions": [{"name": f, "version": "2024100706"} for f in self.functions],
+        }
+
+    def _core_user_get_users_by_field(self, form: dict[str, Any]) -> list[dict[str, Any]]:
+        field_name = form.get("field")
+        if field_name not in ("id", "idnumber", "username", "email"):
+            raise MoodleException(
+                "codingerror",
+                "Coding error detected, it must be fixed by a programmer: invalid field parameter",
+                "coding_exception",
+            )
+        values = [str(v) for v in _as_list(form.get("values"))]
+        found = [
+            u
+            for u in self.users.values()
+            if str(u.get(field_name, "")) in values and u.get(field_name) not in ("", None)
+        ]
+        return [self._details(u) for u in sorted(found, key=lambda u: u["id"])]
+
+    def _core_user_create_users(self, form: dict[str, Any]) -> list[dict[str, Any]]:
+        users = _as_list(form.get("users"))
+        for user in users:
+            for required in ("username", "firstname", "lastname", "email"):
+                if not str(user.get(required, "")).strip():
+                    raise _invalid(f"The field {required} cannot be blank")
+            if not _USERNAME.match(user["username"]):
+                raise _invalid("username")
+            if self.user_by("username", user["username"]):
+                raise _invalid("Username already exists")
+            if user.get("auth", "manual") not in AUTH_PLUGINS:
+                raise _invalid("Invalid authentication type")
+            if user.get("auth", "manual") == "manual" and not (
+                user.get("password") or _true(user.get("createpassword"))
+            ):
+                raise _invalid("Invalid password: you must provide a password, or set createpassword.")
+            if not _EMAIL.match(user["email"]):
+                raise _invalid("Email address is invalid")
+            if any(u["email"].lower() == user["email"].lower() for u in self.users.values()):
+                raise _invalid("Email address already exists")
+        created = []
+        for user in users:  # all or nothing, as Moodle's transaction
+            user_id = self._add_user(user)
+            created.append({"id": user_id, "username": user["username"]})
+        return created
+
+    def _core_user_update_users(self, form: dict[str, Any]) -> dict[str, Any]:
+        warnings = []
+        for user in _as_list(form.get("users")):
+            user_id = int(user.get("id", 0))
+            existing = self.users.get(user_id)
+            problem = None
+            if existing is None:
+                problem = ("invaliduserid", "Invalid user ID")
+            elif "email" in user and not _EMAIL.match(str(user["email"])):
+                problem = ("useremailinvalid", "Invalid email address")
+            elif "email" in user and any(
+                u["email"].lower() == str(user["email"]).lower() and u["id"] != user_id for u in self.users.values()
+            ):
+                problem = ("useremailduplicate", "Duplicate email address")
+            elif "username" in user and any(
+                u["username"] == user["username"] and u["id"] != user_id for u in self.users.values()
+            ):
+                problem = ("dmlwriteexception", "Error writing to database")
+            if problem:
+                warnings.append({"item": "user", "itemid": user_id, "warningcode": problem[0], "message": problem[1]})
+                continue
+            assert existing is not None
+            for key, value in user.items():
+                if key == "suspended":
+                    existing["suspended"] = _true(value)
+                elif key != "id":
+                    existing[key] = str(value)
+        return {"warnings": warnings}
+
+    def _core_course_get_courses_by_field(self, form: dict[str, Any]) -> dict[str, Any]:
+        field_name, value = form.get("field", ""), str(form.get("value", ""))
+        if field_name not in ("", "id", "ids", "shortname", "idnumber", "category"):
+            raise _invalid("field")
+        found = [c for c in self.courses.values() if not field_name or str(c.get(field_name, "")) == value]
+        courses = [{**{k: v for k, v in c.items() if k != "manual"}, "visible": int(c["visible"])} for c in found]
+        return {"courses": courses, "warnings": []}
+
+    def _enrolments(self, form: dict[str, Any]) -> list[tuple[dict[str, Any], int, int]]:
+        checked = []
+        for enrolment in _as_list(form.get("enrolments")):
+            course_id, user_id = int(enrolment.get("courseid", 0)), int(enrolment.get("userid", 0))
+            course = self.courses.get(course_id)
+            if course is None:
+                raise MoodleException(
+                    "invalidrecord", "Can't find data record in database table context.", "dml_missing_record_exception"
+                )
+            if user_id not in self.users:
+                raise _missing("user")
+            if not course["manual"]:
+                raise MoodleException(
+                    "wsnoinstance", "Manual enrolment plugin instance doesn't exist or is disabled for the course"
+                )
+            checked.append((enrolment, user_id, course_id))
+        return checked
+
+    def _enrol_manual_enrol_users(self, form: dict[str, Any]) -> None:
+        for enrolment, user_id, course_id in self._enrolments(form):
+            if int(enrolment.get("roleid", 0)) != STUDENT_ROLE:
+                raise MoodleException("wsusercannotassign", "You don't have the permission to assign this role")
+            status = 1 if _true(enrolment.get("suspend")) else 0
+            self.enrolments[(user_id, course_id)] = {"status": status, "roleid": STUDENT_ROLE}
+        return None
+
+    def _enrol_manual_unenrol_users(self, form: dict[str, Any]) -> None:
+        for _, user_id, course_id in self._enrolments(form):
+            self.enrolments.pop((user_id, course_id), None)
+        return None
+
+    def _add_user(self, user: dict[str, Any]) -> int:
+        user_id = next(self._ids)
+        self.users[user_id] = {
+            "id": user_id,
+            "username": str(user["username"]),
+            "firstname": str(user["firstname"]),
+            "lastname": str(user["lastname"]),
+            "email": str(user["email"]),
+            "idnumber": str(user.get("idnumber", "")),
+            "auth": str(user.get("auth", "manual")),
+            "suspended": False,
+            "confirmed": True,
+        }
+        return user_id
+
+    @staticmethod
+    def _details(user: dict[str, Any]) -> dict[str, Any]:
+        return {**user, "fullname": f"{user['firstname']} {user['lastname']}"}
+
+
+def _true(value: Any) -> bool:
+    return str(value).lower() in ("1", "true")
+
+
+def _as_list(value: Any) -> list[Any]:
+    if isinstance(value, dict):
+        return [value[k] for k in sorted(value, key=lambda k: int(k) if str(k).isdigit() else 0)]
+    return list(value) if isinstance(value, list) else []
+
+
+def parse_form(body: str) -> dict[str, Any]:
+    """PHP's parsing of ``users[0][username]=…`` form fields into nested dicts."""
+    form: dict[str, Any] = {}
+    for key, value in parse_qsl(body, keep_blank_values=True):
+        name, _, rest = key.partition("[")
+        path = [name, *rest.removesuffix("]").split("][")] if rest else [name]
+        target = form
+        for part in path[:-1]:
+            target = target.setdefault(part, {})
+        target[path[-1]] = value
+    return form
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: MoodleStandIn
+
+    def do_POST(self) -> None:
+        if self.path.split("?")[0] != "/webservice/rest/server.php":
+            self.send_error(404)
+            return
+        length = int(self.headers.get("content-length") or 0)
+        form = parse_form(self.rfile.read(length).decode())
+        body = json.dumps(self.server.site.answer(form)).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        return None  # the router's own logs say what matters
+
+
+class MoodleStandIn(ThreadingHTTPServer):
+    """The stand-in on a loopback port; ``url`` and ``site.token`` are what the router is given."""
+
+    daemon_threads = True
+
+    def __init__(self, site: Site | None = None, port: int = 0) -> None:
+        self.site = site or Site()
+        super().__init__(("127.0.0.1", port), _Handler)
+        self._thread = threading.Thread(target=self.serve_forever, name="moodle-standin", daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def start(self) -> MoodleStandIn:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.shutdown()
+        self.server_close()

@@ -1,0 +1,100 @@
+<?php
+// Test helper for a real Moodle, run with `moodle.sh php`: what a test needs that the router's
+// web-service functions do not offer (an administrator's actions, and looking at the result).
+//   create_course <idnumber> [visible] prints {"id": <course id>}
+//   enrolment <userid> <courseid>      prints {"status": "active" | "suspended" | null, "student": bool}
+//   ws_user <token> <capability>... -- <function>...
+//                                      sets up what docs/connect-moodle.md tells an administrator to: a
+//                                      user with a system role holding exactly those capabilities (allowed
+//                                      to assign the student role), an external service "event_router"
+//                                      for that user alone holding exactly those functions, and the token;
+//                                      prints {"userid": <id>}; safe to run again
+define('CLI_SCRIPT', true);
+require(getenv('MOODLE_DIR') . '/config.php');
+require_once($CFG->dirroot . '/course/lib.php');
+require_once($CFG->libdir . '/enrollib.php');
+
+[$script, $action] = [$argv[0], $argv[1] ?? ''];
+if ($action === 'create_course') {
+    $idnumber = $argv[2];
+    $course = create_course((object) [
+        'fullname' => 'Contract test ' . $idnumber,
+        'shortname' => $idnumber,
+        'idnumber' => $idnumber,
+        'visible' => (int) ($argv[3] ?? 1),
+        'category' => $DB->get_field_sql('SELECT MIN(id) FROM {course_categories}'),
+    ]);
+    echo json_encode(['id' => (int) $course->id]), "\n";
+} else if ($action === 'enrolment') {
+    [$userid, $courseid] = [(int) $argv[2], (int) $argv[3]];
+    $instance = $DB->get_record('enrol', ['courseid' => $courseid, 'enrol' => 'manual'], '*', MUST_EXIST);
+    $ue = $DB->get_record('user_enrolments', ['enrolid' => $instance->id, 'userid' => $userid]);
+    $context = context_course::instance($courseid);
+    $student = $DB->get_field('role', 'id', ['shortname' => 'student']);
+    $isstudent = $DB->record_exists('role_assignments',
+        ['roleid' => $student, 'contextid' => $context->id, 'userid' => $userid]);
+    $status = $ue ? ((int) $ue->status === ENROL_USER_SUSPENDED ? 'suspended' : 'active') : null;
+    echo json_encode(['status' => $status, 'student' => $isstudent]), "\n";
+} else if ($action === 'ws_user') {
+    require_once($CFG->libdir . '/accesslib.php');
+    require_once($CFG->dirroot . '/user/lib.php');
+    require_once($CFG->dirroot . '/webservice/lib.php');
+    $rest = array_slice($argv, 3);
+    $separator = array_search('--', $rest, true);
+    [$token, $capabilities, $functions] = [$argv[2], array_slice($rest, 0, $separator), array_slice($rest, $separator + 1)];
+    \core\session\manager::set_user(get_admin());
+    $system = context_system::instance();
+    $roleid = $DB->get_field('role', 'id', ['shortname' => 'eventrouter']);
+    if (!$roleid) {
+        $roleid = create_role('Event router', 'eventrouter', 'The event router web-service user');
+        set_role_contextlevels($roleid, [CONTEXT_SYSTEM]);
+    }
+    // Exactly the capabilities given: remove any an earlier run granted.
+    $DB->delete_records('role_capabilities', ['roleid' => $roleid, 'contextid' => $system->id]);
+    foreach ($capabilities as $capability) {
+        assign_capability($capability, CAP_ALLOW, $roleid, $system->id, true);
+    }
+    $student = $DB->get_field('role', 'id', ['shortname' => 'student'], MUST_EXIST);
+    if (!$DB->record_exists('role_allow_assign', ['roleid' => $roleid, 'allowassign' => $student])) {
+        core_role_set_assign_allowed($roleid, $student);
+    }
+    $user = $DB->get_record('user', ['username' => 'eventrouter', 'deleted' => 0]);
+    if (!$user) {
+        $id = user_create_user((object) ['username' => 'eventrouter', 'password' => random_string(24) . 'Aa1!',
+            'firstname' => 'Event', 'lastname' => 'Router', 'email' => 'eventrouter@example.invalid',
+            'auth' => 'manual', 'confirmed' => 1, 'mnethostid' => $CFG->mnet_localhost_id]);
+        $user = $DB->get_record('user', ['id' => $id]);
+    }
+    role_assign($roleid, $user->id, $system->id);
+    $ws = new webservice();
+    $service = $ws->get_external_service_by_shortname('event_router');
+    if (!$service) {
+        $id = $ws->add_external_service((object) ['name' => 'Event router', 'shortname' => 'event_router',
+            'enabled' => 1, 'restrictedusers' => 1, 'requiredcapability' => '']);
+        $service = $DB->get_record('external_services', ['id' => $id]);
+    }
+    foreach ($ws->get_external_functions([$service->id]) as $function) {  // exactly the functions given
+        if (!in_array($function->name, $functions, true)) {
+            $ws->remove_external_function_from_service($function->name, $service->id);
+        }
+    }
+    foreach ($functions as $function) {
+        if (!$ws->service_function_exists($function, $service->id)) {
+            $ws->add_external_function_to_service($function, $service->id);
+        }
+    }
+    if (!$DB->record_exists('external_services_users', ['externalserviceid' => $service->id, 'userid' => $user->id])) {
+        $ws->add_ws_authorised_user((object) ['externalserviceid' => $service->id, 'userid' => $user->id]);
+    }
+    if (!$DB->record_exists('external_tokens', ['token' => $token])) {
+        $made = \core_external\util::generate_token(EXTERNAL_TOKEN_PERMANENT, $service, $user->id, $system, 0, '',
+            'eventrouter');
+        $DB->set_field('external_tokens', 'token', $token, ['token' => $made]);
+    }
+    $DB->set_field('external_tokens', 'externalserviceid', $service->id, ['token' => $token]);
+    accesslib_clear_all_caches(true);
+    echo json_encode(['userid' => (int) $user->id]), "\n";
+} else {
+    fwrite(STDERR, "usage: $script create_course <idnumber> | enrolment <userid> <courseid> | ws_user <token> <capability>... -- <function>...\n");
+    exit(2);
+}

@@ -1,0 +1,105 @@
+"""The Moodle sites the contract and end-to-end suites run against: the stand-in always, and a real
+Moodle when ``MOODLE_URL`` and ``MOODLE_TOKEN`` are set (``../shared/moodle/moodle.sh start`` prints
+them; ``.ci/run`` does that).
+
+A test sees a ``MoodleSite``: the web-service URL and token the router is given, plus what a test
+needs besides (create a course, look at an enrolment) done the way an administrator would — on
+the stand-in through its state, on a real Moodle through ``moodle.sh php``.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import subprocess
+from pathlib import Path
+from typing import Any, Protocol
+
+from devstack.moodle_standin import MoodleStandIn
+from event_router.deliver.moodle import CAPABILITIES, FUNCTIONS, MoodleRestClient
+
+ROOT = Path(__file__).resolve().parents[1]
+HELPER = Path(__file__).resolve().parent / "moodle_site.php"
+
+
+class MoodleSite(Protocol):
+    url: str
+    token: str
+    name: str
+
+    def create_course(self, idnumber: str, visible: bool = True) -> int: ...
+    def enrolment(self, user_id: int, course_id: int) -> str | None: ...
+
+
+class StandInSite:
+    name = "stand-in"
+
+    def __init__(self, server: MoodleStandIn) -> None:
+        self.server = server
+        self.url = server.url
+        self.token = server.site.token
+
+    def create_course(self, idnumber: str, visible: bool = True) -> int:
+        return self.server.site.create_course(idnumber, visible=visible)
+
+    def enrolment(self, user_id: int, course_id: int) -> str | None:
+        return self.server.site.enrolment(user_id, course_id)
+
+
+class RealSite:
+    """A real Moodle: its web services for the router, ``moodle.sh php`` for the rest.
+
+    The router's token is not the administrator's ``MOODLE_TOKEN``: it belongs to a dedicated user
+    whose role holds exactly the capabilities the administrator's guide lists, for a service holding
+    exactly the functions it lists, so the suite proves those lists are enough."""
+
+    name = "real"
+    ROUTER_TOKEN = "e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7e7"  # a test site's token, not a secret
+
+    def __init__(self, url: str, admin_token: str, moodle_sh: Path) -> None:
+        self.url, self.admin_token, self._moodle_sh = url, admin_token, moodle_sh
+        self.token = self.ROUTER_TOKEN
+        self._php("ws_user", self.ROUTER_TOKEN, *CAPABILITIES, "--", *FUNCTIONS)
+
+    def _php(self, *args: str) -> dict[str, object]:
+        result = subprocess.run(  # noqa: S603 - the test infrastructure's own script
+            [str(self._moodle_sh), "php", str(HELPER), *args], capture_output=True, text=True, check=True, timeout=120
+        )
+        answer: dict[str, object] = json.loads(result.stdout.strip().splitlines()[-1])
+        return answer
+
+    def create_course(self, idnumber: str, visible: bool = True) -> int:
+        return int(str(self._php("create_course", idnumber, "1" if visible else "0")["id"]))
+
+    def enrolment(self, user_id: int, course_id: int) -> str | None:
+        found = self._php("enrolment", str(user_id), str(course_id))
+        status = found["status"]
+        return str(status) if status is not None else None
+
+
+def real_moodle() -> RealSite | None:
+    url, token = os.environ.get("MOODLE_URL"), os.environ.get("MOODLE_TOKEN")
+    if not (url and token):
+        return None
+    moodle_sh = Path(os.environ.get("MOODLE_SH", ROOT.parent / "shared" / "moodle" / "moodle.sh"))
+    if not moodle_sh.exists():
+        raise RuntimeError(f"MOODLE_URL is set but {moodle_sh} (MOODLE_SH) is not there to set up its courses")
+    return _real_site(url, token, moodle_sh)
+
+
+@functools.cache
+def _real_site(url: str, token: str, moodle_sh: Path) -> RealSite:
+    return RealSite(url, token, moodle_sh)
+
+
+SITES = ["stand-in", *(["real"] if real_moodle() else [])]
+
+
+def user_by_idnumber(site: MoodleSite, idnumber: str) -> dict[str, Any] | None:
+    """The Moodle user with ``idnumber``, asked through Moodle's web services; at most one may exist."""
+    found = MoodleRestClient(site.url, site.token, timeout=30).call(
+        "core_user_get_users_by_field", {"field": "idnumber", "values": [idnumber]}
+    )
+    assert len(found) <= 1, f"{len(found)} Moodle users have idnumber {idnumber}"
+    return dict(found[0]) if found else None
