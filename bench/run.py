@@ -25,6 +25,7 @@ from typing import Any
 import pg8000.core
 import pg8000.native
 
+from bench.delivery import moodle_calls_and_rate, webhook_to_moodle_lag
 from bench.harness import ROOT, Harness, harness, median, percentile, quiet, say
 from devstack.invoke import environment
 from devstack.poller import lambda_sqs_event
@@ -502,6 +503,9 @@ def main(argv: list[str]) -> None:
             rows += round_trips(h)
         if not only or "burst" in only:
             rows += burst(h)
+        if not only or "delivery" in only:
+            rows += moodle_calls_and_rate(h)
+            rows += webhook_to_moodle_lag(h)
     if not only or "coldstart" in only:
         rows += cold_start()
     if not only or "sizes" in only:

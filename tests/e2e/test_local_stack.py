@@ -8,47 +8,16 @@ through replay, and stopping the stack leaves no process behind.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import pytest
 from sqlalchemy import Engine, text
 
 from devstack.process import RunningStack
 from devstack.samples import SAMPLES, Sample
 from event_router.contract import WEBHOOK_ROUTES
-from event_router.operate.migrate import make_engine
+from tests.e2e.conftest import FAST_RETRIES, count, statuses, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-FAST_RETRIES = "QueueVisibilityTimeout=1 MaxReceiveCount=3 ProcessorBatchingWindow=0 RetryBaseDelaySeconds=1"
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 30, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def statuses(db: Engine) -> dict[str, str]:
-    with db.connect() as connection:
-        return dict(connection.execute(text("SELECT event_id, status FROM integration_events_log")).all())
-
-
-def count(db: Engine, table: str) -> int:
-    with db.connect() as connection:
-        return int(connection.execute(text(f"SELECT count(*) FROM {table}")).scalar_one())
-
-
-@pytest.fixture
-def e2e_database(fresh_database: Callable[[str], str]) -> Iterator[tuple[str, Engine]]:
-    url = fresh_database("e2e")
-    engine = make_engine(url)
-    yield url, engine
-    engine.dispose()
 
 
 def test_signed_webhooks_over_http_flow_to_the_mirror_and_a_poison_event_round_trips_the_dlq(

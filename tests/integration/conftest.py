@@ -145,9 +145,9 @@ def mirror_writes(db: Engine) -> Iterator[Callable[[], dict[str, int]]]:
         connection.execute(text("DROP TABLE mirror_writes"))
 
 
-def refuse_writes(db: Engine, record_id: str, errcode: str) -> Callable[[], None]:
-    """Make every write of grade record ``record_id`` fail in the database with SQLSTATE condition
-    ``errcode``; returns what lifts it."""
+def refuse_writes(db: Engine, record_id: str, errcode: str, table: str = "grades") -> Callable[[], None]:
+    """Make every write of ``table``'s record ``record_id`` fail in the database with SQLSTATE
+    condition ``errcode``; returns what lifts it."""
     name = f"refuse_{record_id.lower()}"
     with db.begin() as connection:
         connection.execute(
@@ -157,7 +157,7 @@ def refuse_writes(db: Engine, record_id: str, errcode: str) -> Callable[[], None
         )
         connection.execute(
             text(
-                f"CREATE TRIGGER {name} BEFORE INSERT OR UPDATE ON grades FOR EACH ROW "
+                f"CREATE TRIGGER {name} BEFORE INSERT OR UPDATE ON {table} FOR EACH ROW "
                 f"WHEN (NEW.zoho_record_id = '{record_id}') EXECUTE FUNCTION {name}()"
             )
         )

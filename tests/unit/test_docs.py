@@ -51,3 +51,16 @@ def test_the_readme_shows_the_two_commands_and_links_every_guide() -> None:
     assert "make dev" in readme
     assert "make test" in readme
     assert [d.name for d in DOCUMENTS[1:] if f"(docs/{d.name})" not in readme] == []
+
+
+def test_the_moodle_guide_lists_exactly_the_functions_and_capabilities_the_router_uses() -> None:
+    """The contract suite runs a real Moodle with exactly ``FUNCTIONS`` in the service and
+    ``CAPABILITIES`` in the role, so the guide must say exactly those."""
+    from event_router.deliver.moodle import CAPABILITIES, FUNCTIONS
+
+    guide = (ROOT / "docs" / "connect-moodle.md").read_text()
+    listed_functions = re.findall(r"^   - `(\w+)`$", guide, flags=re.MULTILINE)
+    listed_capabilities = re.findall(r"^   \| `([\w/:]+)` \|", guide, flags=re.MULTILINE)
+
+    assert listed_functions == list(FUNCTIONS)
+    assert sorted(listed_capabilities) == sorted(CAPABILITIES)

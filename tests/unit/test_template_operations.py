@@ -112,11 +112,20 @@ def alarm_metrics(alarm: dict[str, Any]) -> list[dict[str, Any]]:
 def test_each_alarm_watches_metrics_of_resources_that_exist_and_notifies_the_topic() -> None:
     alarms = resources_of_type(TEMPLATE, "AWS::CloudWatch::Alarm")
 
-    assert set(alarms) == {"DeadLetterQueueAlarm", "OldestMessageAlarm", "VerifierErrorsAlarm", "ProcessorErrorsAlarm"}
+    assert set(alarms) == {
+        "DeadLetterQueueAlarm",
+        "OldestMessageAlarm",
+        "VerifierErrorsAlarm",
+        "ProcessorErrorsAlarm",
+        "DestinationPausedAlarm",
+    }
     for name, alarm in alarms.items():
         props = alarm["Properties"]
         assert props["AlarmActions"] == [{"Ref": "AlarmTopic"}], name
         for metric in alarm_metrics(props):
+            if metric["Namespace"] == "EventRouter":
+                assert metric["MetricName"] in {m.value for m in Metric}, name
+                continue
             for dimension in metric["Dimensions"]:
                 kind, target = ALARM_DIMENSIONS[dimension["Name"]]
                 resource = target(dimension["Value"])
@@ -135,10 +144,14 @@ def test_alarms_cover_the_dead_letter_queue_queue_age_verifiers_and_processors()
         }
 
     assert watched("DeadLetterQueueAlarm") == {json.dumps({"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]})}
-    assert watched("OldestMessageAlarm") == {json.dumps({"Fn::GetAtt": [q, "QueueName"]}) for q in QUEUES.values()}
+    queues = [*QUEUES.values(), "MoodleDeliveryQueue"]
+    assert watched("OldestMessageAlarm") == {json.dumps({"Fn::GetAtt": [q, "QueueName"]}) for q in queues}
     assert alarms["OldestMessageAlarm"]["Properties"]["Threshold"] == {"Ref": "OldestMessageAgeAlarmSeconds"}
     assert watched("VerifierErrorsAlarm") == {json.dumps({"Ref": v}) for v in [*VERIFIERS.values(), "WebhookApi"]}
-    assert watched("ProcessorErrorsAlarm") == {json.dumps({"Ref": p}) for p in PROCESSORS.values()}
+    processors = [*PROCESSORS.values(), "MoodleDeliveryFunction"]
+    assert watched("ProcessorErrorsAlarm") == {json.dumps({"Ref": p}) for p in processors}
+    paused = alarms["DestinationPausedAlarm"]["Properties"]
+    assert (paused["MetricName"], paused["Threshold"]) == ("DestinationPaused", 1)
 
 
 def test_alarm_email_subscription_is_optional() -> None:

@@ -55,9 +55,13 @@ def test_each_function_writes_only_to_its_own_log_group(function: str) -> None:
     [
         ("ZohoWebhookFunction", ["StudentsQueue", "EnrollmentsQueue", "GradesQueue", "PaymentsQueue"]),
         ("MoodleWebhookFunction", ["EnrollmentsQueue", "GradesQueue"]),
-        ("ReplayFunction", ["StudentsQueue", "EnrollmentsQueue", "GradesQueue", "PaymentsQueue"]),
-        ("StudentsProcessor", []),
-        ("EnrollmentsProcessor", []),
+        (
+            "ReplayFunction",
+            ["StudentsQueue", "EnrollmentsQueue", "GradesQueue", "PaymentsQueue", "MoodleDeliveryQueue"],
+        ),
+        ("StudentsProcessor", ["MoodleDeliveryQueue"]),
+        ("EnrollmentsProcessor", ["MoodleDeliveryQueue"]),
+        ("MoodleDeliveryFunction", ["MoodleDeliveryQueue"]),
         ("GradesProcessor", []),
         ("PaymentsProcessor", []),
         ("MonitorFunction", []),
@@ -76,6 +80,7 @@ def test_a_function_may_send_only_to_the_queues_it_has_business_with(function: s
         ("GradesProcessor", ["GradesQueue"]),
         ("PaymentsProcessor", ["PaymentsQueue"]),
         ("ReplayFunction", ["DeadLetterQueue"]),
+        ("MoodleDeliveryFunction", ["MoodleDeliveryQueue"]),
         ("ZohoWebhookFunction", []),
         ("MoodleWebhookFunction", []),
         ("MonitorFunction", []),
@@ -92,6 +97,9 @@ def test_a_function_reads_its_database_login_and_at_most_its_own_webhook_secret(
     expected = {json.dumps({"Ref": "AppDatabaseSecret"})}
     if function == "MigrateFunction":  # the owner login, to run the migrations and create the app login
         expected.add(json.dumps({"Ref": "DatabaseSecretArn"}))
+    if function == "MoodleDeliveryFunction":  # the Moodle web-service token
+        token = {"Fn::If": ["CreateMoodleTokenSecret", {"Ref": "MoodleTokenSecret"}, {"Ref": "MoodleTokenSecretArn"}]}
+        expected.add(json.dumps(token))
     source = next((s for s, name in VERIFIERS.items() if name == function), None)
     if source is not None:
         secret = f"{source.capitalize()}WebhookSecret"
@@ -130,8 +138,9 @@ def test_only_the_verifiers_and_replay_may_send_to_module_queues_and_only_over_t
         "ReplayFunctionRole",
         "ZohoWebhookFunctionRole",
     ]
-    # and the roles allowed to send are exactly those the IAM policies let send
-    senders_by_iam = {name for name in FUNCTIONS if resources_for(name, "sqs:SendMessage")}
+    # and the roles allowed to send are exactly those the IAM policies let send to a module queue
+    module_queues = queue_arns(*QUEUES.values())
+    senders_by_iam = {name for name in FUNCTIONS if resources_for(name, "sqs:SendMessage") & module_queues}
     assert {f"{name}Role" for name in senders_by_iam} == {a["Fn::GetAtt"][0] for a in allowed}
     for queue_policy in ("ModuleQueuePolicy", "DeadLetterQueuePolicy"):
         tls = {s["Sid"]: s for s in properties(queue_policy)["PolicyDocument"]["Statement"]}["TlsOnly"]
@@ -162,3 +171,17 @@ def test_every_checkov_suppression_gives_its_reason() -> None:
 
     assert suppressions
     assert [(name, s["id"]) for name, s in suppressions if len(s.get("comment", "")) < 30] == []
+
+
+def test_only_the_functions_that_write_deliveries_may_send_to_the_delivery_queue() -> None:
+    policy = properties("DeliveryQueuePolicy")
+    statements = {s["Sid"]: s for s in policy["PolicyDocument"]["Statement"]}
+    allowed = statements["OnlyProcessorsDeliveryAndReplaySend"]["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
+    senders_by_iam = {
+        f"{name}Role"
+        for name in FUNCTIONS
+        if resources_for(name, "sqs:SendMessage") & queue_arns("MoodleDeliveryQueue")
+    }
+
+    assert {a["Fn::GetAtt"][0] for a in allowed} == senders_by_iam
+    assert statements["TlsOnly"]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}

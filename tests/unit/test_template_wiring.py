@@ -48,7 +48,7 @@ def test_verifier_environment_points_each_module_at_its_own_queue(source: str) -
 def test_every_module_queue_redrives_to_the_one_dead_letter_queue_after_max_receive_count() -> None:
     queues = resources_of_type(TEMPLATE, "AWS::SQS::Queue")
 
-    assert set(queues) == {*QUEUES.values(), "DeadLetterQueue"}
+    assert set(queues) == {*QUEUES.values(), "MoodleDeliveryQueue", "DeadLetterQueue"}
     for name in QUEUES.values():
         assert queues[name]["Properties"]["RedrivePolicy"] == {
             "deadLetterTargetArn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]},
@@ -161,3 +161,23 @@ def test_functions_connect_through_the_rds_proxy_when_one_is_given() -> None:
     assert TEMPLATE["Conditions"]["UseDatabaseProxy"] == {
         "Fn::Not": [{"Fn::Equals": [{"Ref": "DatabaseProxyEndpoint"}, ""]}]
     }
+
+
+def test_the_moodle_delivery_function_drains_its_queue_at_a_bounded_concurrency_and_checks_every_minute() -> None:
+    function = properties("MoodleDeliveryFunction")
+    queue, check = function["Events"]["Queue"], function["Events"]["HealthCheck"]
+
+    assert queue["Properties"]["Queue"] == {"Fn::GetAtt": ["MoodleDeliveryQueue", "Arn"]}
+    assert queue["Properties"]["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
+    assert queue["Properties"]["ScalingConfig"] == {"MaximumConcurrency": {"Ref": "MoodleDeliveryMaxConcurrency"}}
+    assert (check["Properties"]["Schedule"], json.loads(check["Properties"]["Input"])) == (
+        "rate(1 minute)",
+        {"check": "moodle"},
+    )
+    assert properties("MoodleDeliveryQueue")["RedrivePolicy"]["deadLetterTargetArn"] == {
+        "Fn::GetAtt": ["DeadLetterQueue", "Arn"]
+    }
+    for processor in ("StudentsProcessor", "EnrollmentsProcessor"):
+        assert properties(processor)["Environment"]["Variables"]["MOODLE_DELIVERY_QUEUE_URL"] == {
+            "Fn::If": ["DeliverToMoodle", {"Ref": "MoodleDeliveryQueue"}, ""]
+        }
