@@ -23,6 +23,7 @@ from devstack.moodle_standin import DEV_TOKEN
 from devstack.samples import EVENTS_DIR, SAMPLE_COURSE, SAMPLES, ZOHO_RECORDS, zoho_webhook
 from devstack.stack import AWS_ENVIRONMENT, configured_stack, local_dir
 from devstack.template import functions, load_template
+from devstack.zoho_standin import CLIENT_ID as ZOHO_CLIENT_ID
 from event_router.verify.signatures import sign
 
 
@@ -60,6 +61,9 @@ BTEC event router: local stack running (Ctrl-C stops it)
   Database    {state["database_url"]}
   AWS (moto)  {state["aws_endpoint"]}
   Moodle      {moodle_line(state)}
+  Zoho CRM    {state["zoho_url"]} (the stand-in; fake client {ZOHO_CLIENT_ID})
+              a person's change, which Zoho notifies: curl -s -X POST {state["zoho_url"]}/standin/BTEC_Students \\
+                -d '{{"Name": "Grace Hopper", "Student_ID_Number": "BTEC-2", "Academic_Email": "grace@example.ac.uk"}}'
 
   Fake development secrets (never use them in a deployed stack):
     ZOHO_WEBHOOK_SECRET={secrets["ZOHO_WEBHOOK_SECRET"]}

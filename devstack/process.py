@@ -32,16 +32,22 @@ class RunningStack:
         parameter_overrides: str = "",
         *,
         moodle: tuple[str, str] | None = None,
+        zoho: tuple[str, dict[str, str]] | None = None,
         environment: dict[str, str] | None = None,
     ) -> None:
-        """``moodle`` is a Moodle's (URL, token) to deliver to; None starts the stack's own stand-in."""
+        """``moodle`` is a Moodle's (URL, token) to deliver to, ``zoho`` a Zoho's (accounts URL,
+        credentials); None starts the stack's own stand-in."""
         self.local_dir = local_dir
         self.port = free_port()
         self.base_url = f"http://127.0.0.1:{self.port}"
-        inherited = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_", "MOODLE_"))}
+        inherited = {
+            k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "POWERTOOLS_", "MOODLE_", "ZOHO_"))
+        }
         environment = inherited | (environment or {})
         if moodle is not None:
             environment |= {"MOODLE_URL": moodle[0], "MOODLE_TOKEN": moodle[1]}
+        if zoho is not None:
+            environment |= {"ZOHO_ACCOUNTS_URL": zoho[0], "ZOHO_CREDENTIALS": json.dumps(zoho[1])}
         environment |= {
             "PYTHONPATH": f"{ROOT}{os.pathsep}{ROOT / 'layers' / 'common'}",
             "PORT": str(self.port),

@@ -7,7 +7,8 @@ responses, the schedules, and every function's environment. Postgres is the
 embedded server (data kept in ``.local/postgres``) unless ``DATABASE_URL`` is
 set; AWS is moto's server, in-process, on a free loopback port. Moodle is the stand-in
 (``devstack.moodle_standin``, with the sample enrolment's course) unless ``MOODLE_URL`` and
-``MOODLE_TOKEN`` name a real one.
+``MOODLE_TOKEN`` name a real one; Zoho CRM's API is the Zoho stand-in (``devstack.zoho_standin``),
+which calls the stack's notify route back when its records change.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from devstack.postgres import create_database, start_embedded, with_database
 from devstack.samples import SAMPLE_COURSE, dev_environment
 from devstack.server import Route, WebhookServer, free_port
 from devstack.template import ROOT, FunctionSpec, Resolver, functions, load_template, resources_of_type
+from devstack.zoho_standin import ZohoStandIn
 from event_router.operate.migrate import upgrade
 
 # moto's HTTP server logs every request, and pgserver warns about XDG_RUNTIME_DIR: neither helps here.
@@ -39,6 +41,7 @@ logging.getLogger("werkzeug").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 STACK_NAME = "event-router"
+LOCAL_API = "local"  # what Ref WebhookApi gives locally
 DATABASE = "event_router"
 AWS_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "local",
@@ -68,6 +71,8 @@ class LocalStack:
     secrets: dict[str, str] = field(default_factory=dict)
     moodle_url: str | None = None  # a real Moodle; None starts the stand-in
     moodle_token: str | None = None
+    zoho_accounts_url: str | None = None  # a Zoho (or a stand-in of the caller's) to use; None starts ours
+    zoho_credentials: dict[str, str] | None = None
     schedule_seconds: float | None = None  # run every schedule this often instead of at its rate
     state: dict[str, Any] = field(default_factory=dict)
 
@@ -78,6 +83,7 @@ class LocalStack:
         self._moto: ThreadedMotoServer | None = None
         self._server: WebhookServer | None = None
         self.moodle_standin: MoodleStandIn | None = None
+        self.zoho_standin: ZohoStandIn | None = None
         self.handlers: dict[str, Handler] = {}
 
     # ------------------------------------------------------------ lifecycle
@@ -89,9 +95,11 @@ class LocalStack:
         upgrade(database_url)
         endpoint = self._start_moto()
         self._start_moodle()
+        self._start_zoho()
         template = load_template()
-        overrides = {"MoodleUrl": self.moodle_url or "", **self.parameter_overrides}
+        overrides = {"MoodleUrl": self.moodle_url or "", "ZohoDataCentre": "com", **self.parameter_overrides}
         resolver = Resolver(template, overrides, STACK_NAME)
+        resolver.refs["WebhookApi"] = LOCAL_API
         self._create_queues(template, resolver)
         self._create_secrets(template, resolver)
         specs = functions(template)
@@ -108,6 +116,8 @@ class LocalStack:
             "aws_endpoint": endpoint,
             "moodle_url": overrides["MoodleUrl"],
             "moodle": "stand-in" if self.moodle_standin else "real",
+            "zoho_url": self.zoho_accounts_url,
+            "zoho": "stand-in" if self.zoho_standin else "given",
             "pid": os.getpid(),
             "environments": environments,
             "dead_letter_queue_url": resolver.refs.get("DeadLetterQueue"),
@@ -126,6 +136,8 @@ class LocalStack:
             self._moto.stop()
         if self.moodle_standin is not None:
             self.moodle_standin.stop()
+        if self.zoho_standin is not None:
+            self.zoho_standin.stop()
         if self._postgres is not None:
             self._postgres.cleanup()
         state_file = local_dir() / "stack.json"
@@ -172,6 +184,16 @@ class LocalStack:
         self.moodle_standin.site.create_course(SAMPLE_COURSE, shortname="L3IT")
         self.moodle_url, self.moodle_token = self.moodle_standin.url, self.moodle_standin.site.token
 
+    def _start_zoho(self) -> None:
+        """The Zoho stand-in, unless another is given: every function's Zoho client asks it for
+        tokens (``ZOHO_ACCOUNTS_URL``) and it names itself as the API domain."""
+        if not self.zoho_accounts_url:
+            self.zoho_standin = ZohoStandIn().start()
+            self.zoho_standin.org.create("BTEC_Classes", {"Name": "Level 3 IT", "Moodle_Course_ID": SAMPLE_COURSE})
+            self.zoho_accounts_url, self.zoho_credentials = self.zoho_standin.url, self.zoho_standin.credentials
+        os.environ["ZOHO_ACCOUNTS_URL"] = self.zoho_accounts_url
+        os.environ.pop("ZOHO_CREDENTIALS", None)  # the functions read them from the stack's secret
+
     def _create_queues(self, template: dict[str, Any], resolver: Resolver) -> None:
         queues = resources_of_type(template, "AWS::SQS::Queue")
         for name in queues:  # first the queues, so redrive policies can name their targets
@@ -201,6 +223,8 @@ class LocalStack:
             value: dict[str, Any]
             if name == "MoodleTokenSecret":
                 value = {"token": self.moodle_token or ""}
+            elif name == "ZohoCredentialsSecret":
+                value = dict(self.zoho_credentials or {})
             elif name in ("ZohoWebhookSecret", "MoodleWebhookSecret"):
                 source = name.removesuffix("WebhookSecret").upper()
                 value = {
@@ -212,9 +236,11 @@ class LocalStack:
             arn = client.create_secret(Name=f"{STACK_NAME}-{name}", SecretString=json.dumps(value))["ARN"]
             resolver.refs[name] = arn
 
-    @staticmethod
-    def _environment(spec: FunctionSpec, resolver: Resolver, database_url: str) -> dict[str, str]:
+    def _environment(self, spec: FunctionSpec, resolver: Resolver, database_url: str) -> dict[str, str]:
         variables = {name: str(resolver.resolve(value)) for name, value in spec.environment.items()}
+        # The API's public URL (Zoho's notify URL) is this stack's address.
+        public = f"https://{LOCAL_API}.execute-api.eu-west-2.amazonaws.com"
+        variables = {k: v.replace(public, f"http://127.0.0.1:{self.port}") for k, v in variables.items()}
         # Deployed functions log in with a Secrets Manager secret; locally the URL says it all.
         return {**variables, "DATABASE_URL": database_url}
 
@@ -263,8 +289,16 @@ class LocalStack:
                 self._spawn(f"schedule-{name}", self._run_every, name, seconds, payload)
 
     def _run_every(self, name: str, seconds: float, payload: dict[str, Any]) -> None:
+        if "check" in payload:  # a destination's health check runs at start too, not only after its period
+            self._invoke_safely(name, payload)
         while not self._stop.wait(seconds):
+            self._invoke_safely(name, payload)
+
+    def _invoke_safely(self, name: str, payload: dict[str, Any]) -> None:
+        try:
             self.invoke(name, payload)
+        except Exception as error:  # noqa: BLE001 - a schedule outlives a failed run, as EventBridge's does
+            print(f"schedule {name}: {type(error).__name__}; next run as scheduled", flush=True)
 
     def invoke(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
         return self.handlers[name](payload, LocalContext(name))
@@ -324,6 +358,8 @@ def configured_stack() -> LocalStack:
         secrets=secrets,
         moodle_url=moodle_url,
         moodle_token=moodle_token,
+        zoho_accounts_url=os.environ.get("ZOHO_ACCOUNTS_URL") or None,
+        zoho_credentials=json.loads(os.environ["ZOHO_CREDENTIALS"]) if os.environ.get("ZOHO_CREDENTIALS") else None,
         schedule_seconds=float(os.environ["LOCAL_SCHEDULE_SECONDS"])
         if os.environ.get("LOCAL_SCHEDULE_SECONDS")
         else None,

@@ -130,7 +130,12 @@ class Resolver:
     def _ref(self, name: str) -> Any:
         if name in self.parameters:
             return self.parameters[name]
-        pseudo = {"AWS::StackName": self.stack_name, "AWS::Region": "eu-west-2", "AWS::AccountId": "123456789012"}
+        pseudo = {
+            "AWS::StackName": self.stack_name,
+            "AWS::Region": "eu-west-2",
+            "AWS::AccountId": "123456789012",
+            "AWS::URLSuffix": "amazonaws.com",
+        }
         if name in pseudo:
             return pseudo[name]
         return self.refs[name]

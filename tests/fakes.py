@@ -1,12 +1,17 @@
-"""In-memory stand-ins for the verifier's ports (event log, queue publisher, credentials), for fast
-unit tests of its logic. The real adapters are tested against real Postgres and moto's SQS."""
+"""In-memory stand-ins for the verifier's ports (event log, queue publisher, credentials) and
+the Zoho connector's shared state, for fast tests of their logic. The real adapters are tested
+against real Postgres and moto's SQS."""
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 from devstack.samples import DEV_SECRETS, DEV_TOKENS
+from event_router.deliver.zoho import AccessToken
 from event_router.errors import DataRejected, QueueUnavailable, StorageUnavailable
 from event_router.messages import EventMessage
 from event_router.verify.signatures import WebhookCredentials
@@ -90,3 +95,27 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+class InMemoryZohoState:
+    """The Zoho connector's shared token and call slots, for one process: a lock for the refresh,
+    no limit on calls (the Postgres-backed ones are tested against Postgres)."""
+
+    def __init__(self) -> None:
+        self.token: AccessToken | None = None
+        self._lock = threading.Lock()
+
+    def current(self) -> AccessToken | None:
+        return self.token
+
+    @contextmanager
+    def refreshing(self) -> Iterator[None]:
+        with self._lock:
+            yield
+
+    def save(self, token: AccessToken) -> None:
+        self.token = token
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        yield

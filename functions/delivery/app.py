@@ -1,9 +1,11 @@
-"""Delivery (SPEC §11): make Moodle match what the mirror holds — a student's user, an enrolment.
+"""Delivery (SPEC §11): make a destination match what the mirror holds.
 
-Deployed as MoodleDeliveryFunction. In: an SQS batch of Moodle's delivery queue (each message names
-one delivery), or ``{"check": "moodle"}`` from the schedule, every minute. Out: the partial batch
-response (the deliveries to retry), or the health check's answer (a paused destination resumes
-once Moodle answers again).
+Deployed twice: MoodleDeliveryFunction (``DESTINATION=moodle``: a student's Moodle user, an
+enrolment) and ZohoDeliveryFunction (``DESTINATION=zoho``: Moodle grades as ``BTEC_Grades``
+records, Moodle user ids on the Zoho students). In: an SQS batch of the destination's delivery
+queue (each message names one delivery), or ``{"check": "<destination>"}`` from the schedule. Out:
+the partial batch response (the deliveries to retry), or the health check's answer (a paused
+destination resumes once it answers again).
 """
 
 from typing import Any
@@ -11,9 +13,11 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from event_router.deliver.deliverer import build_moodle_deliverer
+from event_router.deliver.to_zoho import build_zoho_deliverer
 from event_router.observability import logger
+from event_router.settings import load_settings
 
-deliverer = build_moodle_deliverer()
+deliverer = build_zoho_deliverer() if load_settings().destination == "zoho" else build_moodle_deliverer()
 
 
 @logger.inject_lambda_context(clear_state=True)

@@ -64,3 +64,11 @@ def test_the_moodle_guide_lists_exactly_the_functions_and_capabilities_the_route
 
     assert listed_functions == list(FUNCTIONS)
     assert sorted(listed_capabilities) == sorted(CAPABILITIES)
+
+
+def test_the_zoho_guide_lists_exactly_the_scopes_the_router_needs() -> None:
+    from event_router.deliver.zoho import SCOPES
+
+    guide = (ROOT / "docs" / "connect-zoho.md").read_text()
+
+    assert re.findall(r"^   - `(ZohoCRM\.[\w.]+)`$", guide, flags=re.MULTILINE) == list(SCOPES)

@@ -3,6 +3,7 @@ message. No database: the integration tests check the same rules end to end."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -101,8 +102,25 @@ def test_a_moodle_grade_maps_to_its_item_and_final_grade() -> None:
     assert change == MirrorWrite(
         "moodle_grades",
         {"moodle_user_id": 348, "grade_item_id": 431},
-        {"moodle_course_id": 12, "final_grade": 86.5},
+        {"moodle_course_id": 12, "final_grade": 86.5, "grade_letter": None, "scale_id": None},
     )
+
+
+def test_a_moodle_grade_keeps_the_letter_and_scale_the_plugin_sends() -> None:
+    document = {
+        "eventname": "\\core\\event\\user_graded",
+        "userid": 2,
+        "relateduserid": 348,
+        "courseid": 12,
+        "timecreated": 1_764_000_000,
+        "other": {"itemid": 431, "finalgrade": 3, "grade_letter": "Merit", "scaleid": 7},
+    }
+    sample = Sample("graded-on-a-scale", "POST /api/v1/events/moodle/grade", json.dumps(document).encode(), 202)
+
+    change = grades.plan(message(sample))
+
+    assert isinstance(change, MirrorWrite)
+    assert change.values == {"moodle_course_id": 12, "final_grade": 3.0, "grade_letter": "Merit", "scale_id": 7}
 
 
 def test_a_zoho_grade_needs_its_student_and_grade() -> None:

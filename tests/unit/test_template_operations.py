@@ -118,6 +118,7 @@ def test_each_alarm_watches_metrics_of_resources_that_exist_and_notifies_the_top
         "VerifierErrorsAlarm",
         "ProcessorErrorsAlarm",
         "DestinationPausedAlarm",
+        "WatchRenewalAlarm",
     }
     for name, alarm in alarms.items():
         props = alarm["Properties"]
@@ -144,14 +145,19 @@ def test_alarms_cover_the_dead_letter_queue_queue_age_verifiers_and_processors()
         }
 
     assert watched("DeadLetterQueueAlarm") == {json.dumps({"Fn::GetAtt": ["DeadLetterQueue", "QueueName"]})}
-    queues = [*QUEUES.values(), "MoodleDeliveryQueue"]
+    queues = [*QUEUES.values(), "MoodleDeliveryQueue", "ZohoDeliveryQueue"]
     assert watched("OldestMessageAlarm") == {json.dumps({"Fn::GetAtt": [q, "QueueName"]}) for q in queues}
     assert alarms["OldestMessageAlarm"]["Properties"]["Threshold"] == {"Ref": "OldestMessageAgeAlarmSeconds"}
     assert watched("VerifierErrorsAlarm") == {json.dumps({"Ref": v}) for v in [*VERIFIERS.values(), "WebhookApi"]}
-    processors = [*PROCESSORS.values(), "MoodleDeliveryFunction"]
+    processors = [*PROCESSORS.values(), "MoodleDeliveryFunction", "ZohoDeliveryFunction"]
     assert watched("ProcessorErrorsAlarm") == {json.dumps({"Ref": p}) for p in processors}
-    paused = alarms["DestinationPausedAlarm"]["Properties"]
-    assert (paused["MetricName"], paused["Threshold"]) == ("DestinationPaused", 1)
+    paused = alarm_metrics(alarms["DestinationPausedAlarm"]["Properties"])
+    assert {(m["MetricName"], m["Dimensions"][0]["Value"]) for m in paused} == {
+        ("DestinationPaused", "moodle"),
+        ("DestinationPaused", "zoho"),
+    }
+    renewal = alarms["WatchRenewalAlarm"]["Properties"]
+    assert (renewal["MetricName"], renewal["Threshold"]) == ("WatchRenewalFailed", 1)
 
 
 def test_alarm_email_subscription_is_optional() -> None:

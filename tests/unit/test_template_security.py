@@ -57,12 +57,20 @@ def test_each_function_writes_only_to_its_own_log_group(function: str) -> None:
         ("MoodleWebhookFunction", ["EnrollmentsQueue", "GradesQueue"]),
         (
             "ReplayFunction",
-            ["StudentsQueue", "EnrollmentsQueue", "GradesQueue", "PaymentsQueue", "MoodleDeliveryQueue"],
+            [
+                "StudentsQueue",
+                "EnrollmentsQueue",
+                "GradesQueue",
+                "PaymentsQueue",
+                "MoodleDeliveryQueue",
+                "ZohoDeliveryQueue",
+            ],
         ),
         ("StudentsProcessor", ["MoodleDeliveryQueue"]),
         ("EnrollmentsProcessor", ["MoodleDeliveryQueue"]),
-        ("MoodleDeliveryFunction", ["MoodleDeliveryQueue"]),
-        ("GradesProcessor", []),
+        ("MoodleDeliveryFunction", ["MoodleDeliveryQueue", "ZohoDeliveryQueue"]),
+        ("ZohoDeliveryFunction", ["ZohoDeliveryQueue"]),
+        ("GradesProcessor", ["ZohoDeliveryQueue"]),
         ("PaymentsProcessor", []),
         ("MonitorFunction", []),
         ("MigrateFunction", []),
@@ -81,6 +89,7 @@ def test_a_function_may_send_only_to_the_queues_it_has_business_with(function: s
         ("PaymentsProcessor", ["PaymentsQueue"]),
         ("ReplayFunction", ["DeadLetterQueue"]),
         ("MoodleDeliveryFunction", ["MoodleDeliveryQueue"]),
+        ("ZohoDeliveryFunction", ["ZohoDeliveryQueue"]),
         ("ZohoWebhookFunction", []),
         ("MoodleWebhookFunction", []),
         ("MonitorFunction", []),
@@ -92,6 +101,16 @@ def test_a_function_may_consume_only_its_own_queue(function: str, queues: list[s
         assert resources_for(function, action) == queue_arns(*queues)
 
 
+ZOHO_CALLERS = (
+    "StudentsProcessor",
+    "EnrollmentsProcessor",
+    "GradesProcessor",
+    "PaymentsProcessor",
+    "MoodleDeliveryFunction",
+    "ZohoDeliveryFunction",
+)
+
+
 @pytest.mark.parametrize("function", list(FUNCTIONS))
 def test_a_function_reads_its_database_login_and_at_most_its_own_webhook_secret(function: str) -> None:
     expected = {json.dumps({"Ref": "AppDatabaseSecret"})}
@@ -100,6 +119,19 @@ def test_a_function_reads_its_database_login_and_at_most_its_own_webhook_secret(
     if function == "MoodleDeliveryFunction":  # the Moodle web-service token
         token = {"Fn::If": ["CreateMoodleTokenSecret", {"Ref": "MoodleTokenSecret"}, {"Ref": "MoodleTokenSecretArn"}]}
         expected.add(json.dumps(token))
+    if function in (*ZOHO_CALLERS,):  # the Zoho API client: to fetch notified records, classes, deliver
+        zoho = {
+            "Fn::If": [
+                "CreateZohoCredentialsSecret",
+                {"Ref": "ZohoCredentialsSecret"},
+                {"Ref": "ZohoCredentialsSecretArn"},
+            ]
+        }
+        expected.add(json.dumps(zoho))
+    if function == "ZohoDeliveryFunction":  # the notification channel's token derives from it
+        expected.add(
+            json.dumps({"Fn::If": ["CreateZohoSecret", {"Ref": "ZohoWebhookSecret"}, {"Ref": "ZohoWebhookSecretArn"}]})
+        )
     source = next((s for s, name in VERIFIERS.items() if name == function), None)
     if source is not None:
         secret = f"{source.capitalize()}WebhookSecret"

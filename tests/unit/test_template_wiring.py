@@ -8,7 +8,7 @@ import re
 import pytest
 
 from devstack.template import http_routes, resources_of_type
-from event_router.contract import WEBHOOK_ROUTES, modules_of
+from event_router.contract import WEBHOOK_ROUTES, ZOHO_NOTIFY_ROUTE, modules_of
 from tests.unit.stack import (
     FUNCTIONS,
     PROCESSORS,
@@ -27,7 +27,10 @@ def test_template_serves_exactly_the_webhook_routes_of_the_spec_with_the_right_v
         r: fn for r, fn in http_routes(TEMPLATE).items() if "/events/zoho/" in r or "/events/moodle/" in r
     }
 
-    assert webhook_routes == {route: VERIFIERS[r.source] for route, r in WEBHOOK_ROUTES.items()}
+    assert webhook_routes == {
+        **{route: VERIFIERS[r.source] for route, r in WEBHOOK_ROUTES.items()},
+        ZOHO_NOTIFY_ROUTE: VERIFIERS["zoho"],  # Zoho's Notification API: ids only
+    }
 
 
 @pytest.mark.parametrize("source", ["zoho", "moodle"])
@@ -48,8 +51,8 @@ def test_verifier_environment_points_each_module_at_its_own_queue(source: str) -
 def test_every_module_queue_redrives_to_the_one_dead_letter_queue_after_max_receive_count() -> None:
     queues = resources_of_type(TEMPLATE, "AWS::SQS::Queue")
 
-    assert set(queues) == {*QUEUES.values(), "MoodleDeliveryQueue", "DeadLetterQueue"}
-    for name in QUEUES.values():
+    assert set(queues) == {*QUEUES.values(), "MoodleDeliveryQueue", "ZohoDeliveryQueue", "DeadLetterQueue"}
+    for name in [*QUEUES.values(), "MoodleDeliveryQueue", "ZohoDeliveryQueue"]:
         assert queues[name]["Properties"]["RedrivePolicy"] == {
             "deadLetterTargetArn": {"Fn::GetAtt": ["DeadLetterQueue", "Arn"]},
             "maxReceiveCount": {"Ref": "MaxReceiveCount"},

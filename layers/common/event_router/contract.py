@@ -23,6 +23,7 @@ ZOHO_MODULE_NAMES: dict[Module, str] = {
     "grades": "BTEC_Grades",
     "payments": "BTEC_Payments",
 }
+ZOHO_CLASSES_MODULE = "BTEC_Classes"  # not mirrored: read for a class's Moodle course
 
 # The Moodle events the router understands: which module's route takes each, and what it does.
 USER_ENROLMENT_CREATED = "core\\event\\user_enrolment_created"
@@ -51,6 +52,10 @@ WEBHOOK_ROUTES: dict[str, Route] = {
     "POST /api/v1/events/moodle/enrollment": Route("moodle", "enrollments"),
     "POST /api/v1/events/moodle/grade": Route("moodle", "grades"),
 }
+
+
+# Zoho's Notification API calls back here (ids only; the processors fetch the records).
+ZOHO_NOTIFY_ROUTE = "POST /api/v1/events/zoho/notify"
 
 
 def modules_of(source: Source) -> tuple[Module, ...]:

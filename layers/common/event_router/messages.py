@@ -70,6 +70,8 @@ class MoodleGrade(BaseModel):
 
     itemid: MoodleId
     finalgrade: Grade = None
+    grade_letter: Annotated[str, Field(max_length=100)] | None = None  # as the gradebook shows it (the plugin sends it)
+    scaleid: MoodleId | None = None  # the item's scale, when it uses one
 
 
 class MoodleFacts(BaseModel):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 from functools import cache
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
@@ -69,6 +69,17 @@ class Settings(BaseModel):
     moodle_student_role_id: int = Field(5, ge=1, alias="MOODLE_STUDENT_ROLE_ID")
     moodle_user_auth: str = Field("manual", alias="MOODLE_USER_AUTH")
     moodle_delivery_queue_url: str | None = Field(None, alias="MOODLE_DELIVERY_QUEUE_URL")
+    destination: Literal["moodle", "zoho"] | None = Field(None, alias="DESTINATION")
+    field_mapping: str | None = Field(None, alias="FIELD_MAPPING")  # JSON: docs/connect-moodle.md
+    # Zoho CRM as a destination, and as the source of the records ids-only notifications name.
+    zoho_data_centre: str = Field("com", alias="ZOHO_DATA_CENTRE")
+    zoho_accounts_url: str | None = Field(None, alias="ZOHO_ACCOUNTS_URL")  # wins over the data centre
+    zoho_credentials: str | None = Field(None, alias="ZOHO_CREDENTIALS")  # JSON; local development and tests
+    zoho_credentials_secret_arn: str | None = Field(None, alias="ZOHO_CREDENTIALS_SECRET_ARN")
+    zoho_max_concurrent_calls: int = Field(5, ge=1, le=25, alias="ZOHO_MAX_CONCURRENT_CALLS")
+    zoho_timeout_seconds: float = Field(15.0, gt=0, alias="ZOHO_TIMEOUT_SECONDS")
+    zoho_delivery_queue_url: str | None = Field(None, alias="ZOHO_DELIVERY_QUEUE_URL")
+    zoho_notify_url: str | None = Field(None, alias="ZOHO_NOTIFY_URL")
     module: Module | None = Field(None, alias="MODULE")
     max_receive_count: int = Field(5, ge=1, alias="MAX_RECEIVE_COUNT")
     retry_base_seconds: int = Field(120, ge=0, le=43_200, alias="RETRY_BASE_SECONDS")
@@ -95,6 +106,10 @@ class Settings(BaseModel):
 
     def webhook_secret_arn(self, source: Source) -> str | None:
         return self.zoho_webhook_secret_arn if source == "zoho" else self.moodle_webhook_secret_arn
+
+    def zoho_configured(self) -> bool:
+        """Whether the router may call Zoho's API (to deliver, or to fetch what a notification names)."""
+        return bool(self.zoho_credentials or self.zoho_credentials_secret_arn)
 
 
 @cache

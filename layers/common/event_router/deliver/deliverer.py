@@ -21,8 +21,9 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
+from event_router.contract import ZOHO_CLASSES_MODULE
 from event_router.deliver.moodle import Moodle, MoodleError, MoodleRestClient
 from event_router.deliver.outbox import DeliveryMessage, DeliveryPublisher
 from event_router.deliver.provision import (
@@ -33,14 +34,41 @@ from event_router.deliver.provision import (
     enrolment_state,
     field_mapping,
 )
+from event_router.deliver.records import zoho_client
+from event_router.deliver.zoho import ZohoClient, ZohoError
 from event_router.errors import StorageUnavailable
 from event_router.observability import Metric, count, logger
 from event_router.process.backoff import Backoff, NoBackoff, VisibilityBackoff, receive_count, retry_delay
 from event_router.settings import Settings, load_settings
 from event_router.store.connection import PreparedConnection, connection_params
-from event_router.store.deliveries import Delivery, DeliveryStore, Outcome
+from event_router.store.deliveries import Delivery, DeliveryStore, Intent, Outcome
+from event_router.store.zoho import PgZohoState
 
 MOODLE = "moodle"
+
+
+class ClassCourses(Protocol):
+    """The Moodle course idnumber a Zoho class names (read from Zoho once, then kept)."""
+
+    def course_of(self, class_zoho_id: str) -> str | None: ...
+
+
+class ZohoClassCourses:
+    """Classes read from Zoho CRM, their course idnumbers kept in Postgres."""
+
+    def __init__(self, state: PgZohoState, zoho: Callable[[], ZohoClient], mapping: FieldMapping) -> None:
+        self._state, self._zoho, self._mapping = state, zoho, mapping
+
+    def course_of(self, class_zoho_id: str) -> str | None:
+        known, idnumber = self._state.class_course(class_zoho_id)
+        if known:
+            return idnumber
+        field = self._mapping.class_course_idnumber
+        found = self._zoho().records(ZOHO_CLASSES_MODULE, [class_zoho_id], ["Name", field])
+        idnumber = str(found[0].get(field) or "").strip() or None if found else None
+        if idnumber is not None:  # a class without one yet is asked again next time
+            self._state.remember_class(class_zoho_id, idnumber)
+        return idnumber
 
 
 @dataclass
@@ -70,6 +98,8 @@ class MoodleDeliverer:
         student_role_id: int = 5,
         user_auth: str = "manual",
         backoff: Backoff | None = None,
+        zoho_enabled: bool = False,
+        classes: ClassCourses | None = None,
     ) -> None:
         self._backoff = backoff or NoBackoff()
         self._store = store
@@ -80,6 +110,8 @@ class MoodleDeliverer:
         self._retry_base_seconds = retry_base_seconds
         self._student_role_id = student_role_id
         self._user_auth = user_auth
+        self._zoho_enabled = zoho_enabled  # write each new Moodle user id back to the Zoho student
+        self._classes = classes
 
     # ------------------------------------------------------------ a queue's batch
 
@@ -132,7 +164,7 @@ class MoodleDeliverer:
                 )
                 work.retry.append(record)
             self._store.settle(delivery, outcome)
-        work.count(_METRICS[outcome.status], delivery.action)
+        work.count(METRICS[outcome.status], delivery.action)
         logger.info("delivery settled", delivery_id=delivery.id, action=delivery.action, status=outcome.status)
 
     def _attempt(self, delivery: Delivery, work: Work) -> Outcome:
@@ -144,6 +176,8 @@ class MoodleDeliverer:
             return Outcome("failed", error=f"unknown Moodle action {delivery.action!r}")
         except CannotDeliver as problem:
             return Outcome("failed", error=str(problem))
+        except ZohoError as error:  # reading the enrolment's class
+            return Outcome("pending" if error.kind == "transient" else "failed", error=f"Zoho: {error}")
         except MoodleError as error:
             if error.kind == "configuration":
                 self._store.pause(MOODLE, error.code)
@@ -171,18 +205,23 @@ class MoodleDeliverer:
         if user_id is not None and user_id != known_id:
             self._store.remember_moodle_user(student_id, user_id)
         if user_id is not None:
-            work.to_send += self._store.wake(f"student:{student_id}")
+            # What waited for this user: the student's enrolments, grades given to the user in Moodle.
+            work.to_send += self._store.wake(f"student:{student_id}") + self._store.wake(f"moodle_user:{user_id}")
+            if self._zoho_enabled and str(data.get(self._mapping.moodle_user_id) or "") != str(user_id):
+                work.to_send.append(self._store.create(Intent("zoho", "moodle_user_id", student_id)))
         return Outcome("delivered", result={"moodle_user_id": user_id, "action": action})
 
     def _enrolment(self, enrolment_id: str) -> Outcome:
         found = self._store.enrollment(enrolment_id)
         if found is None:
             return Outcome("failed", error=f"enrolment {enrolment_id} is not in the mirror")
-        student_id, status, data, deleted_at = found
+        student_id, class_id, status, data, deleted_at = found
         state = enrolment_state(status, deleted=deleted_at is not None, mapping=self._mapping)
         idnumber = str(data.get(self._mapping.course_idnumber) or "").strip()
+        if not idnumber and class_id and self._classes is not None:
+            idnumber = self._classes.course_of(class_id) or ""  # kept on the class only
         if not idnumber:
-            return Outcome("failed", error=f"{self._mapping.course_idnumber} is empty")
+            return Outcome("failed", error=f"{self._mapping.course_idnumber} is empty (on the enrolment and its class)")
         student = self._store.student(student_id) if student_id else None
         user_id = student[2] if student else None
         if user_id is None:
@@ -243,7 +282,7 @@ class MoodleDeliverer:
         return {"destination": MOODLE, "healthy": True, "paused": False, "resumed": resumed, "requeued": len(requeued)}
 
 
-_METRICS = {
+METRICS = {
     "delivered": Metric.DELIVERED,
     "waiting": Metric.DELIVERY_WAITING,
     "failed": Metric.DELIVERY_FAILED,
@@ -300,14 +339,21 @@ def build_moodle_deliverer(settings: Settings | None = None) -> MoodleDeliverer:
         if queue_url and settings.retry_base_seconds
         else None
     )
+    mapping = field_mapping(settings)
+    classes = None
+    if settings.zoho_configured():
+        state = PgZohoState(connection, settings.zoho_max_concurrent_calls)
+        classes = ZohoClassCourses(state, zoho_client(settings, connection), mapping)
     return MoodleDeliverer(
         DeliveryStore(connection),
         moodle_client(settings),
         DeliveryPublisher(settings).send,
-        field_mapping(),
+        mapping,
         max_receive_count=settings.max_receive_count,
         retry_base_seconds=settings.retry_base_seconds,
         student_role_id=settings.moodle_student_role_id,
         user_auth=settings.moodle_user_auth,
         backoff=backoff,
+        zoho_enabled=bool(settings.zoho_delivery_queue_url),
+        classes=classes,
     )

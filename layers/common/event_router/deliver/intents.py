@@ -2,7 +2,11 @@
 transaction of the change.
 
 - a Zoho student (created, changed or deleted) → the student's Moodle user;
-- a Zoho enrolment → its manual enrolment in Moodle.
+- a Zoho enrolment → its manual enrolment in Moodle;
+- a Moodle grade → a ``BTEC_Grades`` record in Zoho.
+
+Changes the router itself made (echoes) call for nothing: Moodle events whose actor is the router's
+web-service user, Zoho records last modified by the router's API user.
 
 A delivery names only its target; the delivery function reads what the mirror holds when it runs,
 so a later change of the same record is never undone by an earlier delivery.
@@ -11,8 +15,9 @@ so a later change of the same record is never undone by an earlier delivery.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 
-from event_router.messages import EventMessage, MoodleFacts
+from event_router.messages import EventMessage, MoodleFacts, ZohoRecord
 from event_router.process.rules import MirrorWrite
 from event_router.store.deliveries import Intent
 
@@ -23,14 +28,30 @@ def delivery_for(event: EventMessage, change: MirrorWrite, enabled: Callable[[st
     """The delivery ``change`` calls for, if any (and if its destination is enabled)."""
     if event.source == "zoho" and change.table in _MOODLE and enabled("moodle"):
         return Intent("moodle", _MOODLE[change.table], event.record_id)
+    if change.table == "moodle_grades" and enabled("zoho"):
+        return Intent("zoho", "grade", grade_key(change.key["moodle_user_id"], change.key["grade_item_id"]))
     return None
 
 
-def is_echo(event: EventMessage, router_moodle_user: int | None) -> bool:
-    """A Moodle event the router's own web-service user caused (an enrolment it made): mirrored, but
-    never delivered anywhere, or the router would answer its own changes."""
-    return (
-        router_moodle_user is not None
-        and isinstance(event.facts, MoodleFacts)
-        and event.facts.actor == router_moodle_user
-    )
+def grade_key(moodle_user_id: int, grade_item_id: int) -> str:
+    return f"{moodle_user_id}-{grade_item_id}"
+
+
+def is_echo(event: EventMessage, router: Identity) -> bool:
+    """A change the router itself made (an enrolment it made in Moodle, a Moodle id it wrote to a Zoho
+    student): mirrored, but never delivered anywhere, or the router would answer its own changes."""
+    if isinstance(event.facts, MoodleFacts):
+        return router.moodle_user is not None and event.facts.actor == router.moodle_user
+    if isinstance(event.facts, ZohoRecord) and event.facts.fields and router.zoho_user is not None:
+        modified_by = event.facts.fields.get("Modified_By")
+        who = modified_by.get("id") if isinstance(modified_by, dict) else modified_by
+        return who is not None and str(who) == router.zoho_user
+    return False
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who the router is at each destination, as their health checks learned."""
+
+    moodle_user: int | None = None
+    zoho_user: str | None = None

@@ -41,7 +41,7 @@ class DeliveryPublisher:
     def __init__(self, settings: Settings, client: Any = None) -> None:
         self._settings = settings
         self._client = client  # made on first use: a processor without deliveries never needs it
-        self._queue_urls = {"moodle": settings.moodle_delivery_queue_url}
+        self._queue_urls = {"moodle": settings.moodle_delivery_queue_url, "zoho": settings.zoho_delivery_queue_url}
 
     def enabled(self, destination: str) -> bool:
         return bool(self._queue_urls.get(destination))

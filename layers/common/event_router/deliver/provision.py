@@ -10,7 +10,6 @@ enrolment is set to the state the Zoho record asks for.
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import dataclass
 from functools import cache
 from typing import Any, Literal
@@ -18,6 +17,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict
 
 from event_router.deliver.moodle import Moodle, MoodleError
+from event_router.settings import Settings
 
 EnrolmentState = Literal["active", "suspended", "absent"]
 
@@ -36,12 +36,25 @@ class FieldMapping(BaseModel):
     course_idnumber: str = "Moodle_Course_ID"  # on the enrolment: the Moodle course's idnumber
     active_statuses: tuple[str, ...] = ("Active", "Enrolled")  # Enrollment_Status → enrolled as student
     suspended_statuses: tuple[str, ...] = ("Withdrawn", "Suspended", "Completed")  # → enrolment suspended
+    class_course_idnumber: str = "Moodle_Course_ID"  # on the class: its Moodle course, when the enrolment has none
+    # What goes back to Zoho: the student's Moodle user id, and Moodle grades as BTEC_Grades records.
+    moodle_user_id: str = "Moodle_User_ID"  # on the student
+    grade_key: str = "Moodle_Grade_Key"  # unique: "<Moodle user id>-<grade item id>"
+    grade_student: str = "Student"  # lookup to the student
+    grade_course: str = "Moodle_Course_ID"  # the Moodle course's idnumber (its id when the router knows none)
+    grade_value: str = "Final_Grade"  # the final grade, a number
+    grade_letter: str = "Grade"  # the grade as a letter or scale item, when there is one
+    grade_scale: tuple[str, ...] = ()  # a scale's items in order (e.g. Refer, Pass, Merit, Distinction)
+
+
+def field_mapping(settings: Settings) -> FieldMapping:
+    """The mapping of a container: the defaults, with ``FIELD_MAPPING`` applied."""
+    return _mapping(settings.field_mapping or "{}")
 
 
 @cache
-def field_mapping() -> FieldMapping:
-    """The mapping of this container: the defaults, with ``FIELD_MAPPING`` applied."""
-    return FieldMapping.model_validate(json.loads(os.environ.get("FIELD_MAPPING") or "{}"))
+def _mapping(text: str) -> FieldMapping:
+    return FieldMapping.model_validate(json.loads(text))
 
 
 class CannotDeliver(Exception):

@@ -108,5 +108,5 @@ def build_monitor(settings: Settings | None = None) -> Monitor:
         sqs,
         settings.queue_urls(),
         DeadLetterQueue(sqs, settings.dead_letter_queue_url),
-        [url for url in (settings.moodle_delivery_queue_url,) if url],
+        [url for url in (settings.moodle_delivery_queue_url, settings.zoho_delivery_queue_url) if url],
     )

@@ -27,10 +27,11 @@ from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
 from event_router.contract import Module
-from event_router.deliver.intents import delivery_for, is_echo
+from event_router.deliver.intents import Identity, delivery_for, is_echo
 from event_router.deliver.outbox import DeliveryPublisher
-from event_router.errors import DataRejected, Problem, StorageUnavailable
-from event_router.messages import EventMessage
+from event_router.deliver.records import ZohoRecords, with_record, zoho_client
+from event_router.errors import DataRejected, DeliveryError, Problem, StorageUnavailable
+from event_router.messages import EventMessage, ZohoRecord
 from event_router.observability import Metric, count, emit, logger
 from event_router.process.backoff import Backoff, NoBackoff, VisibilityBackoff, receive_count
 from event_router.process.rules import (
@@ -74,6 +75,12 @@ class Deliveries(Protocol):
     def send(self, deliveries: list[tuple[int, str]]) -> None: ...
 
 
+class RecordSource(Protocol):
+    """Where a Zoho record is read when its event named it without its fields (Zoho CRM itself)."""
+
+    def fetch(self, module: Module, ids: list[str]) -> dict[str, dict[str, Any]]: ...
+
+
 class NoDeliveries:
     def enabled(self, destination: str) -> bool:
         return False
@@ -92,7 +99,8 @@ class ModuleProcessor:
         max_receive_count: int,
         backoff: Backoff | None = None,
         deliveries: Deliveries | None = None,
-        router_moodle_user: Callable[[], int | None] = lambda: None,
+        router: Callable[[], Identity] = Identity,
+        records: RecordSource | None = None,
     ) -> None:
         self.module = module
         self.store = store
@@ -100,12 +108,13 @@ class ModuleProcessor:
         self.max_receive_count = max_receive_count
         self.backoff = backoff or NoBackoff()
         self.deliveries = deliveries or NoDeliveries()
-        self.router_moodle_user = router_moodle_user
+        self.router = router
+        self.records = records  # where the records of events that name them without fields are fetched
         self._batch_processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
     def write(self, claim: Claim, event: EventMessage, change: MirrorWrite) -> Write:
         """The mirror change of an event with what it calls for: a delivery, unless it is an echo."""
-        if event.source == "moodle" and is_echo(event, self.router_moodle_user()):
+        if is_echo(event, self.router()):
             return Write(claim, event, change, notes={"echo": True})
         return Write(claim, event, change, delivery_for(event, change, self.deliveries.enabled))
 
@@ -138,13 +147,15 @@ class _Batch:
         self._claims: dict[tuple[str, str], Claim] = {}
         self._outcomes: dict[str, str | EventNotProcessed] = {}
         self.deliveries: list[tuple[int, str]] = []  # written by this batch: (delivery id, destination)
+        self._unfetched: dict[str, str] = {}  # message id → why its record could not be fetched
         self._timings: defaultdict[tuple[Metric, str], list[float]] = defaultdict(list)  # (metric, source) → ms
 
     def run(self) -> None:
         """Settle every event: the whole batch in one transaction, or event by event if that fails."""
+        self._fetch()
         # The rules are pure: every decision is made before the database is touched.
         decisions = {m: self._decide(e) for m, e in self._events.items() if e is not None}
-        events = [e for e in self._events.values() if e is not None]
+        events = [e for m, e in self._events.items() if e is not None and m not in self._unfetched]
         together = len(events) > 1  # one statement is a transaction by itself: no BEGIN and COMMIT
         started = time.monotonic()
         self._store.begin_batch()
@@ -175,6 +186,9 @@ class _Batch:
             if event is None:
                 outcomes[message_id] = EventNotProcessed("message body is not an event")
                 continue
+            if message_id in self._unfetched:
+                outcomes[message_id] = EventNotProcessed(self._unfetched[message_id])
+                continue
             claim = self._claims.get((event.source, event.event_id))
             if claim is None:
                 outcomes[message_id] = "settled"  # already completed, skipped or failed
@@ -199,6 +213,8 @@ class _Batch:
         event = self._events[message_id]
         if event is None:
             return EventNotProcessed("message body is not an event")
+        if message_id in self._unfetched:
+            return EventNotProcessed(self._unfetched[message_id])
         started = time.monotonic()
         claim: Claim | None = None
         try:
@@ -228,6 +244,36 @@ class _Batch:
             error = f"the database refused a value of this event ({refused})"
             statuses = self._store.settle_many([(claim, "failed", {"reason": "refused_by_database"}, error)])
         return statuses.get(claim.log_id, "settled")
+
+    def _fetch(self) -> None:
+        """Read from Zoho the records that events name without their fields (an ids-only notification,
+        Zoho's minimal webhook), up to 100 a call, so the rules see them whole. A record Zoho no
+        longer has stays without fields (the rule skips it); if Zoho cannot answer, those events are
+        retried."""
+        source = self._processor.records
+        if source is None:
+            return
+        wanted = {
+            m: e
+            for m, e in self._events.items()
+            if e is not None
+            and isinstance(e.facts, ZohoRecord)
+            and e.facts.fields is None
+            and e.event_type != "delete"
+            and e.module == self._processor.module
+        }
+        if not wanted:
+            return
+        try:
+            found = source.fetch(self._processor.module, sorted({e.record_id for e in wanted.values()}))
+        except DeliveryError as error:
+            reason = f"could not read the record from Zoho ({getattr(error, 'code', type(error).__name__)})"
+            self._unfetched = dict.fromkeys(wanted, reason)
+            return
+        for message_id, event in wanted.items():
+            record = found.get(event.record_id)
+            if record is not None:
+                self._events[message_id] = with_record(event, record)
 
     def _decide(self, event: EventMessage) -> Decision:
         """The sync rule's verdict: a mirror change to apply, or how the event ends without one."""
@@ -325,29 +371,38 @@ def build_processor(settings: Settings | None = None) -> ModuleProcessor:
         else None
     )
     identity = RouterIdentity(DeliveryStore(connection))
+    records = None
+    if settings.zoho_configured():
+        from event_router.deliver.provision import field_mapping  # noqa: PLC0415 - pydantic model: only when used
+
+        records = ZohoRecords(zoho_client(settings, connection), field_mapping(settings))
     return ModuleProcessor(
         settings.module,
         MirrorStore(connection),
         settings.max_receive_count,
         backoff,
         DeliveryPublisher(settings),
-        identity.moodle_user,
+        identity.current,
+        records,
     )
 
 
 class RouterIdentity:
-    """Who the router is at Moodle (its web-service user), as the delivery function last learned it;
-    read at most once a minute per container."""
+    """Who the router is at Moodle (its web-service user) and at Zoho (its API user), as the delivery
+    functions' health checks last learned; read at most once a minute per container."""
 
     def __init__(self, store: DeliveryStore, max_age_seconds: float = 60.0) -> None:
         self._store = store
         self._max_age = max_age_seconds
         self._read_at = -max_age_seconds
-        self._user: int | None = None
+        self._identity = Identity()
 
-    def moodle_user(self) -> int | None:
+    def current(self) -> Identity:
         if time.monotonic() - self._read_at >= self._max_age:
-            user = self._store.identity("moodle").get("userid")
-            self._user = int(user) if user is not None else None
+            moodle = self._store.identity("moodle").get("userid")
+            zoho = self._store.identity("zoho").get("userid")
+            self._identity = Identity(
+                int(moodle) if moodle is not None else None, str(zoho) if zoho is not None else None
+            )
             self._read_at = time.monotonic()
-        return self._user
+        return self._identity

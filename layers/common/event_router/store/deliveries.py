@@ -63,13 +63,25 @@ SELECT id, destination FROM {DELIVERIES}
 WHERE status = 'pending' AND coalesce(next_attempt_at, created_at) < now() - make_interval(secs => :grace)
 ORDER BY id LIMIT :max_rows"""
 
-# Waiting deliveries whose student has a Moodle user by now (its wake-up was lost).
+# Waiting deliveries whose student has a Moodle user by now (its wake-up was lost): an enrolment
+# waits on its Zoho student, a grade on the Zoho student of its Moodle user.
 READY_SQL = f"""
 UPDATE {DELIVERIES} AS d SET status = 'pending', waiting_on = NULL, last_error = NULL, updated_at = now()
 FROM students
-WHERE d.status = 'waiting' AND d.waiting_on = 'student:' || students.zoho_record_id
-  AND students.moodle_user_id IS NOT NULL
+WHERE d.status = 'waiting' AND students.moodle_user_id IS NOT NULL AND students.deleted_at IS NULL
+  AND d.waiting_on IN ('student:' || students.zoho_record_id, 'moodle_user:' || students.moodle_user_id)
 RETURNING d.id, d.destination"""
+
+CREATE_SQL = f"""
+INSERT INTO {DELIVERIES} (destination, action, target_key) VALUES (:destination, :action, :target_key)
+RETURNING id, destination"""
+MOODLE_GRADE_SQL = """
+SELECT final_grade, moodle_course_id, grade_letter, scale_id FROM moodle_grades
+WHERE moodle_user_id = :user AND grade_item_id = :item"""
+STUDENT_OF_MOODLE_USER_SQL = """
+SELECT zoho_record_id, name FROM students WHERE moodle_user_id = :user AND deleted_at IS NULL
+ORDER BY source_modified_at DESC NULLS LAST LIMIT 1"""
+COURSE_IDNUMBER_SQL = "SELECT idnumber FROM moodle_courses WHERE course_id = :course_id LIMIT 1"
 
 PAUSED_SQL = "SELECT paused_at, pause_reason FROM destinations WHERE name = :name"
 PAUSE_SQL = """
@@ -86,7 +98,8 @@ STUDENT_SQL = "SELECT data, deleted_at, moodle_user_id FROM students WHERE zoho_
 SET_MOODLE_USER_SQL = """
 UPDATE students SET moodle_user_id = :moodle_user_id, updated_at = now()
 WHERE zoho_record_id = :id AND moodle_user_id IS DISTINCT FROM :moodle_user_id"""
-ENROLLMENT_SQL = "SELECT student_zoho_id, status, data, deleted_at FROM enrollments WHERE zoho_record_id = :id"
+ENROLLMENT_SQL = """
+SELECT student_zoho_id, class_zoho_id, status, data, deleted_at FROM enrollments WHERE zoho_record_id = :id"""
 COURSE_SQL = "SELECT course_id FROM moodle_courses WHERE idnumber = :idnumber"
 REMEMBER_COURSE_SQL = """
 INSERT INTO moodle_courses (idnumber, course_id) VALUES (:idnumber, :course_id)
@@ -138,14 +151,26 @@ class DeliveryStore:
         return Delivery(*rows[0]) if rows else None
 
     @contextmanager
-    def target_lock(self, delivery: Delivery) -> Iterator[None]:
-        """One delivery at a time per target, across containers (a session advisory lock)."""
-        key = zlib.crc32(f"{delivery.destination}:{delivery.action}:{delivery.target_key}".encode())
-        self.connection.run("SELECT pg_advisory_lock(:key)", key=key)
+    def target_lock(self, *deliveries: Delivery) -> Iterator[None]:
+        """One delivery at a time per target, across containers (session advisory locks, taken in
+        one order so that two batches never wait on each other)."""
+        keys = sorted({zlib.crc32(f"{d.destination}:{d.action}:{d.target_key}".encode()) for d in deliveries})
+        taken: list[int] = []
         try:
+            for key in keys:
+                self.connection.run("SELECT pg_advisory_lock(:key)", key=key)
+                taken.append(key)
             yield
         finally:
-            self.connection.run("SELECT pg_advisory_unlock(:key)", key=key)
+            for key in reversed(taken):
+                self.connection.run("SELECT pg_advisory_unlock(:key)", key=key)
+
+    def create(self, intent: Intent) -> tuple[int, str]:
+        """A delivery a delivery calls for (a Moodle user's id to write back to Zoho)."""
+        [[delivery_id, destination]] = self.connection.run(
+            CREATE_SQL, destination=intent.destination, action=intent.action, target_key=intent.target_key
+        )
+        return int(delivery_id), str(destination)
 
     def supersede(self, delivery: Delivery) -> bool:
         """Mark ``delivery`` superseded when a newer one for its target is still to do."""
@@ -215,9 +240,12 @@ class DeliveryStore:
     def remember_moodle_user(self, zoho_id: str, moodle_user_id: int) -> None:
         self.connection.run(SET_MOODLE_USER_SQL, id=zoho_id, moodle_user_id=moodle_user_id)
 
-    def enrollment(self, zoho_id: str) -> tuple[str | None, str | None, dict[str, Any], datetime | None] | None:
+    def enrollment(
+        self, zoho_id: str
+    ) -> tuple[str | None, str | None, str | None, dict[str, Any], datetime | None] | None:
+        """(student id, class id, status, data, deleted at) of an enrolment the mirror holds."""
         rows = self.connection.run(ENROLLMENT_SQL, id=zoho_id)
-        return (rows[0][0], rows[0][1], dict(rows[0][2]), rows[0][3]) if rows else None
+        return (rows[0][0], rows[0][1], rows[0][2], dict(rows[0][3]), rows[0][4]) if rows else None
 
     def course_id(self, idnumber: str) -> int | None:
         rows = self.connection.run(COURSE_SQL, idnumber=idnumber)
@@ -228,3 +256,17 @@ class DeliveryStore:
 
     def forget_course(self, idnumber: str) -> None:
         self.connection.run(FORGET_COURSE_SQL, idnumber=idnumber)
+
+    def course_idnumber(self, course_id: int) -> str | None:
+        rows = self.connection.run(COURSE_IDNUMBER_SQL, course_id=course_id)
+        return str(rows[0][0]) if rows else None
+
+    def moodle_grade(self, user: int, item: int) -> tuple[Any, int | None, str | None, int | None] | None:
+        """(final grade, course id, letter, scale id) of a Moodle grade the mirror holds."""
+        rows = self.connection.run(MOODLE_GRADE_SQL, user=user, item=item)
+        return (rows[0][0], rows[0][1], rows[0][2], rows[0][3]) if rows else None
+
+    def student_of_moodle_user(self, user: int) -> tuple[str, str | None] | None:
+        """The Zoho student (record id, name) whose Moodle user is ``user``."""
+        rows = self.connection.run(STUDENT_OF_MOODLE_USER_SQL, user=user)
+        return (str(rows[0][0]), rows[0][1]) if rows else None

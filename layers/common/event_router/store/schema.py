@@ -179,3 +179,21 @@ moodle_courses = Table(
     Column("course_id", BigInteger, nullable=False),
     _timestamp("checked_at", nullable=False, default=True),
 )
+
+zoho_tokens = Table(
+    "zoho_tokens",
+    metadata,
+    Column("name", Text, primary_key=True),
+    Column("access_token", Text, nullable=False),
+    Column("api_domain", Text, nullable=False),
+    _timestamp("expires_at", nullable=False),
+    _timestamp("refreshed_at", nullable=False, default=True),
+)
+
+zoho_classes = Table(
+    "zoho_classes",
+    metadata,
+    Column("class_zoho_id", Text, primary_key=True),
+    Column("moodle_course_idnumber", Text),
+    _timestamp("fetched_at", nullable=False, default=True),
+)

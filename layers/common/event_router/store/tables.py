@@ -119,7 +119,12 @@ MIRRORS: dict[str, MirrorTable] = {
         MirrorTable(
             "moodle_grades",
             (Column("moodle_user_id", "bigint"), Column("grade_item_id", "bigint")),
-            (Column("moodle_course_id", "bigint"), Column("final_grade", "numeric")),
+            (
+                Column("moodle_course_id", "bigint"),
+                Column("final_grade", "numeric"),
+                Column("grade_letter", "text"),  # as the gradebook shows it, when the sender says
+                Column("scale_id", "bigint"),  # the grade item's scale, when it uses one
+            ),
             tombstones=False,
         ),
     )

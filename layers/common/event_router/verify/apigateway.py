@@ -15,7 +15,7 @@ from event_router.errors import (
     SignatureRejected,
     UnknownRoute,
 )
-from event_router.verify.verifier import Receipt, WebhookRequest
+from event_router.verify.verifier import NotificationReceipt, Receipt, WebhookRequest
 
 RETRY_AFTER_SECONDS = 30
 
@@ -55,8 +55,14 @@ def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | N
     }
 
 
-def receipt_response(receipt: Receipt) -> dict[str, Any]:
-    """202 for a new event, 200 for a duplicate (SPEC §6)."""
+def receipt_response(receipt: Receipt | NotificationReceipt) -> dict[str, Any]:
+    """202 for a new event, 200 for a duplicate (SPEC §6); for a notification, 202 unless every
+    event it named was a duplicate."""
+    if isinstance(receipt, NotificationReceipt):
+        ids = list(receipt.event_ids)
+        status = 200 if receipt.duplicates == len(ids) else 202
+        body = {"success": True, "message": "Notification accepted", "event_ids": ids, "duplicates": receipt.duplicates}
+        return json_response(status, body)
     event_id = receipt.event_id
     if receipt.duplicate:
         body = {"success": True, "message": "Duplicate event ignored", "event_id": event_id, "status": "duplicate"}

@@ -202,8 +202,23 @@ class ZohoRecordFields(BaseModel):
     timestamp: Timestamp | None = None
 
 
-def zoho_shape(fields: dict[str, Any]) -> Literal["full", "minimal", "record"]:
-    """Which of the three Zoho shapes of SPEC §5 a body is."""
+class ZohoNotification(BaseModel):
+    """Zoho's Notification API callback: which records of which module changed, ids only."""
+
+    model_config = _SOURCE_SPECIFIC
+
+    server_time: int = Field(ge=0)  # milliseconds since the epoch
+    module: ZohoModule
+    ids: list[Identifier] = Field(min_length=1, max_length=1000)
+    operation: OperationField
+    channel_id: Identifier
+
+
+def zoho_shape(fields: dict[str, Any]) -> Literal["full", "minimal", "record", "notification"]:
+    """Which of the Zoho shapes of SPEC §5 a body is (or an ids-only notification of Zoho's
+    Notification API, one id to an event)."""
+    if "channel_id" in fields and "ids" in fields:
+        return "notification"
     if "notification_id" in fields or "data" in fields:
         return "full"
     if "event_id" in fields or "event_type" in fields:
@@ -252,6 +267,19 @@ def _zoho_facts(fields: dict[str, Any]) -> _Facts:
             record_id=record_id,
             occurred_at=when,
             occurred_field=field,
+        )
+    if shape == "notification":
+        notification = ZohoNotification.model_validate(fields)
+        record_id = notification.ids[0]
+        return _Facts(
+            module=notification.module,
+            event_id=(
+                f"zoho-notify-{notification.channel_id}-{notification.server_time}-{notification.operation}-{record_id}"
+            ),
+            operation=notification.operation,
+            record_id=record_id,
+            occurred_at=datetime.fromtimestamp(notification.server_time / 1000, UTC),
+            occurred_field="server_time",
         )
     if shape == "minimal":
         minimal = ZohoMinimal.model_validate(fields)
@@ -441,7 +469,9 @@ def derived_event_id(
 def prepare(source: Source) -> None:
     """Build the validators of ``source``'s payload shapes now rather than on the first request."""
     models = (
-        (ZohoFullRecord, ZohoMinimal, ZohoRecordFields, _Stamp) if source == "zoho" else (MoodleEventData, MoodleGrade)
+        (ZohoFullRecord, ZohoMinimal, ZohoRecordFields, ZohoNotification, _Stamp)
+        if source == "zoho"
+        else (MoodleEventData, MoodleGrade)
     )
     for model in models:
         model.model_rebuild()
@@ -470,6 +500,28 @@ def parse_event(
         problem = f"is more than {skew} seconds in the future; check the sending system's clock"
         raise InvalidPayload([{"field": facts.occurred_field, "problem": problem}])
     return event
+
+
+def parse_notification(
+    fields: dict[str, Any], *, received_at: datetime | None = None, max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW
+) -> list[EventMessage]:
+    """An ids-only notification → one event per record it names, each logged with the notification
+    narrowed to its id (never the channel's token)."""
+    try:
+        notification = ZohoNotification.model_validate(fields)
+    except ValidationError as error:
+        raise InvalidPayload(problems(error)) from None
+    kept = {k: v for k, v in fields.items() if k != "token"}
+    return [
+        parse_event(
+            "zoho",
+            notification.module,
+            {**kept, "ids": [record_id]},
+            received_at=received_at,
+            max_clock_skew=max_clock_skew,
+        )
+        for record_id in dict.fromkeys(notification.ids)
+    ]
 
 
 def facts_of(source: Source, module: Module, payload: dict[str, Any]) -> ZohoRecord | MoodleFacts:

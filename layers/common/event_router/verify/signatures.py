@@ -34,7 +34,7 @@ def sign(secret: str | bytes, body: bytes) -> str:
     return hmac.new(key, body, hashlib.sha256).hexdigest()
 
 
-def _any_equal(candidate: bytes, accepted: Iterable[bytes]) -> bool:
+def any_equal(candidate: bytes, accepted: Iterable[bytes]) -> bool:
     # Compare against every accepted value, so timing does not reveal which one matched.
     matched = False
     for value in accepted:
@@ -64,13 +64,13 @@ def authenticate(
         if token is None and credentials.tokens and body_token is not None:
             token = body_token()
         if credentials.tokens and token is not None:
-            if _any_equal(token.encode(), (t.encode() for t in credentials.tokens)):
+            if any_equal(token.encode(), (t.encode() for t in credentials.tokens)):
                 return "token"
             raise SignatureRejected("Shared token does not match", cause="token_mismatch")
         raise SignatureRejected("Signature header is missing", cause="missing_signature")
     digest = signature.strip().lower().removeprefix(_PREFIX)
     if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
         raise SignatureRejected("Signature is not a SHA-256 hex digest", cause="malformed_signature")
-    if not _any_equal(digest.encode(), (sign(secret, body).encode() for secret in credentials.secrets)):
+    if not any_equal(digest.encode(), (sign(secret, body).encode() for secret in credentials.secrets)):
         raise SignatureRejected("Signature does not match", cause="signature_mismatch")
     return "signature"

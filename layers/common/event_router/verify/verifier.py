@@ -15,13 +15,15 @@ from datetime import UTC, datetime, timedelta
 from time import monotonic
 from typing import Any, Protocol
 
-from event_router.contract import WEBHOOK_ROUTES, Route, Source, modules_of
+from event_router.contract import WEBHOOK_ROUTES, ZOHO_NOTIFY_ROUTE, Route, Source, modules_of
+from event_router.deliver.channel import channel_token
 from event_router.errors import (
     DataRejected,
     InvalidPayload,
     PayloadTooLarge,
     QueueUnavailable,
     ServiceUnavailable,
+    SignatureRejected,
     StorageUnavailable,
     UnknownRoute,
     WebhookRejected,
@@ -33,8 +35,14 @@ from event_router.settings import Settings, load_settings
 from event_router.store.connection import connection_params
 from event_router.store.eventlog import PgEventLog
 from event_router.verify.credentials import CredentialSource, credentials_for
-from event_router.verify.payloads import DEFAULT_MAX_CLOCK_SKEW, decode_body, parse_event, prepare
-from event_router.verify.signatures import TOKEN_FIELD, authenticate
+from event_router.verify.payloads import (
+    DEFAULT_MAX_CLOCK_SKEW,
+    decode_body,
+    parse_event,
+    parse_notification,
+    prepare,
+)
+from event_router.verify.signatures import TOKEN_FIELD, any_equal, authenticate
 
 MAX_BODY_BYTES = 256 * 1024
 MAX_PENDING_REJECTION_ROWS = 1000
@@ -82,6 +90,14 @@ class Receipt:
     duplicate: bool
 
 
+@dataclass(frozen=True)
+class NotificationReceipt:
+    """What Zoho's Notification API is told: the events its callback became."""
+
+    event_ids: tuple[str, ...]
+    duplicates: int
+
+
 class EventLog(Protocol):
     def record(self, event: EventMessage) -> bool: ...
     def mark_queued(self, event: EventMessage) -> None: ...
@@ -113,8 +129,10 @@ class Verifier:
         self._max_clock_skew = max_clock_skew
         self._rejections = RejectionTally(event_log, rejection_flush_seconds, clock)
 
-    def accept(self, request: WebhookRequest) -> Receipt:
+    def accept(self, request: WebhookRequest) -> Receipt | NotificationReceipt:
         """Take one webhook; raises ``WebhookRejected`` (4xx) or ``ServiceUnavailable`` (503)."""
+        if request.route == ZOHO_NOTIFY_ROUTE and self.source == "zoho":
+            return self._notification(request)
         route = WEBHOOK_ROUTES.get(request.route)
         if route is None or route.source != self.source:
             raise UnknownRoute(f"No {self.source} webhook route {request.route!r}")
@@ -149,6 +167,28 @@ class Verifier:
         return parse_event(
             self.source, route.module, fields, received_at=datetime.now(UTC), max_clock_skew=self._max_clock_skew
         )
+
+    def _notification(self, request: WebhookRequest) -> NotificationReceipt:
+        """Zoho's Notification API: the channel's token (derived from the webhook secret) is checked
+        in constant time, then each record id becomes an event of its own, fetched by the processor."""
+        route = Route("zoho", "students")  # where its refusals are counted
+        try:
+            if len(request.body) > MAX_BODY_BYTES:
+                raise PayloadTooLarge(f"The request body is larger than {MAX_BODY_BYTES // 1024} KiB")
+            try:
+                fields = decode_body(request.body)
+            except InvalidPayload:
+                raise SignatureRejected("notification body unreadable", cause="invalid_token") from None
+            token = fields.get("token")
+            expected = [channel_token(secret).encode() for secret in self._credentials.current().secrets]
+            if not isinstance(token, str) or not any_equal(token.encode(), expected):
+                raise SignatureRejected("notification token mismatch", cause="invalid_token")
+            events = parse_notification(fields, received_at=datetime.now(UTC), max_clock_skew=self._max_clock_skew)
+        except WebhookRejected as rejection:
+            self._reject(route, request, rejection)
+            raise
+        receipts = [self._store(event) for event in events]
+        return NotificationReceipt(tuple(r.event_id for r in receipts), sum(r.duplicate for r in receipts))
 
     def _store(self, event: EventMessage) -> Receipt:
         logged: bool | None

@@ -39,5 +39,12 @@ def _moodle(moodle: MoodleFacts) -> Change:
         raise CannotApply([{"field": "other.itemid", "problem": "is required"}])
     key = {"moodle_user_id": moodle.student, "grade_item_id": moodle.grade.itemid}
     return MirrorWrite(
-        "moodle_grades", key, {"moodle_course_id": moodle.course, "final_grade": moodle.grade.finalgrade}
+        "moodle_grades",
+        key,
+        {
+            "moodle_course_id": moodle.course,
+            "final_grade": moodle.grade.finalgrade,
+            "grade_letter": moodle.grade.grade_letter,
+            "scale_id": moodle.grade.scaleid,
+        },
     )

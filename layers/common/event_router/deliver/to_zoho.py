@@ -1,0 +1,312 @@
+"""The Zoho delivery function (SPEC §11): Moodle grades become ``BTEC_Grades`` records, and each
+student's Moodle user id is written to their Zoho record, within Zoho's limits.
+
+Deliveries are batched: the deliveries of one SQS batch (up to 100 with its batching window) that
+do the same thing become one call — an upsert of up to 100 grades keyed by ``Moodle_Grade_Key``, or
+an update of up to 100 students — and each record's result settles its own delivery. Every write
+is sent with ``trigger: []``, so no Zoho workflow runs and nothing comes back as a webhook; the
+notifications Zoho still sends for the change name the router's API user as ``Modified_By`` and
+are mirrored as echoes.
+
+The health check (every few minutes) keeps the access token fresh, learns the router's Zoho user,
+resumes a pause once Zoho answers again, and registers or renews the watch channel that sends the
+four modules' changes to ``/api/v1/events/zoho/notify``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from event_router.contract import ZOHO_MODULE_NAMES
+from event_router.deliver.channel import channel_token
+from event_router.deliver.deliverer import METRICS, Work
+from event_router.deliver.outbox import DeliveryMessage, DeliveryPublisher
+from event_router.deliver.provision import FieldMapping, field_mapping
+from event_router.deliver.records import zoho_client
+from event_router.deliver.zoho import ZohoClient, ZohoError, record_problem
+from event_router.errors import StorageUnavailable
+from event_router.observability import Metric, count, logger
+from event_router.process.backoff import Backoff, NoBackoff, VisibilityBackoff, receive_count, retry_delay
+from event_router.settings import Settings, load_settings
+from event_router.store.connection import PreparedConnection, connection_params
+from event_router.store.deliveries import Delivery, DeliveryStore, Outcome
+from event_router.verify.credentials import credentials_for
+
+ZOHO = "zoho"
+CHANNEL_DAYS = 7  # Zoho's longest channel
+RENEW_BEFORE = timedelta(days=2)  # renewed this long before it would expire, so one failure is survivable
+CHANNEL_ID = 1_000_000_068_001  # the router's one channel (Zoho wants a number)
+WATCHED = tuple(f"{name}.all" for name in ZOHO_MODULE_NAMES.values())
+
+
+class ZohoDeliverer:
+    """Delivers to one Zoho CRM organisation."""
+
+    def __init__(
+        self,
+        store: DeliveryStore,
+        zoho: Callable[[], ZohoClient],
+        send: Callable[[list[tuple[int, str]]], None],
+        mapping: FieldMapping,
+        *,
+        max_receive_count: int = 5,
+        retry_base_seconds: int = 120,
+        backoff: Backoff | None = None,
+        notify_url: str | None = None,
+        webhook_secret: Callable[[], bytes | None] = lambda: None,
+    ) -> None:
+        self._store = store
+        self._zoho = zoho
+        self._send = send
+        self._mapping = mapping
+        self._max_receive_count = max_receive_count
+        self._retry_base_seconds = retry_base_seconds
+        self._backoff = backoff or NoBackoff()
+        self._notify_url = notify_url
+        self._webhook_secret = webhook_secret
+
+    # ------------------------------------------------------------ a queue's batch
+
+    def handle(self, event: dict[str, Any]) -> dict[str, Any]:
+        if "Records" not in event:
+            return self.check()
+        retry = self.deliver_batch(event["Records"])
+        self._backoff.postpone(retry)
+        return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in retry]}
+
+    def deliver_batch(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        work = Work()
+        by_action: dict[str, list[tuple[dict[str, Any], Delivery]]] = {}
+        try:
+            for record in records:
+                message = DeliveryMessage.from_json(record.get("body", ""))
+                delivery = self._store.load(message.delivery_id) if message is not None else None
+                if message is None:
+                    logger.error("delivery message is not a delivery; SQS will retry it until it is dead-lettered")
+                    work.retry.append(record)
+                elif delivery is not None and delivery.status in ("pending", "waiting", "paused", "dead_lettered"):
+                    by_action.setdefault(delivery.action, []).append((record, delivery))
+            for action, items in by_action.items():
+                for start in range(0, len(items), 100):
+                    self._deliver(action, items[start : start + 100], work)
+        except StorageUnavailable as error:
+            logger.error("could not settle deliveries; SQS will retry them", error=str(error))
+            work.retry = list(records)
+        credits = self._zoho().credits_remaining
+        if credits is not None:
+            count(Metric.ZOHO_CREDITS_REMAINING, value=credits, destination=ZOHO)
+        for (metric, action), value in work.counts.items():
+            count(metric, value=value, destination=ZOHO, action=action)
+        return work.retry
+
+    def _deliver(self, action: str, items: list[tuple[dict[str, Any], Delivery]], work: Work) -> None:
+        """One call for up to 100 deliveries of one kind; each settles by its own record's result."""
+        reason = self._store.paused(ZOHO)
+        if reason is not None:
+            for _, delivery in items:
+                self._store.settle(delivery, Outcome("paused", error=f"Zoho is paused ({reason})", attempted=False))
+                work.count(Metric.DELIVERY_PAUSED, action)
+            return
+        deliveries = [d for _, d in items]
+        with self._store.target_lock(*deliveries):
+            todo: list[tuple[dict[str, Any], Delivery, dict[str, Any]]] = []
+            for record, delivery in items:
+                if self._store.supersede(delivery):
+                    work.count(Metric.DELIVERY_SUPERSEDED, action)
+                    continue
+                planned = self._plan(delivery)
+                if isinstance(planned, Outcome):
+                    self._settle(record, delivery, planned, work)
+                else:
+                    todo.append((record, delivery, planned))
+            if not todo:
+                return
+            try:
+                results = self._call(action, [zoho_record for _, _, zoho_record in todo])
+            except ZohoError as error:
+                for record, delivery, _ in todo:
+                    self._settle(record, delivery, self._failure(error), work)
+                return
+            for (record, delivery, _), result in zip(todo, results, strict=True):
+                problem = record_problem(result)
+                outcome = Outcome("failed", error=problem) if problem else Outcome("delivered", result=_summary(result))
+                self._settle(record, delivery, outcome, work)
+
+    def _settle(self, record: dict[str, Any], delivery: Delivery, outcome: Outcome, work: Work) -> None:
+        if outcome.status == "pending":  # to retry, or the last receive: dead-lettered
+            last = receive_count(record) >= self._max_receive_count
+            outcome = Outcome(
+                "dead_lettered" if last else "pending",
+                error=outcome.error,
+                retry_in=retry_delay(receive_count(record), self._retry_base_seconds, 43_200),
+            )
+            work.retry.append(record)
+        self._store.settle(delivery, outcome)
+        work.count(METRICS[outcome.status], delivery.action)
+
+    def _failure(self, error: ZohoError) -> Outcome:
+        if error.kind == "configuration":
+            self._pause(error.code)
+            return Outcome("paused", error=f"Zoho is paused ({error.code})", attempted=False)
+        if error.kind == "transient":
+            return Outcome("pending", error=str(error))
+        return Outcome("failed", error=str(error))
+
+    def _pause(self, code: str) -> None:
+        self._store.pause(ZOHO, code)
+        count(Metric.DESTINATION_PAUSED, value=1, destination=ZOHO)
+        logger.error("Zoho refused the router's credentials or permissions; deliveries paused", code=code)
+
+    def _call(self, action: str, records: list[dict[str, Any]]) -> list[Any]:
+        zoho = self._zoho()
+        if action == "grade":
+            return zoho.upsert(ZOHO_MODULE_NAMES["grades"], records, [self._mapping.grade_key])
+        return zoho.update(ZOHO_MODULE_NAMES["students"], records)
+
+    # ------------------------------------------------------------ what each delivery sends
+
+    def _plan(self, delivery: Delivery) -> dict[str, Any] | Outcome:
+        """The Zoho record a delivery writes, or how it ends without a call."""
+        if delivery.action == "grade":
+            return self._grade(delivery.target_key)
+        if delivery.action == "moodle_user_id":
+            return self._moodle_user_id(delivery.target_key)
+        return Outcome("failed", error=f"unknown Zoho action {delivery.action!r}")
+
+    def _grade(self, key: str) -> dict[str, Any] | Outcome:
+        user, _, item = key.partition("-")
+        grade = self._store.moodle_grade(int(user), int(item))
+        if grade is None:
+            return Outcome("failed", error=f"Moodle grade {key} is not in the mirror")
+        final, course_id, letter, scale_id = grade
+        student = self._store.student_of_moodle_user(int(user))
+        if student is None:
+            reason = f"no Zoho student has Moodle user {user} yet"
+            return Outcome("waiting", error=reason, waiting_on=f"moodle_user:{user}", attempted=False)
+        zoho_student, name = student
+        course = self._store.course_idnumber(course_id) if course_id is not None else None
+        m = self._mapping
+        return {
+            "Name": f"{name or 'Student'} - grade item {item}"[:120],
+            m.grade_key: key,
+            m.grade_student: {"id": zoho_student},
+            m.grade_course: course or (str(course_id) if course_id is not None else None),
+            m.grade_value: float(final) if final is not None else None,
+            m.grade_letter: letter or self._scale_item(final, scale_id),
+        }
+
+    def _scale_item(self, final: Any, scale_id: int | None) -> str | None:
+        """The scale item a grade on a scale stands for (1 is the scale's first item)."""
+        scale = self._mapping.grade_scale
+        if final is None or scale_id is None or not scale:
+            return None
+        index = round(float(final)) - 1
+        return scale[index] if 0 <= index < len(scale) else None
+
+    def _moodle_user_id(self, zoho_student: str) -> dict[str, Any] | Outcome:
+        found = self._store.student(zoho_student)
+        if found is None or found[2] is None:
+            return Outcome("failed", error=f"student {zoho_student} has no Moodle user in the mirror")
+        data, _, moodle_user = found
+        if str(data.get(self._mapping.moodle_user_id) or "") == str(moodle_user):
+            return Outcome("delivered", result={"action": "unchanged"}, attempted=False)
+        return {"id": zoho_student, self._mapping.moodle_user_id: str(moodle_user)}
+
+    # ------------------------------------------------------------ the health check
+
+    def check(self) -> dict[str, Any]:
+        """Refresh the token if due, learn who the router is, resume a pause, keep the channel alive."""
+        try:
+            identity = self._store.identity(ZOHO)
+            paused = self._store.paused(ZOHO) is not None
+            if paused or "userid" not in identity:
+                identity = {"userid": str(self._zoho().current_user()["id"])} | {
+                    k: v for k, v in identity.items() if k != "userid"
+                }
+            channel = self._renew_channel(identity.get("channel"))
+        except ZohoError as error:
+            if error.kind == "configuration":
+                self._pause(error.code)
+            paused = self._store.paused(ZOHO) is not None
+            count(Metric.DESTINATION_PAUSED, value=1 if paused else 0, destination=ZOHO)
+            return {"destination": ZOHO, "healthy": False, "paused": paused, "error": error.code}
+        if channel is not None:
+            identity["channel"] = channel
+        resumed = self._store.healthy(ZOHO, identity)
+        requeued: list[tuple[int, str]] = []
+        if resumed:
+            requeued = self._store.requeue(["paused"], destination=ZOHO)
+            self._send(requeued)
+            logger.info("Zoho answers again; deliveries resumed", requeued=len(requeued))
+        count(Metric.DESTINATION_PAUSED, value=0, destination=ZOHO)
+        return {"destination": ZOHO, "healthy": True, "paused": False, "resumed": resumed, "requeued": len(requeued)}
+
+    def _renew_channel(self, channel: dict[str, Any] | None) -> dict[str, Any] | None:
+        """Register the watch channel, or renew it when it expires within ``RENEW_BEFORE``."""
+        secret = self._webhook_secret()
+        if not self._notify_url or not secret:
+            return channel
+        now = datetime.now(UTC)
+        if channel and datetime.fromisoformat(channel["expires_at"]) - now > RENEW_BEFORE:
+            return channel
+        expiry = (now + timedelta(days=CHANNEL_DAYS) - timedelta(minutes=5)).replace(microsecond=0)
+        request = {
+            "channel_id": CHANNEL_ID,
+            "events": list(WATCHED),
+            "channel_expiry": expiry.isoformat(),
+            "token": channel_token(secret),
+            "notify_url": self._notify_url,
+        }
+        try:
+            results = self._zoho().watch("PATCH" if channel else "POST", request)
+            if channel and any(r.get("code") != "SUCCESS" for r in results):  # it expired: subscribe again
+                results = self._zoho().watch("POST", request)
+        except ZohoError:
+            count(Metric.WATCH_RENEWAL_FAILED, value=1, destination=ZOHO)
+            raise
+        problems = [record_problem(r) for r in results if record_problem(r)]
+        if problems:
+            count(Metric.WATCH_RENEWAL_FAILED, value=1, destination=ZOHO)
+            logger.error("Zoho refused the watch channel", problem=problems[0])
+            return channel
+        count(Metric.WATCH_RENEWAL_FAILED, value=0, destination=ZOHO)
+        logger.info("Zoho watch channel registered", expires_at=expiry.isoformat(), events=len(WATCHED))
+        return {"id": CHANNEL_ID, "expires_at": expiry.isoformat()}
+
+
+def _summary(result: dict[str, Any]) -> dict[str, Any]:
+    details = result.get("details") or {}
+    return {"zoho_id": details.get("id"), "action": result.get("action", "updated")}
+
+
+def build_zoho_deliverer(settings: Settings | None = None) -> ZohoDeliverer:
+    """Wire the Zoho delivery function from the container's settings."""
+    settings = settings or load_settings()
+    connection = PreparedConnection(connection_params(settings, "zoho-delivery"), settings.db_idle_ping_seconds)
+    queue_url = settings.zoho_delivery_queue_url
+    backoff = (
+        VisibilityBackoff(
+            queue_url, settings.retry_base_seconds, settings.retry_max_seconds, settings.max_receive_count, settings
+        )
+        if queue_url and settings.retry_base_seconds
+        else None
+    )
+    secrets = credentials_for("zoho", settings)
+
+    def webhook_secret() -> bytes | None:
+        current = secrets.current().secrets
+        return current[0] if current else None
+
+    return ZohoDeliverer(
+        DeliveryStore(connection),
+        zoho_client(settings, connection),
+        DeliveryPublisher(settings).send,
+        field_mapping(settings),
+        max_receive_count=settings.max_receive_count,
+        retry_base_seconds=settings.retry_base_seconds,
+        backoff=backoff,
+        notify_url=settings.zoho_notify_url,
+        webhook_secret=webhook_secret,
+    )

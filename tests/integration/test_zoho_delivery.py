@@ -1,0 +1,401 @@
+"""The Zoho half of the delivery stage (SPEC §11) against the Zoho stand-in: Moodle grades become
+``BTEC_Grades`` records, Moodle ids go back to the students, ids-only notifications are fetched and
+mirrored, and Zoho's limits and errors are respected — with every function loaded as Lambda loads
+it, behind its queue.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine
+
+from devstack.moodle_standin import MoodleStandIn
+from devstack.poller import QueuePoller
+from devstack.samples import DEV_SECRETS, Sample, http_api_event
+from devstack.zoho_standin import API_USER, ZohoStandIn
+from event_router.contract import ZOHO_NOTIFY_ROUTE
+from event_router.deliver.channel import channel_token
+from tests.conftest import Queues
+from tests.integration.conftest import Invoke
+from tests.integration.flow import T1, T2, rows, zoho
+
+COURSE = "L3-IT-2026"
+
+
+def graded(user: int, item: int, grade: float | None, at: int, **other: Any) -> Sample:
+    document = {
+        "eventname": "\\core\\event\\user_graded",
+        "userid": 2,
+        "relateduserid": user,
+        "courseid": 12,
+        "timecreated": at,
+        "other": {"itemid": item, "finalgrade": grade, **other},
+    }
+    return Sample(f"graded-{user}-{item}-{at}", "POST /api/v1/events/moodle/grade", json.dumps(document).encode(), 202)
+
+
+class ZohoPipeline:
+    """The verifiers, the four processors, and both delivery functions behind their queues; the Zoho
+    and Moodle stand-ins the test owns."""
+
+    def __init__(self, load: Callable[..., Invoke], queues: Queues, zoho: ZohoStandIn, moodle: MoodleStandIn) -> None:
+        self.queues, self.zoho, self.moodle, self._load = queues, zoho, moodle, load
+        sqs = queues.sqs
+        dlq_arn = sqs.get_queue_attributes(QueueUrl=queues.dlq_url, AttributeNames=["QueueArn"])["Attributes"][
+            "QueueArn"
+        ]
+        redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"})
+        prefix = queues.urls["students"].rsplit("/", 1)[1]
+        self.urls = {
+            d: sqs.create_queue(
+                QueueName=f"{prefix}-{d}-delivery", Attributes={"VisibilityTimeout": "30", "RedrivePolicy": redrive}
+            )["QueueUrl"]
+            for d in ("moodle", "zoho")
+        }
+        self.wiring = {
+            "MOODLE_DELIVERY_QUEUE_URL": self.urls["moodle"],
+            "ZOHO_DELIVERY_QUEUE_URL": self.urls["zoho"],
+            "ZOHO_ACCOUNTS_URL": zoho.url,
+            "ZOHO_CREDENTIALS": json.dumps(zoho.credentials),
+            "MAX_RECEIVE_COUNT": "3",
+            "RETRY_BASE_SECONDS": "0",
+        }
+        self.verifiers = {"zoho": load("ZohoWebhookFunction"), "moodle": load("MoodleWebhookFunction")}
+        self.processors = [
+            self._poller(f"{m.capitalize()}Processor", queues.urls[m]) for m in ("students", "enrollments", "grades")
+        ]
+        self.moodle_delivery = self._poller(
+            "MoodleDeliveryFunction", self.urls["moodle"], MOODLE_URL=moodle.url, MOODLE_TOKEN=moodle.site.token
+        )
+        self.restart_zoho_delivery()
+
+    def _poller(self, name: str, url: str, batch_size: int = 10, **overrides: str) -> QueuePoller:
+        invoke = self._load(name, **self.wiring, **overrides)
+        return QueuePoller(
+            self.queues.sqs, url, lambda event, _: invoke(event), name, batch_size=batch_size, retry_immediately=True
+        )
+
+    def restart_zoho_delivery(self, **overrides: str) -> None:
+        self.zoho_delivery = self._poller("ZohoDeliveryFunction", self.urls["zoho"], batch_size=100, **overrides)
+        check = self._load("ZohoDeliveryFunction", **self.wiring, ZOHO_NOTIFY_URL="http://127.0.0.1:9/notify")
+        self.check = lambda: check({"check": "zoho"})
+
+    def send(self, *samples: Sample) -> list[dict[str, Any]]:
+        answers = []
+        for sample in samples:
+            response = self.verifiers[sample.source](sample.event())
+            assert response["statusCode"] in (200, 202), response
+            answers.append(json.loads(response["body"]))
+        return answers
+
+    def run(self) -> None:
+        for _ in range(30):
+            moved = sum(p.drain() for p in self.processors)
+            moved += self.moodle_delivery.drain() + self.zoho_delivery.drain()
+            if moved == 0:
+                return
+        raise AssertionError("the pipeline did not settle")
+
+    def upserts(self) -> int:
+        return self.zoho.org.calls["POST /crm/v7/BTEC_Grades/upsert"]
+
+
+@pytest.fixture
+def zoho_standin() -> Iterator[ZohoStandIn]:
+    server = ZohoStandIn().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def moodle_standin_site() -> Iterator[MoodleStandIn]:
+    server = MoodleStandIn().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pipeline(
+    load: Callable[..., Invoke],
+    queues: Queues,
+    zoho_standin: ZohoStandIn,
+    moodle_standin_site: MoodleStandIn,
+    db: Engine,  # emptied first: no token of another test's Zoho
+) -> ZohoPipeline:
+    return ZohoPipeline(load, queues, zoho_standin, moodle_standin_site)
+
+
+def student_in_both(pipeline: ZohoPipeline, moodle_user: int, number: str = "BTEC-1") -> str:
+    """A student Zoho holds and the mirror knows with its Moodle user (as after its provisioning)."""
+    fields = {"Name": "Ada Example", "Student_ID_Number": number, "Moodle_User_ID": str(moodle_user)}
+    zoho_id = pipeline.zoho.org.create("BTEC_Students", fields)
+    pipeline.send(zoho("student", zoho_id, "insert", T1, **fields))
+    pipeline.run()
+    return zoho_id
+
+
+# ------------------------------------------------------------------ grades to Zoho
+
+
+def test_a_moodle_grade_becomes_one_btec_grades_record_and_a_later_grade_updates_it(
+    pipeline: ZohoPipeline, db: Engine
+) -> None:
+    ada = student_in_both(pipeline, 348)
+
+    pipeline.send(graded(348, 431, 55.0, 1_764_000_000))
+    pipeline.run()
+    first = pipeline.zoho.org.find("BTEC_Grades", "Moodle_Grade_Key", "348-431")
+    pipeline.send(graded(348, 431, 72.5, 1_764_000_100))
+    pipeline.run()
+    [record] = pipeline.zoho.org.find("BTEC_Grades", "Moodle_Grade_Key", "348-431")
+
+    assert [r["id"] for r in first] == [record["id"]]
+    assert record["Student"] == {"id": ada}
+    assert (record["Final_Grade"], record["Moodle_Course_ID"]) == (72.5, "12")
+    assert record["Name"] == "Ada Example - grade item 431"
+    assert pipeline.zoho.org.workflow_runs == 0  # trigger: [] on every write
+    assert [d["status"] for d in rows(db, "SELECT status FROM deliveries WHERE destination = 'zoho'")] == [
+        "delivered",
+        "delivered",
+    ]
+
+
+def test_a_grade_on_a_scale_is_written_as_its_scale_item(
+    pipeline: ZohoPipeline, load: Callable[..., Invoke], db: Engine
+) -> None:
+    student_in_both(pipeline, 348)
+    mapping = json.dumps({"grade_scale": ["Refer", "Pass", "Merit", "Distinction"]})
+    pipeline.restart_zoho_delivery(FIELD_MAPPING=mapping)
+
+    pipeline.send(graded(348, 431, 3, 1_764_000_000, scaleid=7), graded(348, 432, 2, 1_764_000_000, grade_letter="P"))
+    pipeline.run()
+
+    letters = {r["Moodle_Grade_Key"]: r["Grade"] for r in pipeline.zoho.org.records["BTEC_Grades"].values()}
+    assert letters == {"348-431": "Merit", "348-432": "P"}
+
+
+def test_250_grades_arrive_in_at_most_3_upsert_calls_and_3_credits(pipeline: ZohoPipeline) -> None:
+    student_in_both(pipeline, 348)
+    credits_before = pipeline.zoho.org.credits_used
+
+    pipeline.send(*(graded(348, item, 60.0, 1_764_000_000) for item in range(1, 251)))
+    for processor in pipeline.processors:
+        processor.drain()
+    pipeline.zoho_delivery.drain()
+
+    assert len(pipeline.zoho.org.records["BTEC_Grades"]) == 250
+    assert pipeline.upserts() <= 3
+    assert pipeline.zoho.org.credits_used - credits_before <= 3
+
+
+def test_a_grade_waits_for_its_students_moodle_user_and_goes_once_there_is_one(
+    pipeline: ZohoPipeline, db: Engine
+) -> None:
+    fields = {"Name": "Grace Hopper", "Student_ID_Number": "BTEC-2", "Academic_Email": "grace@students.example.ac.uk"}
+    grace = pipeline.zoho.org.create("BTEC_Students", fields)
+    moodle_user = 1 + max(pipeline.moodle.site.users)  # the id the stand-in gives the next user
+
+    pipeline.send(graded(moodle_user, 431, 80.0, 1_764_000_000))
+    pipeline.run()
+    waiting = rows(db, "SELECT status, last_error FROM deliveries")
+    pipeline.send(zoho("student", grace, "insert", T1, **fields))  # provisioned into Moodle: the grade goes
+    pipeline.run()
+
+    assert waiting == [{"status": "waiting", "last_error": f"no Zoho student has Moodle user {moodle_user} yet"}]
+    [record] = pipeline.zoho.org.records["BTEC_Grades"].values()
+    assert record["Student"] == {"id": grace}
+    # and the student's new Moodle id was written back to Zoho
+    assert pipeline.zoho.org.records["BTEC_Students"][grace]["Moodle_User_ID"] == str(moodle_user)
+
+
+def test_one_record_zoho_refuses_fails_alone(pipeline: ZohoPipeline, db: Engine) -> None:
+    student_in_both(pipeline, 348)
+    ghost = "5725767999999999999"  # in the mirror, but not in Zoho: the lookup is invalid
+    pipeline.send(zoho("student", ghost, "insert", T1, Name="Ghost", Moodle_User_ID="349"))
+    pipeline.run()
+
+    pipeline.send(graded(348, 1, 50.0, 1_764_000_000), graded(349, 1, 50.0, 1_764_000_000))
+    pipeline.run()
+
+    found = {d["target_key"]: d for d in rows(db, "SELECT * FROM deliveries WHERE destination = 'zoho'")}
+    assert found["348-1"]["status"] == "delivered"
+    assert (found["349-1"]["status"], found["349-1"]["last_error"]) == (
+        "failed",
+        "INVALID_DATA: invalid data (Student)",
+    )
+    assert pipeline.queues.depth(pipeline.queues.dlq_url) == 0
+
+
+# ------------------------------------------------------------------ limits and failures
+
+
+def test_over_zohos_credits_deliveries_back_off_and_all_arrive_without_a_dead_letter(
+    pipeline: ZohoPipeline, db: Engine
+) -> None:
+    student_in_both(pipeline, 348)
+    pipeline.check()  # the token, and the router's user
+    pipeline.zoho.org.credits = pipeline.zoho.org.credits_used + 1  # one call left today
+
+    pipeline.send(*(graded(348, item, 60.0, 1_764_000_000) for item in range(1, 151)))
+    for processor in pipeline.processors:
+        processor.drain()
+    pipeline.zoho_delivery.poll_once()  # 100 go
+    pipeline.zoho_delivery.poll_once()  # 50 get 429: retried
+    refused = pipeline.zoho.org.refused["TOO_MANY_REQUESTS"]
+    pending = rows(db, "SELECT count(*) AS n FROM deliveries WHERE status = 'pending'")[0]["n"]
+    pipeline.zoho.org.credits += 10  # the rolling day moves on
+    pipeline.zoho_delivery.drain()
+
+    assert (refused, pending) == (1, 50)
+    assert len(pipeline.zoho.org.records["BTEC_Grades"]) == 150
+    assert pipeline.queues.depth(pipeline.queues.dlq_url) == 0
+
+
+def test_calls_never_exceed_the_concurrency_limit_across_containers(
+    pipeline: ZohoPipeline, load: Callable[..., Invoke]
+) -> None:
+    """Eight containers fetch records at once; the org allows 2 calls at a time, and so do the
+    router's shared slots."""
+    pipeline.zoho.org.max_concurrent = 2
+    ids = [pipeline.zoho.org.create("BTEC_Students", {"Name": f"S{n}"}) for n in range(8)]
+    pipeline.check()
+    containers = [load("StudentsProcessor", **pipeline.wiring, ZOHO_MAX_CONCURRENT_CALLS="2") for _ in range(8)]
+    for record_id in ids:
+        pipeline.send(notification("BTEC_Students", [record_id], "update"))
+    messages = pipeline.queues.receive_all(pipeline.queues.urls["students"])
+    threads = [threading.Thread(target=containers[n], args=(sqs_event([messages[n]]),)) for n in range(len(messages))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert pipeline.zoho.org.calls["GET /crm/v7/BTEC_Students"] == 8
+    assert pipeline.zoho.org.peak_concurrent <= 2
+    assert pipeline.zoho.org.refused["TOO_MANY_REQUESTS"] == 0
+
+
+def test_a_revoked_refresh_token_pauses_zoho_without_dead_letters_and_it_resumes_once_fixed(
+    pipeline: ZohoPipeline, db: Engine
+) -> None:
+    student_in_both(pipeline, 348)
+    pipeline.zoho.org.revoke()
+
+    pipeline.send(graded(348, 1, 50.0, 1_764_000_000))
+    pipeline.run()
+    paused = rows(db, "SELECT status FROM deliveries WHERE destination = 'zoho'")
+    still = pipeline.check()
+    pipeline.zoho.org.restore()  # a new refresh token, in effect
+    resumed = pipeline.check()
+    pipeline.run()
+
+    assert paused == [{"status": "paused"}]
+    assert (still["paused"], still["error"]) == (True, "invalid_code")
+    assert (resumed["resumed"], resumed["requeued"]) == (True, 1)
+    assert pipeline.zoho.org.find("BTEC_Grades", "Moodle_Grade_Key", "348-1") != []
+    assert pipeline.queues.depth(pipeline.queues.dlq_url) == 0
+
+
+# ------------------------------------------------------------------ ids-only notifications
+
+
+def notification(module: str, ids: list[str], operation: str, token: str | None = None) -> Sample:
+    document = {
+        "server_time": 1_764_000_000_000 + len(ids),
+        "query_params": {},
+        "module": module,
+        "resource_uri": "https://www.zohoapis.com/crm/v7/" + module,
+        "ids": ids,
+        "affected_fields": [],
+        "operation": operation,
+        "channel_id": "1000000068001",
+        "token": token if token is not None else channel_token(DEV_SECRETS["zoho"].encode()),
+    }
+    return NotificationSample(f"notify-{ids[0]}", ZOHO_NOTIFY_ROUTE, json.dumps(document).encode(), 202)
+
+
+class NotificationSample(Sample):
+    @property
+    def source(self) -> str:
+        return "zoho"
+
+    def event(self, secrets: dict[str, str] = DEV_SECRETS) -> dict[str, Any]:
+        method, path = self.route.split(" ", 1)
+        return http_api_event(method, path, self.body, {"content-type": "application/json"}, route_key=self.route)
+
+
+def sqs_event(messages: list[dict[str, Any]]) -> dict[str, Any]:
+    from devstack.poller import lambda_sqs_event
+
+    return lambda_sqs_event(messages, "arn:aws:sqs:eu-west-2:123456789012:students")
+
+
+def test_a_notification_becomes_one_event_per_id_and_the_records_are_fetched_and_mirrored(
+    pipeline: ZohoPipeline, db: Engine
+) -> None:
+    ids = [
+        pipeline.zoho.org.create("BTEC_Students", {"Name": f"Student {n}", "Student_ID_Number": f"N{n}"})
+        for n in range(3)
+    ]
+
+    [answer] = pipeline.send(notification("BTEC_Students", ids, "insert"))
+    pipeline.processors[0].drain()
+
+    assert len(answer["event_ids"]) == 3
+    mirrored = {r["zoho_record_id"]: r["student_id_number"] for r in rows(db, "SELECT * FROM students")}
+    assert mirrored == {record_id: f"N{n}" for n, record_id in enumerate(ids)}
+    assert pipeline.zoho.org.calls["GET /crm/v7/BTEC_Students"] == 1  # the three in one call
+    [logged] = rows(db, "SELECT payload FROM integration_events_log LIMIT 1")
+    assert "token" not in logged["payload"]
+
+
+def test_a_notification_with_the_wrong_token_is_refused(pipeline: ZohoPipeline, db: Engine) -> None:
+    response = pipeline.verifiers["zoho"](notification("BTEC_Students", ["1"], "update", token="guess").event())
+
+    assert response["statusCode"] == 401
+    assert rows(db, "SELECT * FROM integration_events_log") == []
+
+
+def test_a_change_the_router_made_in_zoho_comes_back_as_an_echo_and_goes_nowhere(
+    pipeline: ZohoPipeline, db: Engine
+) -> None:
+    pipeline.moodle.site.create_course(COURSE)
+    pipeline.check()  # learns the router's Zoho user
+    record = pipeline.zoho.org.create("BTEC_Students", {"Name": "Ada Example"}, by=API_USER)
+
+    pipeline.send(notification("BTEC_Students", [record], "insert"))
+    pipeline.run()
+
+    [logged] = rows(db, "SELECT result FROM integration_events_log")
+    assert logged["result"]["echo"] is True
+    assert rows(db, "SELECT * FROM deliveries") == []
+
+
+def test_an_enrolment_without_a_course_takes_its_classs_which_is_fetched_once(
+    pipeline: ZohoPipeline, db: Engine
+) -> None:
+    course = pipeline.moodle.site.create_course(COURSE)
+    klass = pipeline.zoho.org.create("BTEC_Classes", {"Name": "Level 3 IT", "Moodle_Course_ID": COURSE})
+    fields = {"Name": "Ada Example", "Student_ID_Number": "BTEC-1", "Academic_Email": "ada@students.example.ac.uk"}
+    ada = pipeline.zoho.org.create("BTEC_Students", fields)
+    pipeline.send(zoho("student", ada, "insert", T1, **fields))
+    pipeline.run()
+    enrolment = {
+        "Name": "Ada - L3 IT",
+        "Enrolled_Students": {"id": ada},
+        "Classes": {"id": klass, "name": "Level 3 IT"},
+        "Enrollment_Status": "Active",
+    }
+
+    pipeline.send(zoho("enrollment", "E1", "insert", T1, **enrolment))
+    pipeline.run()
+    pipeline.send(zoho("enrollment", "E1", "update", T2, **{**enrolment, "Enrollment_Status": "Withdrawn"}))
+    pipeline.run()
+
+    [user] = [u for u in pipeline.moodle.site.users.values() if u.get("idnumber") == "BTEC-1"]
+    assert pipeline.moodle.site.enrolment(user["id"], course) == "suspended"
+    assert pipeline.zoho.org.calls["GET /crm/v7/BTEC_Classes"] == 1  # the second enrolment used what was kept
