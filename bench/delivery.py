@@ -1,8 +1,10 @@
-"""The delivery stage's figures: Moodle calls per delivery, deliveries per second against the
-stand-in, and the lag from a Zoho webhook to its Moodle user through the local stack."""
+"""The delivery stage's figures: Moodle calls per delivery and deliveries per second against the
+stand-in; Zoho calls and credits per 1,000 grades; the lag from a webhook to Moodle and to Zoho
+through the local stack."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 import time
@@ -16,6 +18,7 @@ from bench.harness import Harness, median, percentile, quiet, say
 from devstack.moodle_standin import MoodleStandIn
 from devstack.poller import lambda_sqs_event
 from devstack.samples import Sample, zoho_webhook
+from devstack.zoho_standin import ZohoStandIn
 
 Row = tuple[str, str, str, str]
 COURSE = "BENCH-COURSE"
@@ -86,28 +89,37 @@ class Stage:
 
     def process(self) -> None:
         for module, processor in self.processors.items():
-            while batch := self._receive(self.h.queue_urls[module]):
+            while batch := receive(self.h, self.h.queue_urls[module]):
                 processor(batch)
 
     def deliver(self) -> int:
         """Deliver everything queued, in batches of 10 as the trigger does; the deliveries done."""
         done = 0
-        while batch := self._receive(self.queue):
+        while batch := receive(self.h, self.queue):
             answer = self.deliverer(batch)
             assert answer["batchItemFailures"] == [], answer
             done += len(batch["Records"])
         return done
 
-    def _receive(self, url: str) -> dict[str, Any] | None:
-        messages = self.h.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, AttributeNames=["All"]).get(
+
+def receive(h: Harness, url: str, up_to: int = 10) -> dict[str, Any] | None:
+    """Up to ``up_to`` messages of ``url`` as the SQS event a trigger delivers, deleted; None when empty."""
+    messages: list[dict[str, Any]] = []
+    while len(messages) < up_to:
+        wanted = min(10, up_to - len(messages))
+        got = h.sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=wanted, AttributeNames=["All"]).get(
             "Messages", []
         )
-        if not messages:
-            return None
-        self.h.sqs.delete_message_batch(
-            QueueUrl=url, Entries=[{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
-        )
-        return lambda_sqs_event(messages, "arn:aws:sqs:eu-west-2:123456789012:bench")
+        if not got:
+            break
+        messages += got
+    if not messages:
+        return None
+    for start in range(0, len(messages), 10):
+        chunk = messages[start : start + 10]
+        entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(chunk)]
+        h.sqs.delete_message_batch(QueueUrl=url, Entries=entries)
+    return lambda_sqs_event(messages, "arn:aws:sqs:eu-west-2:123456789012:bench")
 
 
 def moodle_calls_and_rate(h: Harness, students: int = 300) -> list[Row]:
@@ -151,52 +163,146 @@ def moodle_calls_and_rate(h: Harness, students: int = 300) -> list[Row]:
 def webhook_to_moodle_lag(h: Harness, students: int = 200, rate: float = 20.0) -> list[Row]:
     """Zoho webhooks for new students, sent at ``rate`` a second to the local stack; the time from
     each send until its delivery is ``delivered`` (when the Moodle user exists)."""
+    say(f"webhook-to-Moodle lag, {students} new students at {rate:.0f}/s through the local stack ...")
+    samples = {_id(n, 1): student(n, "lag") for n in range(students)}
+    lags = _lag(h, samples, "user", rate)
+    return [("webhook-to-Moodle lag p50 / p99 (local stack, stand-in)", _p50_p99(lags), "", "")]
+
+
+def webhook_to_zoho_lag(h: Harness, grades: int = 200, rate: float = 20.0) -> list[Row]:
+    """Moodle grade webhooks at ``rate`` a second, for a student Zoho and the mirror know; the time
+    from each send until its BTEC_Grades record is upserted. The Zoho delivery waits up to 5 s to
+    fill a batch of 100: the price of 100 grades a call."""
+    say(f"webhook-to-Zoho lag, {grades} grades at {rate:.0f}/s through the local stack ...")
+    zoho = ZohoStandIn().start()
+    fields: dict[str, Any] = {"Name": "Lag Student", "Student_ID_Number": "BTEC-LAG", "Moodle_User_ID": "348"}
+    link = zoho_webhook("students", zoho.org.create("BTEC_Students", fields), operation="insert", **fields)
+    samples = {f"348-{item}": graded(348, item) for item in range(1, grades + 1)}
+    try:
+        lags = _lag(h, samples, "grade", rate, zoho=zoho, first=link)
+    finally:
+        zoho.stop()
+    return [("webhook-to-Zoho lag p50 / p99 (local stack, stand-in)", _p50_p99(lags), "", "")]
+
+
+def graded(user: int, item: int) -> Sample:
+    document = {
+        "eventname": "\\core\\event\\user_graded",
+        "userid": 2,
+        "relateduserid": user,
+        "courseid": 12,
+        "timecreated": int(time.time()) - 60,
+        "other": {"itemid": item, "finalgrade": 60.0},
+    }
+    return Sample(f"grade-{item}", "POST /api/v1/events/moodle/grade", json.dumps(document).encode(), 202)
+
+
+def _lag(
+    h: Harness,
+    samples: dict[str, Sample],
+    action: str,
+    rate: float,
+    zoho: ZohoStandIn | None = None,
+    first: Sample | None = None,
+) -> list[float]:
+    """Send ``samples`` (by the delivery target each makes) at ``rate`` to a local stack; the ms from
+    each send until its delivery of ``action`` is delivered."""
     from sqlalchemy import text
 
     from devstack.process import RunningStack
     from event_router.operate.migrate import make_engine
 
-    say(f"webhook-to-Moodle lag, {students} new students at {rate:.0f}/s through the local stack ...")
     url = h.fresh_database()
     engine = make_engine(url)
     moodle = MoodleStandIn().start()
     stack = RunningStack(
-        Path(tempfile.mkdtemp(prefix="event-router-lag-")), url, moodle=(moodle.url, moodle.site.token)
+        Path(tempfile.mkdtemp(prefix="event-router-lag-")),
+        url,
+        moodle=(moodle.url, moodle.site.token),
+        zoho=(zoho.url, zoho.credentials) if zoho else None,
     )
     stack.start()
     sent_at: dict[str, float] = {}
+
+    def delivered() -> dict[str, float]:
+        with engine.connect() as connection:
+            found = connection.execute(
+                text(
+                    "SELECT target_key, extract(epoch FROM delivered_at) FROM deliveries "
+                    "WHERE status = 'delivered' AND action = :action"
+                ),
+                {"action": action},
+            ).all()
+        return {key: float(at) for key, at in found}
+
     try:
-        for n in range(students):
-            sample = student(n, "lag")
-            sent_at[_id(n, 1)] = time.time()
+        if first is not None:
+            assert stack.send(first)[0] == 202
+            time.sleep(2)
+        for key, sample in samples.items():
+            sent_at[key] = time.time()
             status, _ = stack.send(sample)
             assert status == 202
             time.sleep(max(0.0, 1 / rate))
-
-        def delivered() -> dict[str, float]:
-            with engine.connect() as connection:
-                found = connection.execute(
-                    text(
-                        "SELECT target_key, extract(epoch FROM delivered_at) FROM deliveries "
-                        "WHERE status = 'delivered' AND action = 'user'"
-                    )
-                ).all()
-            return {key: float(at) for key, at in found}
-
-        _wait(lambda: len(delivered()) >= students, 300)
+        _wait(lambda: len(delivered()) >= len(samples), 300)
         done = delivered()
     finally:
         stack.stop()
         moodle.stop()
         engine.dispose()
-    lags = [(done[key] - sent) * 1000 for key, sent in sent_at.items()]
+    return [(done[key] - sent) * 1000 for key, sent in sent_at.items()]
+
+
+def _p50_p99(values: list[float]) -> str:
+    return f"{median(values):.0f} / {percentile(values, 0.99):.0f} ms"
+
+
+def zoho_calls_per_1000_grades(h: Harness, grades: int = 1000) -> list[Row]:
+    """Moodle grades through the grades processor to the Zoho delivery function, whose trigger
+    brings up to 100 deliveries: Zoho calls and credits spent per 1,000 grades."""
+    say(f"Zoho calls and credits for {grades} grades ...")
+    zoho = ZohoStandIn().start()
+    os.environ["AWS_ENDPOINT_URL_SQS"] = h.sqs_endpoint
+    queue = h.sqs.create_queue(QueueName=f"bench-zoho-{uuid.uuid4().hex[:6]}")["QueueUrl"]
+    wiring = {
+        "ZOHO_DELIVERY_QUEUE_URL": queue,
+        "ZOHO_ACCOUNTS_URL": zoho.url,
+        "ZOHO_CREDENTIALS": json.dumps(zoho.credentials),
+    }
+    fields: dict[str, Any] = {"Name": "Bench Student", "Student_ID_Number": "BTEC-Z", "Moodle_User_ID": "348"}
+    ada = zoho.org.create("BTEC_Students", fields)
+    zoho_verifier = h.function("functions/webhook_verifier", "ZohoWebhookFunction", SOURCE="zoho")
+    moodle_verifier = h.function("functions/webhook_verifier", "MoodleWebhookFunction", SOURCE="moodle")
+    students = h.function("functions/module_processor", "students-processor", MODULE="students", **wiring)
+    processor = h.function("functions/module_processor", "grades-processor", MODULE="grades", **wiring)
+    deliverer = h.function("functions/delivery", "ZohoDeliveryFunction", DESTINATION="zoho", **wiring)
+    try:
+        with quiet():
+            assert (
+                zoho_verifier(zoho_webhook("students", ada, operation="insert", **fields).event())["statusCode"] == 202
+            )
+            while batch := receive(h, h.queue_urls["students"]):
+                students(batch)
+            for item in range(1, grades + 1):
+                assert moodle_verifier(graded(348, item).event())["statusCode"] == 202
+            while batch := receive(h, h.queue_urls["grades"]):
+                processor(batch)
+            calls, credits = sum(zoho.org.calls.values()), zoho.org.credits_used
+            while batch := receive(h, queue, up_to=100):
+                assert deliverer(batch)["batchItemFailures"] == []
+            calls, credits = sum(zoho.org.calls.values()) - calls, zoho.org.credits_used - credits
+            stored = len(zoho.org.records["BTEC_Grades"])
+    finally:
+        zoho.stop()
+    per_1000 = 1000 / grades
     return [
+        ("Zoho grades upserted", f"{stored} of {grades}", "all", _verdict(stored == grades)),
         (
-            "webhook-to-Moodle lag p50 / p99 (local stack, stand-in)",
-            f"{median(lags):.0f} / {percentile(lags, 0.99):.0f} ms",
-            "",
-            "",
-        )
+            "Zoho calls / credits per 1,000 grades",
+            f"{calls * per_1000:.0f} / {credits * per_1000:.0f}",
+            "<= 12",
+            _verdict(credits * per_1000 <= 12),
+        ),
     ]
 
 

@@ -25,7 +25,12 @@ from typing import Any
 import pg8000.core
 import pg8000.native
 
-from bench.delivery import moodle_calls_and_rate, webhook_to_moodle_lag
+from bench.delivery import (
+    moodle_calls_and_rate,
+    webhook_to_moodle_lag,
+    webhook_to_zoho_lag,
+    zoho_calls_per_1000_grades,
+)
 from bench.harness import ROOT, Harness, harness, median, percentile, quiet, say
 from devstack.invoke import environment
 from devstack.poller import lambda_sqs_event
@@ -506,6 +511,8 @@ def main(argv: list[str]) -> None:
         if not only or "delivery" in only:
             rows += moodle_calls_and_rate(h)
             rows += webhook_to_moodle_lag(h)
+            rows += zoho_calls_per_1000_grades(h)
+            rows += webhook_to_zoho_lag(h)
     if not only or "coldstart" in only:
         rows += cold_start()
     if not only or "sizes" in only:

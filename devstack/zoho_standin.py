@@ -56,6 +56,18 @@ def _now() -> str:
     return datetime.now(UTC).isoformat(timespec="seconds")
 
 
+def _scope(method: str, path: str) -> str | None:
+    """The OAuth scope a call needs (Zoho's ``ZohoCRM.<group>.<operation>``)."""
+    parts = path.removeprefix("/crm/v7/").split("/")
+    if parts[0] == "users":
+        return "ZohoCRM.users.READ"
+    if parts[0] == "actions":
+        return "ZohoCRM.notifications." + {"GET": "READ", "POST": "CREATE", "PATCH": "UPDATE"}.get(method, "DELETE")
+    if parts[-1] == "upsert":
+        return "ZohoCRM.modules.custom.CREATE"  # and UPDATE, checked as the write happens
+    return "ZohoCRM.modules.custom." + {"GET": "READ", "PUT": "UPDATE", "POST": "CREATE"}.get(method, "DELETE")
+
+
 def _error(code: str, message: str, **details: Any) -> dict[str, Any]:
     return {"code": code, "details": details, "message": message, "status": "error"}
 
@@ -77,6 +89,16 @@ class Org:
     notifications: list[dict[str, Any]] = field(default_factory=list)  # callbacks sent, with their answer
     revoked: bool = False
     api_url: str = ""
+    # What the client was granted when its refresh token was made; a call outside them is refused.
+    scopes: frozenset[str] = frozenset(
+        {
+            "ZohoCRM.modules.custom.READ",
+            "ZohoCRM.modules.custom.CREATE",
+            "ZohoCRM.modules.custom.UPDATE",
+            "ZohoCRM.users.READ",
+            "ZohoCRM.notifications.ALL",
+        }
+    )
 
     def __post_init__(self) -> None:
         self.lock = threading.RLock()
@@ -166,6 +188,10 @@ class Org:
             if self._tokens.get(token, 0.0) <= time.time():
                 self.refused["INVALID_TOKEN"] += 1
                 return 401, _error("INVALID_TOKEN", "invalid oauth token")
+            needed = _scope(method, path)
+            if needed and not ({needed, needed.rsplit(".", 1)[0] + ".ALL"} & self.scopes):
+                self.refused["OAUTH_SCOPE_MISMATCH"] += 1
+                return 401, _error("OAUTH_SCOPE_MISMATCH", "invalid oauth scope to access this URL")
             if self._active >= self.max_concurrent or self.credits_used >= self.credits:
                 self.refused["TOO_MANY_REQUESTS"] += 1
                 return 429, _error("TOO_MANY_REQUESTS", "The API limit or the concurrency limit has been exceeded")

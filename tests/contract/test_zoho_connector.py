@@ -200,6 +200,24 @@ def test_an_unknown_module_is_a_configuration_error(zoho: ZohoStandIn) -> None:
     assert (refused.value.kind, refused.value.code) == ("configuration", "INVALID_MODULE")
 
 
+def test_a_missing_scope_is_a_configuration_error(zoho: ZohoStandIn) -> None:
+    zoho.org.scopes = frozenset({"ZohoCRM.modules.custom.READ", "ZohoCRM.users.READ"})  # no CREATE
+
+    with pytest.raises(ZohoError) as refused:
+        client(zoho).upsert("BTEC_Grades", [grade("4-1", student(zoho))], ["Moodle_Grade_Key"])
+
+    assert (refused.value.kind, refused.value.code) == ("configuration", "OAUTH_SCOPE_MISMATCH")
+
+
+def test_a_value_another_record_holds_in_a_unique_field_is_reported_for_that_record(zoho: ZohoStandIn) -> None:
+    ada, grace = student(zoho, "BTEC-1"), student(zoho, "BTEC-2")
+
+    results = client(zoho).update("BTEC_Students", [{"id": grace, "Student_ID_Number": "BTEC-1"}])
+
+    assert record_problem(results[0]) == "DUPLICATE_DATA: duplicate data (Student_ID_Number)"
+    assert zoho.org.records["BTEC_Students"][ada]["Student_ID_Number"] == "BTEC-1"
+
+
 # ------------------------------------------------------------------ limits
 
 

@@ -280,7 +280,7 @@ def test_calls_never_exceed_the_concurrency_limit_across_containers(
 
 
 def test_a_revoked_refresh_token_pauses_zoho_without_dead_letters_and_it_resumes_once_fixed(
-    pipeline: ZohoPipeline, db: Engine
+    pipeline: ZohoPipeline, db: Engine, captured_logs: Callable[[], list[str]]
 ) -> None:
     student_in_both(pipeline, 348)
     pipeline.zoho.org.revoke()
@@ -295,6 +295,13 @@ def test_a_revoked_refresh_token_pauses_zoho_without_dead_letters_and_it_resumes
 
     assert paused == [{"status": "paused"}]
     assert (still["paused"], still["error"]) == (True, "invalid_code")
+    alarm_metric = [
+        json.loads(line)
+        for line in captured_logs()
+        if '"DestinationPaused"' in line and '"destination":"zoho"' in line.replace(" ", "")
+    ]
+    assert [m["DestinationPaused"] for m in alarm_metric][:2] == [[1.0], [1.0]]  # the alarm's metric: paused
+    assert alarm_metric[-1]["DestinationPaused"] == [0.0]  # and cleared once Zoho answered
     assert (resumed["resumed"], resumed["requeued"]) == (True, 1)
     assert pipeline.zoho.org.find("BTEC_Grades", "Moodle_Grade_Key", "348-1") != []
     assert pipeline.queues.depth(pipeline.queues.dlq_url) == 0
