@@ -120,6 +120,7 @@ def verifier_warm(h: Harness, rounds: int = 8, per_round: int = 75) -> list[Row]
                     record_id=event.record_id,
                     occurred_at=event.occurred_at,
                     payload=json.dumps(event.payload, ensure_ascii=False),
+                    auth_method="signature",
                 )
                 sqs.send_message(
                     QueueUrl=url, MessageBody=event.model_dump_json(), MessageAttributes=message_attributes(event)

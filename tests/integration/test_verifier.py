@@ -7,21 +7,23 @@ three places an event can be: the response, the event log, the module queue.
 from __future__ import annotations
 
 import json
+import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 from unittest import mock
 from urllib.parse import urlencode
 
+import boto3
 import pytest
 from sqlalchemy import Engine, text
 
-from devstack.samples import DEV_SECRETS, SAMPLES, Sample
+from devstack.samples import DEV_SECRETS, SAMPLES, Sample, zoho_webhook
 from event_router.contract import WEBHOOK_ROUTES
 from event_router.verify.payloads import decode_body
 from tests.conftest import Queues, closed_port
 from tests.integration.conftest import Invoke, body, load_event
-from tests.integration.flow import FORM
+from tests.integration.flow import FORM, rows
 
 ACCEPTED = [s for s in SAMPLES.values() if s.expect == 202]
 UNAUTHORISED = [s for s in SAMPLES.values() if s.expect == 401]
@@ -471,3 +473,25 @@ def test_a_form_webhook_without_modified_time_is_a_400_saying_how_to_add_it(
     [detail] = json.loads(response["body"])["details"]
     assert detail["field"] == "Modified_Time"
     assert "Modified Time" in detail["problem"]
+
+
+def test_the_event_log_records_how_each_event_was_authenticated_and_a_token_opens_only_its_route(
+    load_verifier: Callable[..., Invoke], db: Engine, sqs_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The stack's Zoho webhook secret, with a token for the grade route only (docs/connect-zoho.md)
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", sqs_endpoint)
+    secrets = boto3.client("secretsmanager", endpoint_url=sqs_endpoint, region_name="eu-west-2")
+    document = {"secrets": [DEV_SECRETS["zoho"]], "tokens": {"grade": "grade-route-token-NOT-A-SECRET"}}
+    arn = secrets.create_secret(Name=f"zoho-{uuid.uuid4().hex[:8]}", SecretString=json.dumps(document))["ARN"]
+    verifier = load_verifier("zoho", ZOHO_WEBHOOK_SECRET_ARN=arn)
+    grade = zoho_webhook("grades", "5725767000000740099", signing="unsigned", Name="G", Student={"id": "1"}, Grade="P")
+    by_token = grade.event()
+    by_token["headers"]["x-webhook-token"] = "grade-route-token-NOT-A-SECRET"
+    student = zoho_webhook("students", "5725767000000412099", signing="unsigned", Name="S").event()
+    student["headers"]["x-webhook-token"] = "grade-route-token-NOT-A-SECRET"
+
+    answers = [verifier(SAMPLES["zoho-student-full"].event()), verifier(by_token), verifier(student)]
+
+    assert [a["statusCode"] for a in answers] == [202, 202, 401]
+    logged = rows(db, "SELECT module, auth_method FROM integration_events_log ORDER BY id")
+    assert logged == [{"module": "students", "auth_method": "signature"}, {"module": "grades", "auth_method": "token"}]

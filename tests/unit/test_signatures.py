@@ -119,3 +119,45 @@ def test_a_present_signature_decides_even_when_a_valid_token_is_sent() -> None:
     assert cause_of("zoho", headers, with_token, body_token=lambda: "shared-token-NOT-FOR-PRODUCTION") == (
         "signature_mismatch"
     )
+
+
+def deluge_signature(secret: str, body: bytes) -> str:
+    """What ``clients/zoho/sign_and_send.deluge`` sends: Deluge's ``zoho.encryption.hmacsha256``,
+    which answers the HMAC-SHA256 in base64."""
+    import base64
+    import hashlib
+    import hmac
+
+    return base64.b64encode(hmac.new(secret.encode(), body, hashlib.sha256).digest()).decode()
+
+
+def test_a_body_signed_the_way_the_deluge_function_signs_is_accepted() -> None:
+    signature = deluge_signature(SECRET, BODY)
+
+    assert len(signature) == 44
+    assert authenticate("zoho", {"x-zoho-signature": signature}, BODY, CREDENTIALS) == "signature"
+    assert cause_of("zoho", {"x-zoho-signature": deluge_signature(OTHER, BODY)}) == "signature_mismatch"
+    assert cause_of("zoho", {"x-zoho-signature": signature[:-2] + "A="}) in (
+        "signature_mismatch",
+        "malformed_signature",
+    )
+
+
+def test_a_token_opens_its_own_route_and_no_other() -> None:
+    credentials = WebhookCredentials.of([SECRET], route_tokens={"student": ["student-token"], "grade": ["grade-token"]})
+
+    assert authenticate("zoho", {"x-webhook-token": "grade-token"}, BODY, credentials, route="grade") == "token"
+    assert cause_of("zoho", {"x-webhook-token": "grade-token"}, credentials, route="student") == "token_wrong_route"
+    assert cause_of("zoho", {"x-webhook-token": "guess"}, credentials, route="student") == "token_mismatch"
+    # a signature still works on every route
+    signed = {"x-zoho-signature": sign(SECRET, BODY)}
+    assert authenticate("zoho", signed, BODY, credentials, route="student") == "signature"
+
+
+def test_per_route_tokens_come_from_the_secrets_json() -> None:
+    from event_router.verify.credentials import parse_secret
+
+    parsed = parse_secret('{"secrets": ["s"], "tokens": {"student": "a", "grade": ["b", "c"]}}')
+
+    assert parsed.route_tokens == {"student": ("a",), "grade": ("b", "c")}
+    assert parsed.tokens == ()

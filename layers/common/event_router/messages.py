@@ -109,6 +109,8 @@ class EventMessage(_Event):
 
     version: Literal[2] = VERSION
     facts: Facts
+    # How the verifier authenticated it: a signature, a per-route token, or Zoho's channel token.
+    auth_method: Literal["signature", "token", "channel_token"] | None = None
 
     @classmethod
     def from_json(cls, body: str) -> EventMessage | None:

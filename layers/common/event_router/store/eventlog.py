@@ -15,8 +15,8 @@ from event_router.store.connection import ParamsProvider, PreparedConnection
 
 RECORD_SQL = """
 INSERT INTO integration_events_log
-    (event_id, source, module, event_type, record_id, occurred_at, payload)
-VALUES (:event_id, :source, :module, :event_type, :record_id, :occurred_at, CAST(:payload AS jsonb))
+    (event_id, source, module, event_type, record_id, occurred_at, payload, auth_method)
+VALUES (:event_id, :source, :module, :event_type, :record_id, :occurred_at, CAST(:payload AS jsonb), :auth_method)
 ON CONFLICT (source, event_id) DO NOTHING
 RETURNING id"""
 
@@ -62,6 +62,7 @@ class PgEventLog:
             record_id=event.record_id,
             occurred_at=event.occurred_at,
             payload=json.dumps(event.payload, ensure_ascii=False),
+            auth_method=event.auth_method,
         )
         return bool(rows)
 

@@ -70,11 +70,13 @@ integration_events_log = Table(
     _timestamp("processed_at"),
     Column("processing_ms", Integer),
     _timestamp("updated_at", nullable=False, default=True),
+    Column("auth_method", Text),
     UniqueConstraint("source", "event_id"),
     CheckConstraint(_one_of("source", SOURCES), name="source"),
     CheckConstraint(_one_of("module", MODULES), name="module"),
     CheckConstraint(_one_of("event_type", OPERATIONS), name="event_type"),
     CheckConstraint(_one_of("status", EVENT_STATUSES), name="status"),
+    CheckConstraint(_one_of("auth_method", tables.AUTH_METHODS), name="auth_method"),
     Index(None, "status", "received_at"),
     Index(None, "received_at"),
 )

@@ -58,7 +58,9 @@ LOGGED_FIELDS = (
     Column("record_id", "text", nullable=False),
     Column("occurred_at", "timestamptz"),
     Column("payload", "jsonb", nullable=False),
+    Column("auth_method", "text"),  # signature | token | channel_token (none before migration 0006)
 )
+AUTH_METHODS = ("signature", "token", "channel_token")
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Where each source's webhook secrets come from: the environment, or AWS Secrets Manager.
 
-A Secrets Manager secret holds JSON ``{"secrets": [...], "tokens": [...]}``
-(either may be a single string) or just the secret as plain text. It is cached
+A Secrets Manager secret holds JSON ``{"secrets": [...], "tokens": ...}`` (``secrets`` a list or a
+single string; ``tokens`` per route, ``{"student": "...", "grade": ["new", "old"]}``, or a list
+valid on every route of the source) or just the secret as plain text. It is cached
 for ``SECRETS_MAX_AGE`` seconds, so a rotated secret takes effect without a
 redeploy; if Secrets Manager cannot be reached, the last good value is used.
 """
@@ -68,7 +69,11 @@ def parse_secret(raw: str | bytes) -> WebhookCredentials:
     if not isinstance(document, dict):
         logger.error("webhook secret is JSON but not an object; treating the source as unconfigured")
         return WebhookCredentials()
-    return WebhookCredentials.of(_strings(document.get("secrets")), _strings(document.get("tokens")))
+    tokens = document.get("tokens")
+    if isinstance(tokens, dict):  # per route: {"student": "...", "grade": ["new", "old"]}
+        per_route = {str(route): _strings(value) for route, value in tokens.items()}
+        return WebhookCredentials.of(_strings(document.get("secrets")), (), per_route)
+    return WebhookCredentials.of(_strings(document.get("secrets")), _strings(tokens))
 
 
 def _strings(value: Any) -> list[str]:

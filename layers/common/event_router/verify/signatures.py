@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from event_router.contract import Source
 from event_router.errors import SignatureRejected
@@ -18,14 +20,27 @@ _PREFIX = "sha256="
 
 @dataclass(frozen=True)
 class WebhookCredentials:
-    """The active secrets of one source (several during a rotation) and its shared tokens."""
+    """The active secrets of one source (several during a rotation) and its shared tokens: per route
+    (``route_tokens``: a token opens its own route and no other) or, for senders that need one token
+    everywhere, for every route of the source (``tokens``)."""
 
     secrets: tuple[bytes, ...] = ()
     tokens: tuple[str, ...] = ()
+    route_tokens: Mapping[str, tuple[str, ...]] = field(default_factory=dict)  # route segment → tokens
 
     @classmethod
-    def of(cls, secrets: Iterable[str], tokens: Iterable[str] = ()) -> WebhookCredentials:
-        return cls(tuple(s.encode() for s in secrets if s), tuple(t for t in tokens if t))
+    def of(
+        cls, secrets: Iterable[str], tokens: Iterable[str] = (), route_tokens: Mapping[str, Iterable[str]] | None = None
+    ) -> WebhookCredentials:
+        per_route = {route: tuple(t for t in ts if t) for route, ts in (route_tokens or {}).items()}
+        return cls(
+            tuple(s.encode() for s in secrets if s),
+            tuple(t for t in tokens if t),
+            {route: ts for route, ts in per_route.items() if ts},
+        )
+
+    def accepts_tokens(self) -> bool:
+        return bool(self.tokens or self.route_tokens)
 
 
 def sign(secret: str | bytes, body: bytes) -> str:
@@ -48,29 +63,54 @@ def authenticate(
     body: bytes,
     credentials: WebhookCredentials,
     body_token: Callable[[], str | None] | None = None,
+    route: str = "",
 ) -> str:
-    """Accept the request or raise ``SignatureRejected``; returns how it was authenticated.
+    """Accept the request or raise ``SignatureRejected``; returns how it was authenticated
+    (``signature`` or ``token``).
 
-    ``headers`` must have lowercase names (API Gateway's payload v2 does that).
-    A signature, when present, decides alone; the shared token is only looked at
-    when the sender did not sign and the source has tokens configured, and
+    ``headers`` must have lowercase names (API Gateway's payload v2 does that); ``route`` is the
+    route's last segment (``student``, ``grade``...), which a per-route token must match.
+    A signature, when present, decides alone: hex (with or without ``sha256=``) or base64, the two
+    encodings senders produce (Deluge's ``zoho.encryption.hmacsha256`` gives base64). The shared
+    token is only looked at when the sender did not sign and the source has tokens configured, and
     ``body_token`` (which reads the body) is only called when no header carries one.
     """
-    if not credentials.secrets and not credentials.tokens:
+    if not credentials.secrets and not credentials.accepts_tokens():
         raise SignatureRejected("No webhook secret is configured for this source", cause="no_secret_configured")
     signature = headers.get(SIGNATURE_HEADERS[source])
     if signature is None:
         token = headers.get(TOKEN_HEADER)
-        if token is None and credentials.tokens and body_token is not None:
+        if token is None and credentials.accepts_tokens() and body_token is not None:
             token = body_token()
-        if credentials.tokens and token is not None:
-            if any_equal(token.encode(), (t.encode() for t in credentials.tokens)):
+        if credentials.accepts_tokens() and token is not None:
+            allowed = (*credentials.tokens, *credentials.route_tokens.get(route, ()))
+            others = tuple(t for r, ts in credentials.route_tokens.items() if r != route for t in ts)
+            candidate = token.encode()
+            if any_equal(candidate, (t.encode() for t in allowed)):
                 return "token"
+            if any_equal(candidate, (t.encode() for t in others)):
+                raise SignatureRejected("Token belongs to another route", cause="token_wrong_route")
             raise SignatureRejected("Shared token does not match", cause="token_mismatch")
         raise SignatureRejected("Signature header is missing", cause="missing_signature")
-    digest = signature.strip().lower().removeprefix(_PREFIX)
-    if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
-        raise SignatureRejected("Signature is not a SHA-256 hex digest", cause="malformed_signature")
+    digest = _hex_digest(signature)
+    if digest is None:
+        raise SignatureRejected("Signature is not a SHA-256 digest in hex or base64", cause="malformed_signature")
     if not any_equal(digest.encode(), (sign(secret, body).encode() for secret in credentials.secrets)):
         raise SignatureRejected("Signature does not match", cause="signature_mismatch")
     return "signature"
+
+
+def _hex_digest(signature: str) -> str | None:
+    """The lowercase hex of a SHA-256 signature sent as hex (optionally ``sha256=``) or base64."""
+    text = signature.strip()
+    if text.lower().startswith(_PREFIX):
+        text = text[len(_PREFIX) :]
+    if len(text) == 64 and all(c in "0123456789abcdefABCDEF" for c in text):
+        return text.lower()
+    if len(text) == 44 and text.endswith("="):
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        return raw.hex() if len(raw) == 32 else None
+    return None

@@ -160,13 +160,17 @@ class Verifier:
             return token if isinstance(token, str) else None
 
         # Authenticate first: an unauthenticated body is never parsed beyond looking for its token.
-        authenticate(self.source, request.headers, request.body, self._credentials.current(), token_in_body)
+        segment = request.route.rsplit("/", 1)[-1]
+        method = authenticate(
+            self.source, request.headers, request.body, self._credentials.current(), token_in_body, route=segment
+        )
         fields = decoded if decoded is not None else decode_body(request.body)
         # A shared token is a secret: it is never stored with the payload.
         fields.pop(TOKEN_FIELD, None)
-        return parse_event(
+        event = parse_event(
             self.source, route.module, fields, received_at=datetime.now(UTC), max_clock_skew=self._max_clock_skew
         )
+        return event.model_copy(update={"auth_method": method})
 
     def _notification(self, request: WebhookRequest) -> NotificationReceipt:
         """Zoho's Notification API: the channel's token (derived from the webhook secret) is checked
@@ -183,7 +187,10 @@ class Verifier:
             expected = [channel_token(secret).encode() for secret in self._credentials.current().secrets]
             if not isinstance(token, str) or not any_equal(token.encode(), expected):
                 raise SignatureRejected("notification token mismatch", cause="invalid_token")
-            events = parse_notification(fields, received_at=datetime.now(UTC), max_clock_skew=self._max_clock_skew)
+            events = [
+                e.model_copy(update={"auth_method": "channel_token"})
+                for e in parse_notification(fields, received_at=datetime.now(UTC), max_clock_skew=self._max_clock_skew)
+            ]
         except WebhookRejected as rejection:
             self._reject(route, request, rejection)
             raise
