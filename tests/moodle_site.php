@@ -9,6 +9,14 @@
 //                                      to assign the student role), an external service "event_router"
 //                                      for that user alone holding exactly those functions, and the token;
 //                                      prints {"userid": <id>}; safe to run again
+//   dirroot                            prints {"dirroot": <the Moodle code's folder>}
+//   set_config <plugin> <name> <value> sets a plugin setting, as its settings page would
+//   student <username>                 makes a user, prints {"id": <id>}
+//   enrol <userid> <courseid>          enrols as student with the manual method (as a teacher would)
+//   unenrol <userid> <courseid>        removes that enrolment
+//   grade <userid> <courseid> <value>  gives a grade on the course's manual item "Unit 1" (made once)
+//   privacy <component>                prints {"compliant": bool, "external": [...]} from Moodle's privacy API
+//   queued <component>                 prints {"tasks": n, "failing": n}: ad hoc tasks waiting
 define('CLI_SCRIPT', true);
 require(getenv('MOODLE_DIR') . '/config.php');
 require_once($CFG->dirroot . '/course/lib.php');
@@ -94,6 +102,52 @@ if ($action === 'create_course') {
     $DB->set_field('external_tokens', 'externalserviceid', $service->id, ['token' => $token]);
     accesslib_clear_all_caches(true);
     echo json_encode(['userid' => (int) $user->id]), "\n";
+} else if ($action === 'dirroot') {
+    echo json_encode(['dirroot' => $CFG->dirroot]), "\n";
+} else if ($action === 'set_config') {
+    set_config($argv[3], $argv[4], $argv[2]);
+    echo json_encode(['set' => $argv[3]]), "\n";
+} else if ($action === 'student') {
+    require_once($CFG->dirroot . '/user/lib.php');
+    $id = user_create_user((object) ['username' => $argv[2], 'password' => random_string(20) . 'Aa1!',
+        'firstname' => 'Plugin', 'lastname' => 'Student', 'email' => $argv[2] . '@example.invalid',
+        'auth' => 'manual', 'confirmed' => 1, 'mnethostid' => $CFG->mnet_localhost_id]);
+    echo json_encode(['id' => (int) $id]), "\n";
+} else if ($action === 'enrol' || $action === 'unenrol') {
+    [$userid, $courseid] = [(int) $argv[2], (int) $argv[3]];
+    $instance = $DB->get_record('enrol', ['courseid' => $courseid, 'enrol' => 'manual'], '*', MUST_EXIST);
+    $plugin = enrol_get_plugin('manual');
+    if ($action === 'enrol') {
+        $plugin->enrol_user($instance, $userid, $DB->get_field('role', 'id', ['shortname' => 'student']));
+    } else {
+        $plugin->unenrol_user($instance, $userid);
+    }
+    echo json_encode([$action => true]), "\n";
+} else if ($action === 'grade') {
+    require_once($CFG->libdir . '/gradelib.php');
+    [$userid, $courseid, $value] = [(int) $argv[2], (int) $argv[3], (float) $argv[4]];
+    $item = grade_item::fetch(['courseid' => $courseid, 'itemtype' => 'manual', 'itemname' => 'Unit 1']);
+    if (!$item) {
+        $item = new grade_item(['courseid' => $courseid, 'itemtype' => 'manual', 'itemname' => 'Unit 1',
+            'gradetype' => GRADE_TYPE_VALUE, 'grademax' => 100, 'grademin' => 0], false);
+        $item->insert('manual');
+    }
+    $item->update_final_grade($userid, $value, 'test');
+    echo json_encode(['itemid' => (int) $item->id]), "\n";
+} else if ($action === 'privacy') {
+    $manager = new \core_privacy\manager();
+    $metadata = $manager->get_metadata_for_components()[$argv[2]] ?? null;
+    $external = [];
+    foreach ($metadata ? $metadata->get_collection() : [] as $item) {
+        if ($item instanceof \core_privacy\local\metadata\types\external_location) {
+            $external[] = $item->get_name();
+        }
+    }
+    echo json_encode(['compliant' => $manager->component_is_compliant($argv[2]), 'external' => $external]), "\n";
+} else if ($action === 'queued') {
+    $tasks = $DB->count_records('task_adhoc', ['component' => $argv[2]]);
+    $failing = $DB->count_records_select('task_adhoc', 'component = ? AND faildelay > 0', [$argv[2]]);
+    echo json_encode(['tasks' => $tasks, 'failing' => $failing]), "\n";
 } else {
     fwrite(STDERR, "usage: $script create_course <idnumber> | enrolment <userid> <courseid> | ws_user <token> <capability>... -- <function>...\n");
     exit(2);

@@ -60,20 +60,31 @@ class RealSite:
     def __init__(self, url: str, admin_token: str, moodle_sh: Path) -> None:
         self.url, self.admin_token, self._moodle_sh = url, admin_token, moodle_sh
         self.token = self.ROUTER_TOKEN
-        self._php("ws_user", self.ROUTER_TOKEN, *CAPABILITIES, "--", *FUNCTIONS)
+        self.php("ws_user", self.ROUTER_TOKEN, *CAPABILITIES, "--", *FUNCTIONS)
 
-    def _php(self, *args: str) -> dict[str, object]:
-        result = subprocess.run(  # noqa: S603 - the test infrastructure's own script
-            [str(self._moodle_sh), "php", str(HELPER), *args], capture_output=True, text=True, check=True, timeout=120
+    @functools.cached_property
+    def dirroot(self) -> Path:
+        """Where the Moodle's code is (its plugins go under it)."""
+        return Path(str(self.php("dirroot")["dirroot"]))
+
+    def run_php(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """``moodle.sh php <args>``: a Moodle CLI script, with the site's PHP and configuration."""
+        return subprocess.run(  # noqa: S603 - the test infrastructure's own script
+            [str(self._moodle_sh), "php", *args], capture_output=True, text=True, check=False, timeout=300
         )
-        answer: dict[str, object] = json.loads(result.stdout.strip().splitlines()[-1])
+
+    def php(self, *args: str) -> dict[str, Any]:
+        """One action of ``moodle_site.php`` (an administrator's action, or a look at the result)."""
+        result = self.run_php(str(HELPER), *args)
+        assert result.returncode == 0, result.stdout + result.stderr
+        answer: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
         return answer
 
     def create_course(self, idnumber: str, visible: bool = True) -> int:
-        return int(str(self._php("create_course", idnumber, "1" if visible else "0")["id"]))
+        return int(str(self.php("create_course", idnumber, "1" if visible else "0")["id"]))
 
     def enrolment(self, user_id: int, course_id: int) -> str | None:
-        found = self._php("enrolment", str(user_id), str(course_id))
+        found = self.php("enrolment", str(user_id), str(course_id))
         status = found["status"]
         return str(status) if status is not None else None
 

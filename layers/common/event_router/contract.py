@@ -30,13 +30,16 @@ USER_ENROLMENT_CREATED = "core\\event\\user_enrolment_created"
 USER_ENROLMENT_UPDATED = "core\\event\\user_enrolment_updated"
 USER_ENROLMENT_DELETED = "core\\event\\user_enrolment_deleted"
 USER_GRADED = "core\\event\\user_graded"
+# The Moodle plugin's connection test (its cli/test_connection.php): logged, then skipped.
+CONNECTION_TEST = "local_eventrouter\\event\\connection_test"
 MOODLE_EVENTS: dict[str, tuple[Module, Operation]] = {
     USER_ENROLMENT_CREATED: ("enrollments", "create"),
     USER_ENROLMENT_UPDATED: ("enrollments", "update"),
     USER_ENROLMENT_DELETED: ("enrollments", "delete"),
     USER_GRADED: ("grades", "update"),
+    CONNECTION_TEST: ("enrollments", "update"),
 }
-USER_ENROLMENT_EVENTS = tuple(name for name, (module, _) in MOODLE_EVENTS.items() if module == "enrollments")
+USER_ENROLMENT_EVENTS = (USER_ENROLMENT_CREATED, USER_ENROLMENT_UPDATED, USER_ENROLMENT_DELETED)
 
 
 class Route(NamedTuple):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from event_router.contract import USER_ENROLMENT_EVENTS
+from event_router.contract import CONNECTION_TEST, USER_ENROLMENT_EVENTS
 from event_router.messages import EventMessage, MoodleFacts
 from event_router.process.rules import Change, MirrorWrite, Skip, lookup, required, text, zoho_record_change
 
@@ -25,6 +25,8 @@ def _zoho_columns(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _moodle(event: EventMessage, moodle: MoodleFacts) -> Change:
+    if moodle.event_name == CONNECTION_TEST:
+        return Skip("connection_test")  # the plugin's test reached the processor: nothing to mirror
     if moodle.event_name not in USER_ENROLMENT_EVENTS:
         return Skip("unsupported_event")
     key = {"moodle_user_id": moodle.student, "moodle_course_id": moodle.course}
