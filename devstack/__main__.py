@@ -4,6 +4,7 @@ dev                      start the whole pipeline (make dev)
 invoke FUNCTION EVENT    run one function in-process against the running stack (make invoke)
 send                     send every sample webhook of events/ to the running stack (make send)
 replay JSON              run the replay function against the running stack (make replay)
+privacy JSON             run the privacy function against the running stack (make privacy)
 """
 
 from __future__ import annotations
@@ -138,6 +139,8 @@ def main(argv: list[str]) -> None:
         send()
     elif command == "replay" and len(args) == 1:
         print(json.dumps(invoke("ReplayFunction", json.loads(args[0])), indent=2))
+    elif command == "privacy" and len(args) == 1:
+        print(json.dumps(invoke("PrivacyFunction", json.loads(args[0])), indent=2, default=str))
     else:
         sys.exit(__doc__)
 

@@ -180,6 +180,18 @@ def queues(sqs: Any) -> Queues:
     return Queues(sqs)
 
 
+@pytest.fixture
+def secrets_manager(sqs_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Secrets Manager (moto's server) for the functions loaded in this test. Powertools keeps one
+    client per process, made on first use: it is dropped, so the next one sees this endpoint."""
+    from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", sqs_endpoint)
+    DEFAULT_PROVIDERS.clear()
+    yield boto3.client("secretsmanager", endpoint_url=sqs_endpoint, region_name="eu-west-2")
+    DEFAULT_PROVIDERS.clear()
+
+
 class LogCapture:
     """Everything one test's code wrote: Powertools log lines and stdout (EMF metrics)."""
 

@@ -14,7 +14,6 @@ from typing import Any
 from unittest import mock
 from urllib.parse import urlencode
 
-import boto3
 import pytest
 from sqlalchemy import Engine, text
 
@@ -476,11 +475,10 @@ def test_a_form_webhook_without_modified_time_is_a_400_saying_how_to_add_it(
 
 
 def test_the_event_log_records_how_each_event_was_authenticated_and_a_token_opens_only_its_route(
-    load_verifier: Callable[..., Invoke], db: Engine, sqs_endpoint: str, monkeypatch: pytest.MonkeyPatch
+    load_verifier: Callable[..., Invoke], db: Engine, secrets_manager: Any
 ) -> None:
     # The stack's Zoho webhook secret, with a token for the grade route only (docs/connect-zoho.md)
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", sqs_endpoint)
-    secrets = boto3.client("secretsmanager", endpoint_url=sqs_endpoint, region_name="eu-west-2")
+    secrets = secrets_manager
     document = {"secrets": [DEV_SECRETS["zoho"]], "tokens": {"grade": "grade-route-token-NOT-A-SECRET"}}
     arn = secrets.create_secret(Name=f"zoho-{uuid.uuid4().hex[:8]}", SecretString=json.dumps(document))["ARN"]
     verifier = load_verifier("zoho", ZOHO_WEBHOOK_SECRET_ARN=arn)

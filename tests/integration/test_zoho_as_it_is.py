@@ -11,9 +11,9 @@ import re
 import uuid
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
-import boto3
 import pytest
 from sqlalchemy import Engine
 
@@ -75,10 +75,9 @@ def webhook(route: str, parameters: list[str], token: str) -> dict[str, object]:
 
 
 @pytest.fixture
-def verifier(load: Callable[..., Invoke], sqs_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Invoke:
+def verifier(load: Callable[..., Invoke], secrets_manager: Any) -> Invoke:
     """The Zoho verifier reading the stack's secret with a token per route, as the guide sets it."""
-    monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", sqs_endpoint)
-    secrets = boto3.client("secretsmanager", endpoint_url=sqs_endpoint, region_name="eu-west-2")
+    secrets = secrets_manager
     document = {"secrets": [DEV_SECRETS["zoho"]], "tokens": TOKENS}
     arn = secrets.create_secret(Name=f"zoho-{uuid.uuid4().hex[:8]}", SecretString=json.dumps(document))["ARN"]
     return load("ZohoWebhookFunction", ZOHO_WEBHOOK_SECRET_ARN=arn, ZOHO_WEBHOOK_SECRET="")

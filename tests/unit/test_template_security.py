@@ -74,6 +74,7 @@ def test_each_function_writes_only_to_its_own_log_group(function: str) -> None:
         ("PaymentsProcessor", []),
         ("MonitorFunction", []),
         ("MigrateFunction", []),
+        ("PrivacyFunction", []),
     ],
 )
 def test_a_function_may_send_only_to_the_queues_it_has_business_with(function: str, queues: list[str]) -> None:
@@ -88,6 +89,7 @@ def test_a_function_may_send_only_to_the_queues_it_has_business_with(function: s
         ("GradesProcessor", ["GradesQueue"]),
         ("PaymentsProcessor", ["PaymentsQueue"]),
         ("ReplayFunction", ["DeadLetterQueue"]),
+        ("PrivacyFunction", ["DeadLetterQueue"]),  # to remove an erased student's dead letters
         ("MoodleDeliveryFunction", ["MoodleDeliveryQueue"]),
         ("ZohoDeliveryFunction", ["ZohoDeliveryQueue"]),
         ("ZohoWebhookFunction", []),
@@ -217,3 +219,9 @@ def test_only_the_functions_that_write_deliveries_may_send_to_the_delivery_queue
 
     assert {a["Fn::GetAtt"][0] for a in allowed} == senders_by_iam
     assert statements["TlsOnly"]["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+
+
+def test_only_replay_and_privacy_may_delete_from_the_dead_letter_queue() -> None:
+    deleters = {name for name in FUNCTIONS if resources_for(name, "sqs:DeleteMessage") & queue_arns("DeadLetterQueue")}
+
+    assert deleters == {"ReplayFunction", "PrivacyFunction"}

@@ -87,6 +87,7 @@ class Settings(BaseModel):
     max_clock_skew_seconds: int = Field(300, ge=0, alias="MAX_CLOCK_SKEW_SECONDS")
     rejection_flush_seconds: float = Field(10.0, ge=0, alias="REJECTION_FLUSH_SECONDS")
     rejection_retention_days: int = Field(30, ge=1, alias="REJECTION_RETENTION_DAYS")
+    payload_retention_days: int = Field(30, ge=1, alias="PAYLOAD_RETENTION_DAYS")
 
     def queue_urls(self) -> dict[Module, str]:
         """The configured module queues."""

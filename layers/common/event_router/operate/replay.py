@@ -4,7 +4,8 @@
 delete; an at-least-once move, so a crash in between leaves a duplicate that the processor
 ignores). ``log`` mode re-queues event-log rows: by default ``failed`` and ``dead_lettered`` ones
 and rows stuck in ``received`` (the SQS-down path). ``sweep`` is what the schedule runs: rows stuck
-in ``received`` or ``replayed``, then the retention of ``rejected_requests``. Rows are marked
+in ``received`` or ``replayed``, deliveries whose message was lost, then retention: settled payloads older than
+``PAYLOAD_RETENTION_DAYS`` become tombstones, old ``rejected_requests`` rows are deleted. Rows are marked
 ``replayed`` (``replay_count + 1``) before the message is sent, so the processor can claim them.
 ``dry_run`` reports and changes nothing.
 """
@@ -27,6 +28,7 @@ from event_router.settings import Settings, load_settings
 from event_router.store.connection import PreparedConnection, connection_params
 from event_router.store.deliveries import DeliveryStore
 from event_router.store.operations import EventLogOperations
+from event_router.store.privacy import PrivacyStore
 from event_router.verify.payloads import facts_of, problems
 
 ReplayableStatus = Literal["received", "queued", "processing", "failed", "dead_lettered", "replayed"]
@@ -35,6 +37,7 @@ SWEPT_STATUSES: tuple[ReplayableStatus, ...] = ("received", "replayed")
 # "delivered" too: sending a delivered one again makes the destination match the mirror once more
 # (after someone changed the Moodle user by hand, say); the rules converge, so nothing doubles.
 ReplayableDelivery = Literal["failed", "dead_lettered", "paused", "waiting", "pending", "delivered", "superseded"]
+RETENTION_BATCH, RETENTION_BATCHES = 500, 20  # payloads redacted per statement, statements per sweep
 OVERDUE_DELIVERY_SECONDS = 900  # a pending delivery not taken for this long has lost its message
 
 
@@ -84,6 +87,7 @@ class ReplayResult(BaseModel):
     event_ids: list[str] = Field(default_factory=list)
     delivery_ids: list[int] | None = None  # deliveries mode and sweep, and dlq mode when it moved any
     rejections_deleted: int | None = None  # sweep only
+    payloads_redacted: int | None = None  # sweep only: settled payloads past PAYLOAD_RETENTION_DAYS
     counts: Counter[tuple[str, str]] = Field(default_factory=Counter)  # (source, module) → replayed
 
     def add(self, event: EventMessage) -> None:
@@ -102,7 +106,8 @@ class ReplayResult(BaseModel):
         self.replayed += len(deliveries)
 
     def answer(self) -> dict[str, Any]:
-        exclude = {"counts", *(k for k in ("rejections_deleted", "delivery_ids") if getattr(self, k) is None)}
+        optional = ("rejections_deleted", "delivery_ids", "payloads_redacted")
+        exclude = {"counts", *(k for k in optional if getattr(self, k) is None)}
         return {"success": True, **self.model_dump(exclude=exclude)}
 
 
@@ -131,6 +136,8 @@ class Replayer:
         rejection_retention_days: int = 30,
         deliveries: DeliveryStore | None = None,
         delivery_publisher: DeliveryPublisher | None = None,
+        privacy: PrivacyStore | None = None,
+        payload_retention_days: int = 30,
     ) -> None:
         self._log = log
         self._publisher = publisher
@@ -138,6 +145,8 @@ class Replayer:
         self._rejection_retention_days = rejection_retention_days
         self._deliveries = deliveries
         self._delivery_publisher = delivery_publisher
+        self._privacy = privacy
+        self._payload_retention_days = payload_retention_days
 
     def run(self, payload: dict[str, Any]) -> dict[str, Any]:
         """The function's entry point: validate the input, replay, report."""
@@ -255,6 +264,15 @@ class Replayer:
         result.rejections_deleted = self._log.delete_rejections_older_than(
             self._rejection_retention_days, dry_run=request.dry_run
         )
+        if self._privacy is not None and not request.dry_run:
+            # Bounded batches, each its own short transaction: one run never holds long locks.
+            redacted = 0
+            for _ in range(RETENTION_BATCHES):
+                done = self._privacy.redact_old_payloads(self._payload_retention_days, RETENTION_BATCH)
+                redacted += done
+                if done < RETENTION_BATCH:
+                    break
+            result.payloads_redacted = redacted
         return result
 
     # ------------------------------------------------------------ deliveries
@@ -302,4 +320,6 @@ def build_replayer(settings: Settings | None = None) -> Replayer:
         rejection_retention_days=settings.rejection_retention_days,
         deliveries=DeliveryStore(connection),
         delivery_publisher=DeliveryPublisher(settings, sqs),
+        privacy=PrivacyStore(connection),
+        payload_retention_days=settings.payload_retention_days,
     )

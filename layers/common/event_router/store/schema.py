@@ -11,6 +11,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     DateTime,
@@ -198,4 +199,15 @@ zoho_classes = Table(
     Column("class_zoho_id", Text, primary_key=True),
     Column("moodle_course_idnumber", Text),
     _timestamp("fetched_at", nullable=False, default=True),
+)
+
+erasures = Table(
+    "erasures",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    _timestamp("requested_at", nullable=False, default=True),
+    Column("requested_by", Text, nullable=False),
+    Column("identifiers", JSONB, nullable=False),
+    Column("counts", JSONB, nullable=False),
+    Column("dry_run", Boolean, nullable=False),
 )
