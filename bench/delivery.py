@@ -17,7 +17,7 @@ from typing import Any
 from bench.harness import Harness, median, percentile, quiet, say
 from devstack.moodle_standin import MoodleStandIn
 from devstack.poller import lambda_sqs_event
-from devstack.samples import Sample, zoho_webhook
+from devstack.samples import Sample, user_graded, zoho_webhook
 from devstack.zoho_standin import ZohoStandIn
 
 Row = tuple[str, str, str, str]
@@ -177,24 +177,12 @@ def webhook_to_zoho_lag(h: Harness, grades: int = 200, rate: float = 20.0) -> li
     zoho = ZohoStandIn().start()
     fields: dict[str, Any] = {"Name": "Lag Student", "Student_ID_Number": "BTEC-LAG", "Moodle_User_ID": "348"}
     link = zoho_webhook("students", zoho.org.create("BTEC_Students", fields), operation="insert", **fields)
-    samples = {f"348-{item}": graded(348, item) for item in range(1, grades + 1)}
+    samples = {f"348-{item}": user_graded(348, item, 60.0, int(time.time()) - 60) for item in range(1, grades + 1)}
     try:
         lags = _lag(h, samples, "grade", rate, zoho=zoho, first=link)
     finally:
         zoho.stop()
     return [("webhook-to-Zoho lag p50 / p99 (local stack, stand-in)", _p50_p99(lags), "", "")]
-
-
-def graded(user: int, item: int) -> Sample:
-    document = {
-        "eventname": "\\core\\event\\user_graded",
-        "userid": 2,
-        "relateduserid": user,
-        "courseid": 12,
-        "timecreated": int(time.time()) - 60,
-        "other": {"itemid": item, "finalgrade": 60.0},
-    }
-    return Sample(f"grade-{item}", "POST /api/v1/events/moodle/grade", json.dumps(document).encode(), 202)
 
 
 def _lag(
@@ -284,7 +272,7 @@ def zoho_calls_per_1000_grades(h: Harness, grades: int = 1000) -> list[Row]:
             while batch := receive(h, h.queue_urls["students"]):
                 students(batch)
             for item in range(1, grades + 1):
-                assert moodle_verifier(graded(348, item).event())["statusCode"] == 202
+                assert moodle_verifier(user_graded(348, item, 60.0, int(time.time()) - 60).event())["statusCode"] == 202
             while batch := receive(h, h.queue_urls["grades"]):
                 processor(batch)
             calls, credits = sum(zoho.org.calls.values()), zoho.org.credits_used

@@ -68,6 +68,9 @@ class Harness:
             entries = [{"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(messages)]
             self.sqs.delete_message_batch(QueueUrl=url, Entries=entries)
 
+    def drop_database(self, url: str) -> None:
+        drop_database(self.admin_url, url.rsplit("/", 1)[1].split("?")[0])
+
     def fresh_database(self) -> str:
         name = f"event_router_bench_{uuid.uuid4().hex[:8]}"
         url = create_database(self.admin_url, name)

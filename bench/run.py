@@ -31,6 +31,7 @@ from bench.delivery import (
     webhook_to_zoho_lag,
     zoho_calls_per_1000_grades,
 )
+from bench.growth import health_flood, stats_growth
 from bench.harness import ROOT, Harness, harness, median, percentile, quiet, say
 from devstack.invoke import environment
 from devstack.poller import lambda_sqs_event
@@ -509,6 +510,9 @@ def main(argv: list[str]) -> None:
             rows += round_trips(h)
         if not only or "burst" in only:
             rows += burst(h)
+        if not only or "growth" in only:
+            rows += health_flood(h)
+            rows += stats_growth(h)
         if not only or "delivery" in only:
             rows += moodle_calls_and_rate(h)
             rows += webhook_to_moodle_lag(h)

@@ -79,6 +79,26 @@ class Sample:
         )
 
 
+def moodle_event(segment: str, name: str, timecreated: int, **fields: Any) -> Sample:
+    """A signed Moodle webhook of ``\\core\\event\\<name>`` on the ``segment`` route (student 348 in
+    course 12, acted by user 2, unless ``fields`` say otherwise)."""
+    document = {
+        "eventname": f"\\core\\event\\{name}",
+        "userid": 2,
+        "relateduserid": 348,
+        "courseid": 12,
+        "timecreated": timecreated,
+        **fields,
+    }
+    return Sample(f"{name}-{timecreated}", f"POST /api/v1/events/moodle/{segment}", _json(document), 202)
+
+
+def user_graded(user: int, item: int, grade: float | None, timecreated: int, **other: Any) -> Sample:
+    """A signed Moodle ``user_graded``: ``user`` graded ``grade`` on grade item ``item``."""
+    other = {"itemid": item, "finalgrade": grade, **other}
+    return moodle_event("grade", "user_graded", timecreated, relateduserid=user, other=other)
+
+
 def _json(document: dict[str, Any]) -> bytes:
     return json.dumps(document, indent=2).encode()
 

@@ -6,7 +6,6 @@ Moodle is the stand-in, and also the real one when ``MOODLE_URL``/``MOODLE_TOKEN
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Iterator
@@ -18,7 +17,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from devstack.process import RunningStack
-from devstack.samples import Sample, zoho_webhook
+from devstack.samples import Sample, user_graded, zoho_webhook
 from devstack.zoho_standin import ZohoStandIn
 from event_router.deliver.moodle import MoodleRestClient
 from tests.e2e.conftest import FAST_RETRIES, wait_for
@@ -48,18 +47,6 @@ def stack(
     running.start()
     yield running
     running.stop()
-
-
-def graded(user: int, item: int, grade: float, at: int) -> Sample:
-    document = {
-        "eventname": "\\core\\event\\user_graded",
-        "userid": 2,
-        "relateduserid": user,
-        "courseid": 12,
-        "timecreated": at,
-        "other": {"itemid": item, "finalgrade": grade},
-    }
-    return Sample(f"graded-{user}-{item}-{at}", "POST /api/v1/events/moodle/grade", json.dumps(document).encode(), 202)
 
 
 def send_all(stack: RunningStack, samples: list[Sample]) -> None:
@@ -100,7 +87,7 @@ def test_moodle_grades_reach_zoho_in_few_calls_and_the_moodle_id_goes_back(
     credits_before, upserts_before = zoho.org.credits_used, zoho.org.calls["POST /crm/v7/BTEC_Grades/upsert"]
 
     # 250 grades given in Moodle, before Zoho knows whose they are: they wait
-    send_all(stack, [graded(user, item, 55.0, 1_764_000_000) for item in range(1, 251)])
+    send_all(stack, [user_graded(user, item, 55.0, 1_764_000_000) for item in range(1, 251)])
     wait_for(lambda: deliveries(db).get("waiting") == 250, WAIT, "250 grades waiting for their student")
     # The student arrives from Zoho and is linked to the Moodle account: the grades go, 100 to a call
     send_all(stack, [zoho_webhook("students", ada, operation="insert", **fields)])
@@ -115,7 +102,7 @@ def test_moodle_grades_reach_zoho_in_few_calls_and_the_moodle_id_goes_back(
     assert user_by_idnumber(moodle_site, f"BTEC-{unique}")["id"] == user  # type: ignore[index]
 
     # A later grade for the same item updates the record, never a second one
-    send_all(stack, [graded(user, 1, 81.0, 1_764_000_500)])
+    send_all(stack, [user_graded(user, 1, 81.0, 1_764_000_500)])
     wait_for(
         lambda: zoho.org.find("BTEC_Grades", "Moodle_Grade_Key", f"{user}-1")[0]["Final_Grade"] == 81.0,
         WAIT,

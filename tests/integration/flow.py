@@ -2,18 +2,18 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from sqlalchemy import Engine, text
 
-from devstack.samples import Sample, zoho_webhook
+from devstack.samples import Sample, moodle_event, zoho_webhook
 from event_router.contract import WEBHOOK_ROUTES
 
 T1, T2, T3 = "2026-11-25T09:00:00+00:00", "2026-11-25T10:00:00+00:00", "2026-11-25T11:00:00+00:00"
 STUDENT = "5725767000000412001"
 FORM = "application/x-www-form-urlencoded"
 CLASS = "5725767000000520011"
+moodle = moodle_event  # a signed Moodle webhook: moodle("grade", "user_graded", timecreated, ...)
 
 
 def zoho(segment: str, record_id: str, operation: str, modified: str, notification: str = "", **fields: Any) -> Sample:
@@ -22,18 +22,6 @@ def zoho(segment: str, record_id: str, operation: str, modified: str, notificati
     return zoho_webhook(
         module, record_id, operation=operation, modified=modified, notification_id=notification or None, **fields
     )
-
-
-def moodle(segment: str, name: str, timecreated: int, **fields: Any) -> Sample:
-    document = {
-        "eventname": f"\\core\\event\\{name}",
-        "userid": 2,
-        "relateduserid": 348,
-        "courseid": 12,
-        "timecreated": timecreated,
-        **fields,
-    }
-    return Sample(f"{name}-{timecreated}", f"POST /api/v1/events/moodle/{segment}", json.dumps(document).encode(), 202)
 
 
 def rows(db: Engine, sql: str, **params: Any) -> list[dict[str, Any]]:

@@ -16,7 +16,7 @@ from sqlalchemy import Engine
 
 from devstack.moodle_standin import MoodleStandIn
 from devstack.poller import QueuePoller
-from devstack.samples import DEV_SECRETS, Sample, http_api_event
+from devstack.samples import DEV_SECRETS, Sample, http_api_event, user_graded
 from devstack.zoho_standin import API_USER, ZohoStandIn
 from event_router.contract import ZOHO_NOTIFY_ROUTE
 from event_router.deliver.channel import channel_token
@@ -25,18 +25,6 @@ from tests.integration.conftest import Invoke
 from tests.integration.flow import T1, T2, rows, zoho
 
 COURSE = "L3-IT-2026"
-
-
-def graded(user: int, item: int, grade: float | None, at: int, **other: Any) -> Sample:
-    document = {
-        "eventname": "\\core\\event\\user_graded",
-        "userid": 2,
-        "relateduserid": user,
-        "courseid": 12,
-        "timecreated": at,
-        "other": {"itemid": item, "finalgrade": grade, **other},
-    }
-    return Sample(f"graded-{user}-{item}-{at}", "POST /api/v1/events/moodle/grade", json.dumps(document).encode(), 202)
 
 
 class ZohoPipeline:
@@ -147,10 +135,10 @@ def test_a_moodle_grade_becomes_one_btec_grades_record_and_a_later_grade_updates
 ) -> None:
     ada = student_in_both(pipeline, 348)
 
-    pipeline.send(graded(348, 431, 55.0, 1_764_000_000))
+    pipeline.send(user_graded(348, 431, 55.0, 1_764_000_000))
     pipeline.run()
     first = pipeline.zoho.org.find("BTEC_Grades", "Moodle_Grade_Key", "348-431")
-    pipeline.send(graded(348, 431, 72.5, 1_764_000_100))
+    pipeline.send(user_graded(348, 431, 72.5, 1_764_000_100))
     pipeline.run()
     [record] = pipeline.zoho.org.find("BTEC_Grades", "Moodle_Grade_Key", "348-431")
 
@@ -172,7 +160,9 @@ def test_a_grade_on_a_scale_is_written_as_its_scale_item(
     mapping = json.dumps({"grade_scale": ["Refer", "Pass", "Merit", "Distinction"]})
     pipeline.restart_zoho_delivery(FIELD_MAPPING=mapping)
 
-    pipeline.send(graded(348, 431, 3, 1_764_000_000, scaleid=7), graded(348, 432, 2, 1_764_000_000, grade_letter="P"))
+    pipeline.send(
+        user_graded(348, 431, 3, 1_764_000_000, scaleid=7), user_graded(348, 432, 2, 1_764_000_000, grade_letter="P")
+    )
     pipeline.run()
 
     letters = {r["Moodle_Grade_Key"]: r["Grade"] for r in pipeline.zoho.org.records["BTEC_Grades"].values()}
@@ -183,7 +173,7 @@ def test_250_grades_arrive_in_at_most_3_upsert_calls_and_3_credits(pipeline: Zoh
     student_in_both(pipeline, 348)
     credits_before = pipeline.zoho.org.credits_used
 
-    pipeline.send(*(graded(348, item, 60.0, 1_764_000_000) for item in range(1, 251)))
+    pipeline.send(*(user_graded(348, item, 60.0, 1_764_000_000) for item in range(1, 251)))
     for processor in pipeline.processors:
         processor.drain()
     pipeline.zoho_delivery.drain()
@@ -200,7 +190,7 @@ def test_a_grade_waits_for_its_students_moodle_user_and_goes_once_there_is_one(
     grace = pipeline.zoho.org.create("BTEC_Students", fields)
     moodle_user = 1 + max(pipeline.moodle.site.users)  # the id the stand-in gives the next user
 
-    pipeline.send(graded(moodle_user, 431, 80.0, 1_764_000_000))
+    pipeline.send(user_graded(moodle_user, 431, 80.0, 1_764_000_000))
     pipeline.run()
     waiting = rows(db, "SELECT status, last_error FROM deliveries")
     pipeline.send(zoho("student", grace, "insert", T1, **fields))  # provisioned into Moodle: the grade goes
@@ -219,7 +209,7 @@ def test_one_record_zoho_refuses_fails_alone(pipeline: ZohoPipeline, db: Engine)
     pipeline.send(zoho("student", ghost, "insert", T1, Name="Ghost", Moodle_User_ID="349"))
     pipeline.run()
 
-    pipeline.send(graded(348, 1, 50.0, 1_764_000_000), graded(349, 1, 50.0, 1_764_000_000))
+    pipeline.send(user_graded(348, 1, 50.0, 1_764_000_000), user_graded(349, 1, 50.0, 1_764_000_000))
     pipeline.run()
 
     found = {d["target_key"]: d for d in rows(db, "SELECT * FROM deliveries WHERE destination = 'zoho'")}
@@ -241,7 +231,7 @@ def test_over_zohos_credits_deliveries_back_off_and_all_arrive_without_a_dead_le
     pipeline.check()  # the token, and the router's user
     pipeline.zoho.org.credits = pipeline.zoho.org.credits_used + 1  # one call left today
 
-    pipeline.send(*(graded(348, item, 60.0, 1_764_000_000) for item in range(1, 151)))
+    pipeline.send(*(user_graded(348, item, 60.0, 1_764_000_000) for item in range(1, 151)))
     for processor in pipeline.processors:
         processor.drain()
     pipeline.zoho_delivery.poll_once()  # 100 go
@@ -285,7 +275,7 @@ def test_a_revoked_refresh_token_pauses_zoho_without_dead_letters_and_it_resumes
     student_in_both(pipeline, 348)
     pipeline.zoho.org.revoke()
 
-    pipeline.send(graded(348, 1, 50.0, 1_764_000_000))
+    pipeline.send(user_graded(348, 1, 50.0, 1_764_000_000))
     pipeline.run()
     paused = rows(db, "SELECT status FROM deliveries WHERE destination = 'zoho'")
     still = pipeline.check()

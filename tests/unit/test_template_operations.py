@@ -186,3 +186,11 @@ def test_samconfig_environment_sets_only_real_parameters_and_every_required_one(
     assert config["global"]["parameters"]["stack_name"].endswith(environment)
     assert set(overrides) <= set(TEMPLATE["Parameters"])
     assert required <= set(overrides)
+
+
+def test_every_parameter_is_in_exactly_one_console_group_with_a_plain_label() -> None:
+    groups = TEMPLATE["Metadata"]["AWS::CloudFormation::Interface"]["ParameterGroups"]
+    grouped = [p for group in groups for p in group["Parameters"]]
+
+    assert all(set(group["Label"]) == {"default"} and isinstance(group["Label"]["default"], str) for group in groups)
+    assert sorted(grouped) == sorted(TEMPLATE["Parameters"])

@@ -140,3 +140,43 @@ def test_a_zoho_workflow_webhook_carries_the_records_fields_as_its_facts() -> No
     assert event.facts.kind == "zoho"
     assert event.facts.fields is not None
     assert event.facts.fields["Name"] == "Ada"
+
+
+def test_a_flood_of_health_checks_costs_one_query_and_one_round_of_queue_checks_per_interval() -> None:
+    """``/health`` is unauthenticated: 1,000 calls within the cache interval reach Postgres and SQS
+    once; after the interval, once more."""
+    from event_router.operate.monitor import Monitor
+    from event_router.queues import DeadLetterQueue
+
+    class Log:
+        pings = 0
+
+        def ping(self) -> None:
+            Log.pings += 1
+
+    class Sqs:
+        calls = 0
+
+        def get_queue_attributes(self, **_: object) -> dict[str, object]:
+            Sqs.calls += 1
+            return {"Attributes": {}}
+
+    now = [0.0]
+    sqs = Sqs()
+    monitor = Monitor(
+        Log(),  # type: ignore[arg-type]
+        sqs,
+        {"students": "q1", "grades": "q2"},
+        DeadLetterQueue(sqs, "dlq"),
+        health_cache_seconds=5,
+        clock=lambda: now[0],
+    )
+
+    answers = [monitor.health() for _ in range(1000)]
+    first = (Log.pings, Sqs.calls)
+    now[0] = 5.1
+    monitor.health()
+
+    assert {status for status, _ in answers} == {200}
+    assert first == (1, 3)  # one ping; the two module queues and the dead-letter queue, once
+    assert (Log.pings, Sqs.calls) == (2, 6)

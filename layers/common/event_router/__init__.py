@@ -6,9 +6,17 @@ The folders follow a webhook through the system (SPEC §2):
                 the verifier (event log + module queue), the API Gateway adapter;
 - ``process/``  a module queue's batch in: claim, apply the module's sync rules (``rules/``),
                 complete, back off on failure;
+- ``deliver/``  a delivery queue's batch in: make Moodle or Zoho CRM match the mirror;
 - ``operate/``  what operators and deploys run: replay and the sweep, health and stats, migrations;
 - ``store/``    Postgres: the connection, the tables, the migrations, and every statement.
 
 At the top: the vocabulary (``contract``), the queue message (``messages``), SQS (``queues``),
 settings, errors and observability.
 """
+
+import os
+
+# The router uses no pydantic plugins. Without this, pydantic reads every installed package's
+# metadata (its plugin entry points) when it builds the first model: a tenth of a verifier's cold
+# start (docs/benchmarks.md). A deployment that wants plugins sets the variable itself.
+os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")

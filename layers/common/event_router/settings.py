@@ -88,6 +88,7 @@ class Settings(BaseModel):
     rejection_flush_seconds: float = Field(10.0, ge=0, alias="REJECTION_FLUSH_SECONDS")
     rejection_retention_days: int = Field(30, ge=1, alias="REJECTION_RETENTION_DAYS")
     payload_retention_days: int = Field(30, ge=1, alias="PAYLOAD_RETENTION_DAYS")
+    health_cache_seconds: float = Field(5.0, ge=0, alias="HEALTH_CACHE_SECONDS")
 
     def queue_urls(self) -> dict[Module, str]:
         """The configured module queues."""

@@ -20,10 +20,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from event_router.contract import ZOHO_CLASSES_MODULE
+from event_router.deliver.base import OPEN, DeliveryFunction, Work
 from event_router.deliver.moodle import Moodle, MoodleError, MoodleRestClient
 from event_router.deliver.outbox import DeliveryMessage, DeliveryPublisher
 from event_router.deliver.provision import (
@@ -37,8 +37,8 @@ from event_router.deliver.provision import (
 from event_router.deliver.records import zoho_client
 from event_router.deliver.zoho import ZohoClient, ZohoError
 from event_router.errors import StorageUnavailable
-from event_router.observability import Metric, count, logger
-from event_router.process.backoff import Backoff, NoBackoff, VisibilityBackoff, receive_count, retry_delay
+from event_router.observability import Metric, logger
+from event_router.process.backoff import Backoff, VisibilityBackoff
 from event_router.settings import Settings, load_settings
 from event_router.store.connection import PreparedConnection, connection_params
 from event_router.store.deliveries import Delivery, DeliveryStore, Intent, Outcome
@@ -71,20 +71,10 @@ class ZohoClassCourses:
         return idnumber
 
 
-@dataclass
-class Work:
-    """What happened to one batch: the ids to send again, the records to retry, the counts."""
-
-    to_send: list[tuple[int, str]] = field(default_factory=list)
-    retry: list[dict[str, Any]] = field(default_factory=list)
-    counts: dict[tuple[Metric, str], int] = field(default_factory=dict)  # (metric, action) → deliveries
-
-    def count(self, metric: Metric, action: str) -> None:
-        self.counts[metric, action] = self.counts.get((metric, action), 0) + 1
-
-
-class MoodleDeliverer:
+class MoodleDeliverer(DeliveryFunction):
     """Delivers to one Moodle site."""
+
+    destination = MOODLE
 
     def __init__(
         self,
@@ -101,27 +91,17 @@ class MoodleDeliverer:
         zoho_enabled: bool = False,
         classes: ClassCourses | None = None,
     ) -> None:
-        self._backoff = backoff or NoBackoff()
-        self._store = store
+        super().__init__(
+            store, send, max_receive_count=max_receive_count, retry_base_seconds=retry_base_seconds, backoff=backoff
+        )
         self._moodle = moodle  # built on first use: the token may come from Secrets Manager
-        self._send = send
         self._mapping = mapping
-        self._max_receive_count = max_receive_count
-        self._retry_base_seconds = retry_base_seconds
         self._student_role_id = student_role_id
         self._user_auth = user_auth
         self._zoho_enabled = zoho_enabled  # write each new Moodle user id back to the Zoho student
         self._classes = classes
 
     # ------------------------------------------------------------ a queue's batch
-
-    def handle(self, event: dict[str, Any]) -> dict[str, Any]:
-        """An SQS batch in, the partial batch response out; or, from the schedule, a health check."""
-        if "Records" not in event:
-            return self.check()
-        retry = self.deliver_batch(event["Records"])
-        self._backoff.postpone(retry)
-        return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in retry]}
 
     def deliver_batch(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Deliver every record of an SQS batch; the records SQS should deliver again."""
@@ -137,35 +117,23 @@ class MoodleDeliverer:
             except StorageUnavailable as error:  # the router's own database: the message comes back
                 logger.error("could not settle a delivery; SQS will retry it", error=str(error))
                 work.retry.append(record)
-        self._send(work.to_send)
-        for (metric, action), value in work.counts.items():
-            count(metric, value=value, destination=MOODLE, action=action)
-        return work.retry
+        return self.finish(work)
 
     def _deliver(self, delivery_id: int, record: dict[str, Any], work: Work) -> None:
         delivery = self._store.load(delivery_id)
-        if delivery is None or delivery.status not in ("pending", "waiting", "paused", "dead_lettered"):
+        if delivery is None or delivery.status not in OPEN:
             return  # settled already: a redelivered message changes nothing
-        reason = self._store.paused(MOODLE)
-        if reason is not None:
-            self._store.settle(delivery, Outcome("paused", error=f"Moodle is paused ({reason})", attempted=False))
+        paused = self.paused_outcome()
+        if paused is not None:
+            self._store.settle(delivery, paused)
             return
         with self._store.target_lock(delivery):
             if self._store.supersede(delivery):
                 work.count(Metric.DELIVERY_SUPERSEDED, delivery.action)
                 return
             outcome = self._attempt(delivery, work)
-            if outcome.status == "pending":  # to retry
-                last = receive_count(record) >= self._max_receive_count
-                outcome = Outcome(
-                    "dead_lettered" if last else "pending",
-                    error=outcome.error,
-                    retry_in=retry_delay(receive_count(record), self._retry_base_seconds, 43_200),
-                )
-                work.retry.append(record)
-            self._store.settle(delivery, outcome)
-        work.count(METRICS[outcome.status], delivery.action)
-        logger.info("delivery settled", delivery_id=delivery.id, action=delivery.action, status=outcome.status)
+            self.settle(record, delivery, outcome, work)
+        logger.info("delivery settled", delivery_id=delivery.id, action=delivery.action)
 
     def _attempt(self, delivery: Delivery, work: Work) -> Outcome:
         try:
@@ -179,16 +147,7 @@ class MoodleDeliverer:
         except ZohoError as error:  # reading the enrolment's class
             return Outcome("pending" if error.kind == "transient" else "failed", error=f"Zoho: {error}")
         except MoodleError as error:
-            if error.kind == "configuration":
-                self._store.pause(MOODLE, error.code)
-                count(Metric.DESTINATION_PAUSED, value=1, destination=MOODLE)
-                logger.error(
-                    "Moodle refused the router's credentials or permissions; deliveries paused", code=error.code
-                )
-                return Outcome("paused", error=f"Moodle is paused ({error.code})", attempted=False)
-            if error.kind == "transient":
-                return Outcome("pending", error=str(error))
-            return Outcome("failed", error=str(error))
+            return self.outcome_of(error, error.kind, error.code)
 
     # ------------------------------------------------------------ the provisioning rules
 
@@ -266,30 +225,8 @@ class MoodleDeliverer:
         try:
             info = self._moodle().call("core_webservice_get_site_info")
         except MoodleError as error:
-            if error.kind == "configuration":
-                self._store.pause(MOODLE, error.code)
-            paused = self._store.paused(MOODLE) is not None
-            count(Metric.DESTINATION_PAUSED, value=1 if paused else 0, destination=MOODLE)
-            return {"destination": MOODLE, "healthy": False, "paused": paused, "error": error.code}
-        identity = {"userid": info.get("userid"), "release": info.get("release")}
-        resumed = self._store.healthy(MOODLE, identity)
-        requeued: list[tuple[int, str]] = []
-        if resumed:
-            requeued = self._store.requeue(["paused"], destination=MOODLE)
-            self._send(requeued)
-            logger.info("Moodle answers again; deliveries resumed", requeued=len(requeued))
-        count(Metric.DESTINATION_PAUSED, value=0, destination=MOODLE)
-        return {"destination": MOODLE, "healthy": True, "paused": False, "resumed": resumed, "requeued": len(requeued)}
-
-
-METRICS = {
-    "delivered": Metric.DELIVERED,
-    "waiting": Metric.DELIVERY_WAITING,
-    "failed": Metric.DELIVERY_FAILED,
-    "paused": Metric.DELIVERY_PAUSED,
-    "pending": Metric.DELIVERY_RETRIED,
-    "dead_lettered": Metric.DELIVERY_DEAD_LETTERED,
-}
+            return self.unhealthy(error.kind, error.code)
+        return self.healthy({"userid": info.get("userid"), "release": info.get("release")})
 
 
 def moodle_client(settings: Settings) -> Callable[[], Moodle]:

@@ -20,15 +20,15 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from event_router.contract import ZOHO_MODULE_NAMES
+from event_router.deliver.base import OPEN, DeliveryFunction, Work
 from event_router.deliver.channel import channel_token
-from event_router.deliver.deliverer import METRICS, Work
 from event_router.deliver.outbox import DeliveryMessage, DeliveryPublisher
 from event_router.deliver.provision import FieldMapping, field_mapping
 from event_router.deliver.records import zoho_client
 from event_router.deliver.zoho import ZohoClient, ZohoError, record_problem
 from event_router.errors import StorageUnavailable
 from event_router.observability import Metric, count, logger
-from event_router.process.backoff import Backoff, NoBackoff, VisibilityBackoff, receive_count, retry_delay
+from event_router.process.backoff import Backoff, VisibilityBackoff
 from event_router.settings import Settings, load_settings
 from event_router.store.connection import PreparedConnection, connection_params
 from event_router.store.deliveries import Delivery, DeliveryStore, Outcome
@@ -41,8 +41,10 @@ CHANNEL_ID = 1_000_000_068_001  # the router's one channel (Zoho wants a number)
 WATCHED = tuple(f"{name}.all" for name in ZOHO_MODULE_NAMES.values())
 
 
-class ZohoDeliverer:
+class ZohoDeliverer(DeliveryFunction):
     """Delivers to one Zoho CRM organisation."""
+
+    destination = ZOHO
 
     def __init__(
         self,
@@ -57,24 +59,15 @@ class ZohoDeliverer:
         notify_url: str | None = None,
         webhook_secret: Callable[[], bytes | None] = lambda: None,
     ) -> None:
-        self._store = store
+        super().__init__(
+            store, send, max_receive_count=max_receive_count, retry_base_seconds=retry_base_seconds, backoff=backoff
+        )
         self._zoho = zoho
-        self._send = send
         self._mapping = mapping
-        self._max_receive_count = max_receive_count
-        self._retry_base_seconds = retry_base_seconds
-        self._backoff = backoff or NoBackoff()
         self._notify_url = notify_url
         self._webhook_secret = webhook_secret
 
     # ------------------------------------------------------------ a queue's batch
-
-    def handle(self, event: dict[str, Any]) -> dict[str, Any]:
-        if "Records" not in event:
-            return self.check()
-        retry = self.deliver_batch(event["Records"])
-        self._backoff.postpone(retry)
-        return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in retry]}
 
     def deliver_batch(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         work = Work()
@@ -86,7 +79,7 @@ class ZohoDeliverer:
                 if message is None:
                     logger.error("delivery message is not a delivery; SQS will retry it until it is dead-lettered")
                     work.retry.append(record)
-                elif delivery is not None and delivery.status in ("pending", "waiting", "paused", "dead_lettered"):
+                elif delivery is not None and delivery.status in OPEN:
                     by_action.setdefault(delivery.action, []).append((record, delivery))
             for action, items in by_action.items():
                 for start in range(0, len(items), 100):
@@ -97,16 +90,14 @@ class ZohoDeliverer:
         credits = self._zoho().credits_remaining
         if credits is not None:
             count(Metric.ZOHO_CREDITS_REMAINING, value=credits, destination=ZOHO)
-        for (metric, action), value in work.counts.items():
-            count(metric, value=value, destination=ZOHO, action=action)
-        return work.retry
+        return self.finish(work)
 
     def _deliver(self, action: str, items: list[tuple[dict[str, Any], Delivery]], work: Work) -> None:
         """One call for up to 100 deliveries of one kind; each settles by its own record's result."""
-        reason = self._store.paused(ZOHO)
-        if reason is not None:
+        paused = self.paused_outcome()
+        if paused is not None:
             for _, delivery in items:
-                self._store.settle(delivery, Outcome("paused", error=f"Zoho is paused ({reason})", attempted=False))
+                self._store.settle(delivery, paused)
                 work.count(Metric.DELIVERY_PAUSED, action)
             return
         deliveries = [d for _, d in items]
@@ -118,7 +109,7 @@ class ZohoDeliverer:
                     continue
                 planned = self._plan(delivery)
                 if isinstance(planned, Outcome):
-                    self._settle(record, delivery, planned, work)
+                    self.settle(record, delivery, planned, work)
                 else:
                     todo.append((record, delivery, planned))
             if not todo:
@@ -126,38 +117,14 @@ class ZohoDeliverer:
             try:
                 results = self._call(action, [zoho_record for _, _, zoho_record in todo])
             except ZohoError as error:
+                failure = self.outcome_of(error, error.kind, error.code)
                 for record, delivery, _ in todo:
-                    self._settle(record, delivery, self._failure(error), work)
+                    self.settle(record, delivery, failure, work)
                 return
             for (record, delivery, _), result in zip(todo, results, strict=True):
                 problem = record_problem(result)
                 outcome = Outcome("failed", error=problem) if problem else Outcome("delivered", result=_summary(result))
-                self._settle(record, delivery, outcome, work)
-
-    def _settle(self, record: dict[str, Any], delivery: Delivery, outcome: Outcome, work: Work) -> None:
-        if outcome.status == "pending":  # to retry, or the last receive: dead-lettered
-            last = receive_count(record) >= self._max_receive_count
-            outcome = Outcome(
-                "dead_lettered" if last else "pending",
-                error=outcome.error,
-                retry_in=retry_delay(receive_count(record), self._retry_base_seconds, 43_200),
-            )
-            work.retry.append(record)
-        self._store.settle(delivery, outcome)
-        work.count(METRICS[outcome.status], delivery.action)
-
-    def _failure(self, error: ZohoError) -> Outcome:
-        if error.kind == "configuration":
-            self._pause(error.code)
-            return Outcome("paused", error=f"Zoho is paused ({error.code})", attempted=False)
-        if error.kind == "transient":
-            return Outcome("pending", error=str(error))
-        return Outcome("failed", error=str(error))
-
-    def _pause(self, code: str) -> None:
-        self._store.pause(ZOHO, code)
-        count(Metric.DESTINATION_PAUSED, value=1, destination=ZOHO)
-        logger.error("Zoho refused the router's credentials or permissions; deliveries paused", code=code)
+                self.settle(record, delivery, outcome, work)
 
     def _call(self, action: str, records: list[dict[str, Any]]) -> list[Any]:
         zoho = self._zoho()
@@ -220,28 +187,14 @@ class ZohoDeliverer:
         """Refresh the token if due, learn who the router is, resume a pause, keep the channel alive."""
         try:
             identity = self._store.identity(ZOHO)
-            paused = self._store.paused(ZOHO) is not None
-            if paused or "userid" not in identity:
-                identity = {"userid": str(self._zoho().current_user()["id"])} | {
-                    k: v for k, v in identity.items() if k != "userid"
-                }
+            if self._store.paused(ZOHO) is not None or "userid" not in identity:
+                identity = {**identity, "userid": str(self._zoho().current_user()["id"])}
             channel = self._renew_channel(identity.get("channel"))
         except ZohoError as error:
-            if error.kind == "configuration":
-                self._pause(error.code)
-            paused = self._store.paused(ZOHO) is not None
-            count(Metric.DESTINATION_PAUSED, value=1 if paused else 0, destination=ZOHO)
-            return {"destination": ZOHO, "healthy": False, "paused": paused, "error": error.code}
+            return self.unhealthy(error.kind, error.code)
         if channel is not None:
             identity["channel"] = channel
-        resumed = self._store.healthy(ZOHO, identity)
-        requeued: list[tuple[int, str]] = []
-        if resumed:
-            requeued = self._store.requeue(["paused"], destination=ZOHO)
-            self._send(requeued)
-            logger.info("Zoho answers again; deliveries resumed", requeued=len(requeued))
-        count(Metric.DESTINATION_PAUSED, value=0, destination=ZOHO)
-        return {"destination": ZOHO, "healthy": True, "paused": False, "resumed": resumed, "requeued": len(requeued)}
+        return self.healthy(identity)
 
     def _renew_channel(self, channel: dict[str, Any] | None) -> dict[str, Any] | None:
         """Register the watch channel, or renew it when it expires within ``RENEW_BEFORE``."""

@@ -1,11 +1,16 @@
 """``GET /api/v1/events/health`` and ``GET /api/v1/events/stats`` (SPEC §3, §10).
 
-Health says whether the database and the queues answer, and nothing else. Stats summarise the
-event log; they carry ids, modules, statuses and times, never payloads.
+Health says whether the database and the queues answer, and nothing else; its answer is kept for
+``HEALTH_CACHE_SECONDS`` per container, so a flood of unauthenticated ``/health`` calls costs at
+most one database query and one round of queue checks per container per interval. Stats summarise
+the event log; they carry ids, modules, statuses and times, never payloads, and read nothing whose
+size grows with the log's history (the totals come from counters the writes keep).
 """
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -29,7 +34,12 @@ class Monitor:
         queue_urls: dict[Module, str],
         dead_letters: DeadLetterQueue,
         delivery_queues: list[str] | None = None,
+        health_cache_seconds: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        self._health_cache_seconds = health_cache_seconds
+        self._clock = clock
+        self._health: tuple[float, Answer] | None = None  # (when checked, the answer)
         self._log = log
         self._sqs = sqs
         self._queue_urls = queue_urls
@@ -37,7 +47,16 @@ class Monitor:
         self._delivery_queues = delivery_queues or []
 
     def health(self) -> Answer:
-        """200 when Postgres and every queue answer; 503 naming what did not."""
+        """200 when Postgres and every queue answer; 503 naming what did not. Checked at most once
+        per ``health_cache_seconds`` in this container."""
+        now = self._clock()
+        if self._health is not None and now - self._health[0] < self._health_cache_seconds:
+            return self._health[1]
+        answer = self._check()
+        self._health = (self._clock(), answer)
+        return answer
+
+    def _check(self) -> Answer:
         checks = {"database": "ok", "queues": "ok"}
         try:
             self._log.ping()
@@ -79,6 +98,9 @@ class Monitor:
                 "p95": round(float(facts["p95_ms"]), 1) if facts["p95_ms"] is not None else None,
             },
             "dlq_depth": self._dead_letters.depth(),
+            # How current the figures are: the totals are kept by the writes themselves, the day's
+            # figures read from the log, both as of this instant.
+            "freshness": {"as_of": facts["now"].isoformat(), "totals": "live", "last_24h": "live"},
             "deliveries": {
                 "total": sum(deliveries["by"]["status"].values()),
                 "by_status": deliveries["by"]["status"],
@@ -109,4 +131,5 @@ def build_monitor(settings: Settings | None = None) -> Monitor:
         settings.queue_urls(),
         DeadLetterQueue(sqs, settings.dead_letter_queue_url),
         [url for url in (settings.moodle_delivery_queue_url, settings.zoho_delivery_queue_url) if url],
+        health_cache_seconds=settings.health_cache_seconds,
     )

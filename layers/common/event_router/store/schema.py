@@ -20,6 +20,7 @@ from sqlalchemy import (
     Integer,
     MetaData,
     Numeric,
+    SmallInteger,
     Table,
     Text,
     UniqueConstraint,
@@ -211,3 +212,24 @@ erasures = Table(
     Column("counts", JSONB, nullable=False),
     Column("dry_run", Boolean, nullable=False),
 )
+
+
+def _counter(name: str, *keys: str) -> Table:
+    """Totals by status, kept by triggers (migration 0008), in shards summed when read."""
+    return Table(
+        name,
+        metadata,
+        *(Column(k, Text, primary_key=True) for k in keys),
+        Column("shard", SmallInteger, primary_key=True),
+        Column("n", BigInteger, nullable=False),
+    )
+
+
+event_counts = _counter("event_counts", "source", "module", "status")
+delivery_counts = _counter("delivery_counts", "destination", "status")
+Index(
+    "ix_integration_events_log_failed_updated_at",
+    integration_events_log.c.updated_at,
+    postgresql_where=text("status IN ('failed', 'dead_lettered')"),
+)
+Index("ix_deliveries_status_updated_at", deliveries.c.status, deliveries.c.updated_at)
