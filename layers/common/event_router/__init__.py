@@ -13,10 +13,3 @@ The folders follow a webhook through the system (SPEC §2):
 At the top: the vocabulary (``contract``), the queue message (``messages``), SQS (``queues``),
 settings, errors and observability.
 """
-
-import os
-
-# The router uses no pydantic plugins. Without this, pydantic reads every installed package's
-# metadata (its plugin entry points) when it builds the first model: a tenth of a verifier's cold
-# start (docs/benchmarks.md). A deployment that wants plugins sets the variable itself.
-os.environ.setdefault("PYDANTIC_DISABLE_PLUGINS", "__all__")

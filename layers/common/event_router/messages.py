@@ -93,7 +93,8 @@ Facts = Annotated[ZohoRecord | MoodleFacts, Field(discriminator="kind")]
 class _Event(BaseModel):
     """What every version of the message says about the event."""
 
-    model_config = ConfigDict(frozen=True)
+    # Built when first used: only a message of version 1 (no facts) is read with it.
+    model_config = ConfigDict(frozen=True, defer_build=True)
 
     source: Source
     module: Module
@@ -106,6 +107,8 @@ class _Event(BaseModel):
 
 class EventMessage(_Event):
     """A verified webhook: what the event log records and what a processor applies."""
+
+    model_config = ConfigDict(frozen=True, defer_build=False)
 
     version: Literal[2] = VERSION
     facts: Facts
