@@ -50,7 +50,7 @@ def stats_growth(h: Harness) -> list[Row]:
     for retention, payload in (("full payloads", FULL_PAYLOAD), ("retention applied", TOMBSTONE)):
         say(f"log growth, {retention}: building 1, 5, 10 million rows in SQL ...")
         url = h.fresh_database()
-        engine = make_engine(url)
+        engine = make_engine(url, timeout=3600)  # a million rows a statement: minutes, not seconds
         monitor = h.function("functions/monitor", f"monitor-{retention[:4]}", DATABASE_URL=url)
         event: dict[str, Any] = {"routeKey": "GET /api/v1/events/stats", "rawPath": "/api/v1/events/stats"}
         done = 0
@@ -64,7 +64,7 @@ def stats_growth(h: Harness) -> list[Row]:
                         connection.exec_driver_sql(
                             sql.replace(":first", str(first)).replace(":last", str(min(first + 999_999, size)))
                         )
-                with engine.connect() as connection:
+                with engine.begin() as connection:  # committed: statistics roll back with a transaction
                     connection.exec_driver_sql("ANALYZE integration_events_log")
                     log_bytes = connection.exec_driver_sql(
                         "SELECT pg_total_relation_size('integration_events_log')"
