@@ -348,6 +348,7 @@ def test_a_notification_becomes_one_event_per_id_and_the_records_are_fetched_and
     assert pipeline.zoho.org.calls["GET /crm/v7/BTEC_Students"] == 1  # the three in one call
     [logged] = rows(db, "SELECT payload FROM integration_events_log LIMIT 1")
     assert "token" not in logged["payload"]
+    assert {r["auth_method"] for r in rows(db, "SELECT auth_method FROM integration_events_log")} == {"channel_token"}
 
 
 def test_a_notification_with_the_wrong_token_is_refused(pipeline: ZohoPipeline, db: Engine) -> None:

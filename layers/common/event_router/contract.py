@@ -11,6 +11,8 @@ from typing import Literal, NamedTuple
 Source = Literal["zoho", "moodle"]
 Module = Literal["students", "enrollments", "grades", "payments"]
 Operation = Literal["create", "update", "delete"]
+# How a verifier authenticated a webhook: its signature, a per-route token, or Zoho's channel token.
+AuthMethod = Literal["signature", "token", "channel_token"]
 
 SOURCES: tuple[Source, ...] = ("zoho", "moodle")
 MODULES: tuple[Module, ...] = ("students", "enrollments", "grades", "payments")

@@ -15,7 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from event_router.contract import Module, Operation, Source
+from event_router.contract import AuthMethod, Module, Operation, Source
 from event_router.errors import InvalidPayload
 
 VERSION: Literal[2] = 2  # 1 had no facts: such messages are upgraded on reading (``EventMessage.from_json``)
@@ -112,8 +112,7 @@ class EventMessage(_Event):
 
     version: Literal[2] = VERSION
     facts: Facts
-    # How the verifier authenticated it: a signature, a per-route token, or Zoho's channel token.
-    auth_method: Literal["signature", "token", "channel_token"] | None = None
+    auth_method: AuthMethod | None = None  # how the verifier authenticated it
 
     @classmethod
     def from_json(cls, body: str) -> EventMessage | None:

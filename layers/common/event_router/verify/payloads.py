@@ -17,7 +17,15 @@ from urllib.parse import parse_qsl
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from event_router.contract import MOODLE_EVENTS, USER_GRADED, ZOHO_MODULE_NAMES, Module, Operation, Source
+from event_router.contract import (
+    MOODLE_EVENTS,
+    USER_GRADED,
+    ZOHO_MODULE_NAMES,
+    AuthMethod,
+    Module,
+    Operation,
+    Source,
+)
 from event_router.errors import InvalidPayload, Problem
 from event_router.messages import EventMessage, MoodleFacts, MoodleGrade, MoodleId, Timestamp, ZohoRecord
 
@@ -305,7 +313,9 @@ def _zoho_facts(fields: dict[str, Any]) -> _Facts:
     )
 
 
-def _zoho_event(module: Module, fields: dict[str, Any]) -> tuple[EventMessage, _Facts]:
+def _zoho_event(
+    module: Module, fields: dict[str, Any], auth_method: AuthMethod | None = None
+) -> tuple[EventMessage, _Facts]:
     facts = _zoho_facts(fields)
     if facts.module is not None and facts.module != module:
         raise InvalidPayload(
@@ -321,6 +331,7 @@ def _zoho_event(module: Module, fields: dict[str, Any]) -> tuple[EventMessage, _
         occurred_at=facts.occurred_at,
         payload=fields,
         facts=ZohoRecord(fields=_record_fields(fields)),
+        auth_method=auth_method,
     )
     return event, facts
 
@@ -403,7 +414,9 @@ def _moodle_facts(data: MoodleEventData, fields: dict[str, Any]) -> MoodleFacts:
     )
 
 
-def _moodle_event(module: Module, fields: dict[str, Any]) -> tuple[EventMessage, _Facts]:
+def _moodle_event(
+    module: Module, fields: dict[str, Any], auth_method: AuthMethod | None = None
+) -> tuple[EventMessage, _Facts]:
     data = MoodleEventData.model_validate(fields)
     known = MOODLE_EVENTS.get(data.canonical_name)
     if known is not None and known[0] != module:
@@ -433,6 +446,7 @@ def _moodle_event(module: Module, fields: dict[str, Any]) -> tuple[EventMessage,
         occurred_at=data.timecreated,
         payload=fields,
         facts=moodle,
+        auth_method=auth_method,
     )
     return event, facts
 
@@ -484,14 +498,18 @@ def parse_event(
     *,
     received_at: datetime | None = None,
     max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
+    auth_method: AuthMethod | None = None,
 ) -> EventMessage:
-    """Validate one decoded body from ``source`` arriving on ``module``'s route.
+    """Validate one decoded body from ``source`` arriving on ``module``'s route (authenticated by
+    ``auth_method``, which the message records).
 
     An event dated more than ``max_clock_skew`` after ``received_at`` (now) is refused: stored, it
     would make every later real change of its record look stale.
     """
     try:
-        event, facts = _zoho_event(module, fields) if source == "zoho" else _moodle_event(module, fields)
+        event, facts = (
+            _zoho_event(module, fields, auth_method) if source == "zoho" else _moodle_event(module, fields, auth_method)
+        )
     except ValidationError as error:
         raise InvalidPayload(problems(error)) from None
     latest = (received_at or datetime.now(UTC)) + max_clock_skew
@@ -505,20 +523,20 @@ def parse_event(
 def parse_notification(
     fields: dict[str, Any], *, received_at: datetime | None = None, max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW
 ) -> list[EventMessage]:
-    """An ids-only notification → one event per record it names, each logged with the notification
-    narrowed to its id (never the channel's token)."""
+    """An ids-only notification (its channel token already removed) → one event per record it
+    names, each logged with the notification narrowed to its id."""
     try:
         notification = ZohoNotification.model_validate(fields)
     except ValidationError as error:
         raise InvalidPayload(problems(error)) from None
-    kept = {k: v for k, v in fields.items() if k != "token"}
     return [
         parse_event(
             "zoho",
             notification.module,
-            {**kept, "ids": [record_id]},
+            {**fields, "ids": [record_id]},
             received_at=received_at,
             max_clock_skew=max_clock_skew,
+            auth_method="channel_token",
         )
         for record_id in dict.fromkeys(notification.ids)
     ]

@@ -9,7 +9,7 @@ import hmac
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
-from event_router.contract import Source
+from event_router.contract import AuthMethod, Source
 from event_router.errors import SignatureRejected
 
 SIGNATURE_HEADERS: dict[Source, str] = {"zoho": "x-zoho-signature", "moodle": "x-moodle-signature"}
@@ -64,7 +64,7 @@ def authenticate(
     credentials: WebhookCredentials,
     body_token: Callable[[], str | None] | None = None,
     route: str = "",
-) -> str:
+) -> AuthMethod:
     """Accept the request or raise ``SignatureRejected``; returns how it was authenticated
     (``signature`` or ``token``).
 

@@ -45,6 +45,7 @@ from event_router.verify.payloads import (
 from event_router.verify.signatures import TOKEN_FIELD, any_equal, authenticate
 
 MAX_BODY_BYTES = 256 * 1024
+NOTIFICATION_ROUTE = Route("zoho", "students")  # where refused Zoho notifications are counted
 MAX_PENDING_REJECTION_ROWS = 1000
 
 
@@ -131,12 +132,16 @@ class Verifier:
 
     def accept(self, request: WebhookRequest) -> Receipt | NotificationReceipt:
         """Take one webhook; raises ``WebhookRejected`` (4xx) or ``ServiceUnavailable`` (503)."""
-        if request.route == ZOHO_NOTIFY_ROUTE and self.source == "zoho":
-            return self._notification(request)
-        route = WEBHOOK_ROUTES.get(request.route)
+        notification = self.source == "zoho" and request.route == ZOHO_NOTIFY_ROUTE
+        route = NOTIFICATION_ROUTE if notification else WEBHOOK_ROUTES.get(request.route)
         if route is None or route.source != self.source:
             raise UnknownRoute(f"No {self.source} webhook route {request.route!r}")
         try:
+            if len(request.body) > MAX_BODY_BYTES:
+                raise PayloadTooLarge(f"The request body is larger than {MAX_BODY_BYTES // 1024} KiB")
+            if notification:
+                receipts = [self._store(event) for event in self._notified_events(request)]
+                return NotificationReceipt(tuple(r.event_id for r in receipts), sum(r.duplicate for r in receipts))
             event = self._verified_event(route, request)
             logger.set_correlation_id(event.event_id)
             return self._store(event)
@@ -145,8 +150,6 @@ class Verifier:
             raise
 
     def _verified_event(self, route: Route, request: WebhookRequest) -> EventMessage:
-        if len(request.body) > MAX_BODY_BYTES:
-            raise PayloadTooLarge(f"The request body is larger than {MAX_BODY_BYTES // 1024} KiB")
         decoded: dict[str, Any] | None = None
 
         def token_in_body() -> str | None:
@@ -167,35 +170,27 @@ class Verifier:
         fields = decoded if decoded is not None else decode_body(request.body)
         # A shared token is a secret: it is never stored with the payload.
         fields.pop(TOKEN_FIELD, None)
-        event = parse_event(
-            self.source, route.module, fields, received_at=datetime.now(UTC), max_clock_skew=self._max_clock_skew
+        return parse_event(
+            self.source,
+            route.module,
+            fields,
+            received_at=datetime.now(UTC),
+            max_clock_skew=self._max_clock_skew,
+            auth_method=method,
         )
-        return event.model_copy(update={"auth_method": method})
 
-    def _notification(self, request: WebhookRequest) -> NotificationReceipt:
+    def _notified_events(self, request: WebhookRequest) -> list[EventMessage]:
         """Zoho's Notification API: the channel's token (derived from the webhook secret) is checked
         in constant time, then each record id becomes an event of its own, fetched by the processor."""
-        route = Route("zoho", "students")  # where its refusals are counted
         try:
-            if len(request.body) > MAX_BODY_BYTES:
-                raise PayloadTooLarge(f"The request body is larger than {MAX_BODY_BYTES // 1024} KiB")
-            try:
-                fields = decode_body(request.body)
-            except InvalidPayload:
-                raise SignatureRejected("notification body unreadable", cause="invalid_token") from None
-            token = fields.get("token")
-            expected = [channel_token(secret).encode() for secret in self._credentials.current().secrets]
-            if not isinstance(token, str) or not any_equal(token.encode(), expected):
-                raise SignatureRejected("notification token mismatch", cause="invalid_token")
-            events = [
-                e.model_copy(update={"auth_method": "channel_token"})
-                for e in parse_notification(fields, received_at=datetime.now(UTC), max_clock_skew=self._max_clock_skew)
-            ]
-        except WebhookRejected as rejection:
-            self._reject(route, request, rejection)
-            raise
-        receipts = [self._store(event) for event in events]
-        return NotificationReceipt(tuple(r.event_id for r in receipts), sum(r.duplicate for r in receipts))
+            fields = decode_body(request.body)
+        except InvalidPayload:
+            raise SignatureRejected("notification body unreadable", cause="invalid_token") from None
+        token = fields.pop(TOKEN_FIELD, None)  # the channel's secret: never stored
+        expected = [channel_token(secret).encode() for secret in self._credentials.current().secrets]
+        if not isinstance(token, str) or not any_equal(token.encode(), expected):
+            raise SignatureRejected("notification token mismatch", cause="invalid_token")
+        return parse_notification(fields, received_at=datetime.now(UTC), max_clock_skew=self._max_clock_skew)
 
     def _store(self, event: EventMessage) -> Receipt:
         logged: bool | None
