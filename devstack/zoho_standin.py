@@ -430,6 +430,12 @@ class Org:
 
 class _Handler(BaseHTTPRequestHandler):
     server: ZohoStandIn
+    protocol_version = "HTTP/1.1"  # Zoho keeps connections alive; every answer carries its length
+
+    def setup(self) -> None:
+        super().setup()
+        with self.server.org.lock:
+            self.server.connections += 1
 
     def _respond(self, status: int, document: Any) -> None:
         body = b"" if document is None else json.dumps(document).encode()
@@ -494,6 +500,7 @@ class ZohoStandIn(ThreadingHTTPServer):
 
     def __init__(self, org: Org | None = None, port: int = 0) -> None:
         self.org = org or Org()
+        self.connections = 0  # TCP connections accepted: a client that keeps them alive opens few
         super().__init__(("127.0.0.1", port), _Handler)
         self.org.api_url = self.url
         self._thread = threading.Thread(target=self.serve_forever, name="zoho-standin", daemon=True)

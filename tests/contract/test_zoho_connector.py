@@ -54,6 +54,16 @@ def test_one_refresh_gives_a_token_for_the_api_domain_the_answer_names(zoho: Zoh
     assert (crm.refreshes, crm.calls) == (1, 2)
 
 
+def test_calls_from_one_container_share_a_kept_alive_connection(zoho: ZohoStandIn) -> None:
+    crm = client(zoho)
+
+    for _ in range(5):
+        crm.current_user()
+
+    assert (crm.refreshes, crm.calls) == (1, 5)
+    assert zoho.connections == 1
+
+
 def test_a_token_zoho_refuses_is_refreshed_once_and_the_call_retried(zoho: ZohoStandIn) -> None:
     crm = client(zoho)
     crm.current_user()

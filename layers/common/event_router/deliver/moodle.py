@@ -10,13 +10,11 @@ fails with Moodle's message), or Moodle is unwell (retry later).
 
 from __future__ import annotations
 
-import json
-import urllib.error
-import urllib.request
 from collections.abc import Mapping
 from typing import Any, Literal, Protocol
 from urllib.parse import urlencode
 
+from event_router.deliver import transport
 from event_router.errors import DeliveryError
 
 # The web-service functions the router calls: what an administrator adds to the external service.
@@ -47,6 +45,7 @@ CAPABILITIES = (
 )
 
 Kind = Literal["configuration", "data", "transient"]
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 # errorcode → what it means. Configuration errors stop every delivery until an administrator acts;
 # transient ones pass by themselves; anything else is about the data of one delivery.
@@ -114,19 +113,16 @@ class MoodleRestClient:
         """The decoded answer of ``function``; ``MoodleError`` when Moodle (or the way to it) fails."""
         fields = [("wstoken", self._token), ("wsfunction", function), ("moodlewsrestformat", "json")]
         body = urlencode(fields + form_fields(params or {})).encode()
-        request = urllib.request.Request(self._endpoint, data=body, method="POST")  # noqa: S310 - configured URL
-        request.add_header("Content-Type", "application/x-www-form-urlencoded")
         self.calls += 1
         try:
-            with urllib.request.urlopen(request, timeout=self._timeout) as response:  # noqa: S310
-                raw = response.read()
-        except urllib.error.HTTPError as error:
-            kind: Kind = "transient" if error.code >= 500 or error.code == 429 else "configuration"
-            raise MoodleError(kind, f"http{error.code}", "Moodle answered with an HTTP error") from None
-        except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-            raise MoodleError("transient", "unreachable", type(error).__name__) from None
+            reply = transport.send("POST", self._endpoint, body, FORM, self._timeout)
+        except transport.Unreachable as error:
+            raise MoodleError("transient", "unreachable", str(error)) from None
+        if not 200 <= reply.status < 300:
+            kind: Kind = "transient" if reply.status >= 500 or reply.status == 429 else "configuration"
+            raise MoodleError(kind, f"http{reply.status}", "Moodle answered with an HTTP error")
         try:
-            answer = json.loads(raw) if raw.strip() else None
+            answer = reply.json()
         except ValueError:
             raise MoodleError("transient", "notjson", "Moodle's answer is not JSON") from None
         if isinstance(answer, dict) and "exception" in answer:

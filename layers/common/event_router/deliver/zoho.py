@@ -20,14 +20,14 @@ from __future__ import annotations
 
 import json
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 from urllib.parse import urlencode
 
+from event_router.deliver import transport
+from event_router.deliver.transport import Answer
 from event_router.errors import DeliveryError
 
 # The accounts server of each data centre (the ``ZohoDataCentre`` parameter).
@@ -130,26 +130,12 @@ class CallSlots(Protocol):
     def slot(self) -> AbstractContextManager[None]: ...
 
 
-@dataclass
-class Answer:
-    status: int
-    headers: Mapping[str, str]
-    body: bytes
-
-    def json(self) -> Any:
-        return json.loads(self.body) if self.body.strip() else None
-
-
 def send(method: str, url: str, body: bytes | None, headers: Mapping[str, str], timeout: float) -> Answer:
-    """One HTTP exchange; an HTTP error status is an answer, not an exception."""
-    request = urllib.request.Request(url, data=body, headers=dict(headers), method=method)  # noqa: S310
+    """One exchange with Zoho; ``ZohoError`` (transient) when no answer came."""
     try:
-        with urllib.request.urlopen(request, timeout=timeout) as response:  # noqa: S310 - configured URL
-            return Answer(response.status, {k.lower(): v for k, v in response.headers.items()}, response.read())
-    except urllib.error.HTTPError as error:
-        return Answer(error.code, {k.lower(): v for k, v in error.headers.items()}, error.read())
-    except (urllib.error.URLError, TimeoutError, ConnectionError) as error:
-        raise ZohoError("transient", "unreachable", type(error).__name__) from None
+        return transport.send(method, url, body, headers, timeout)
+    except transport.Unreachable as error:
+        raise ZohoError("transient", "unreachable", str(error)) from None
 
 
 class ZohoClient:
