@@ -11,11 +11,14 @@ from unittest import mock
 from urllib.parse import urlencode
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from devstack.poller import QueuePoller, lambda_sqs_event
-from devstack.samples import Sample
-from event_router.store.mirror import MirrorStore
+from devstack.samples import Sample, zoho_webhook
+from event_router.messages import EventMessage
+from event_router.store.connection import PreparedConnection, connect_params
+from event_router.store.mirror import CLAIM_SQL, MirrorStore
+from event_router.verify.payloads import decode_body, parse_event
 from tests.conftest import Queues
 from tests.integration.conftest import Invoke, load_event
 from tests.integration.flow import (
@@ -107,6 +110,65 @@ def test_event_queued_while_postgres_was_down_gets_its_log_row_from_the_processo
     assert (row["event_id"], row["status"], row["attempts"]) == ("zoho-notif-student-0001", "completed", 1)
     assert row["payload"]["data"]["Name"] == "Ada Example"
     assert len(rows(db, "SELECT * FROM students")) == 1
+
+
+def student_event(n: int) -> EventMessage:
+    sample = zoho_webhook("students", f"5725767{n:012d}", notification_id=f"claim-{n:03d}", Name=f"Student {n}")
+    return parse_event("zoho", "students", decode_body(sample.body))
+
+
+@pytest.fixture
+def store(database_url: str) -> Any:
+    connection = PreparedConnection(
+        lambda: connect_params(database_url, timeout=10, statement_timeout_ms=10_000, application_name="claim-test")
+    )
+    yield MirrorStore(connection)
+    connection.close()
+
+
+def test_claim_takes_open_events_skips_settled_ones_and_logs_unlogged_ones_in_arrival_order(
+    store: MirrorStore, db: Engine
+) -> None:
+    # Given an open event, a completed one, and two events with no row, whose ids sort against arrival
+    logged, settled, late, early = student_event(5), student_event(6), student_event(9), student_event(1)
+    for event, status in ((logged, "queued"), (settled, "completed")):
+        with db.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO integration_events_log (event_id, source, module, event_type, record_id, payload, "
+                    "status) VALUES (:e, 'zoho', 'students', 'update', :r, '{}', :s)"
+                ),
+                {"e": event.event_id, "r": event.record_id, "s": status},
+            )
+
+    with store.connection.transaction():
+        claims = store.claim([late, logged, settled, early])
+
+    # Then the open and the unlogged are claimed, the settled one is not, and the rows the claim
+    # wrote are numbered in the order their events arrived (the later arrival wins a tie)
+    assert set(claims) == {("zoho", e.event_id) for e in (late, logged, early)}
+    ids = {r["event_id"]: r["id"] for r in rows(db, "SELECT id, event_id FROM integration_events_log")}
+    assert {claims["zoho", e.event_id].log_id for e in (late, logged, early)} == {
+        ids[e.event_id] for e in (late, logged, early)
+    }
+    assert ids[late.event_id] < ids[early.event_id]
+    assert log_status(db)[late.event_id] == "processing"
+
+
+def test_claim_looks_each_event_up_through_the_unique_index_however_small_the_log(
+    store: MirrorStore, db: Engine
+) -> None:
+    # A join would let the planner scan a small log in full for every batch; a log of a few rows is
+    # where it is most tempted to.
+    events = [student_event(n) for n in range(100)]
+    with store.connection.transaction():
+        store.claim(events)
+    identities = json.dumps([{"source": e.source, "event_id": e.event_id} for e in events])
+
+    plan = "\n".join(r[0] for r in store.connection.run(f"EXPLAIN {CLAIM_SQL}", batch=identities))
+
+    assert "Index Scan using uq_integration_events_log_source_event_id" in plan
+    assert "Seq Scan on integration_events_log" not in plan
 
 
 # ------------------------------------------------------------------ out of order

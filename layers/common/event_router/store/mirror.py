@@ -1,7 +1,8 @@
 """The processors' statements: claim a batch in the event log, apply changes, settle events.
 
-Each statement covers a whole batch; its rows travel as one JSON array (``json.dumps`` is fast,
-pg8000's array escaping is not) that ``jsonb_to_recordset`` turns back into rows.
+Each statement covers a whole batch; its rows travel as one JSON array (encoding JSON is fast,
+pg8000's array escaping is not) that ``jsonb_to_recordset`` turns back into rows. The claim sends
+only the events' identities: their payloads travel only for rows it has to write.
 
 - ``claim`` locks the batch's log rows that are not settled yet, and writes the rows of events
   queued while Postgres was down. Events already ``completed``, ``skipped`` or ``failed`` are not
@@ -28,6 +29,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Protocol
 
+from pydantic_core import to_json
+
 from event_router.messages import EventMessage
 from event_router.store.connection import PreparedConnection
 from event_router.store.deliveries import Intent
@@ -48,9 +51,28 @@ _DELIVERY_COLUMNS = (
     Column("delivery_action", "text"),
     Column("delivery_target", "text"),
 )
-# Locks the batch's log rows that are not settled yet, and writes the rows of events queued while
-# Postgres was down; writes nothing else, so an event's row is written once, when it settles.
+_IDENTITY = (Column("source", "text"), Column("event_id", "text"))
+
+
+def _epoch_ms(column: str) -> str:
+    return f"CAST(extract(epoch FROM {column}) * 1000 AS bigint)"
+
+
+# Locks the batch's log rows, one lookup per event through the unique index however small the log
+# is, in (source, event_id) order so that concurrent batches cannot deadlock, and says of each
+# whether it is settled; an event without a row (queued while Postgres was down) comes back without
+# one. Only the events' identities travel.
 CLAIM_SQL = f"""
+SELECT logged.id, incoming.source, incoming.event_id, logged.received_ms, logged.status NOT IN ({_DONE})
+FROM (SELECT * FROM {_recordset("batch", _IDENTITY)} ORDER BY source, event_id) AS incoming
+LEFT JOIN LATERAL (
+    SELECT id, {_epoch_ms("received_at")} AS received_ms, status
+    FROM {EVENT_LOG} AS log WHERE log.source = incoming.source AND log.event_id = incoming.event_id
+    FOR UPDATE
+) AS logged ON true"""
+# Writes the rows of events queued while Postgres was down (SPEC §6), and locks those a concurrent
+# delivery wrote first.
+CLAIM_UNLOGGED_SQL = f"""
 WITH incoming AS (
     SELECT * FROM {_recordset("batch", LOGGED_FIELDS)}
 ), inserted AS (
@@ -62,11 +84,11 @@ WITH incoming AS (
     SELECT log.id, log.source, log.event_id, log.received_at
     FROM {EVENT_LOG} AS log JOIN incoming ON log.source = incoming.source AND log.event_id = incoming.event_id
     WHERE log.status NOT IN ({_DONE})
-    ORDER BY log.id FOR UPDATE OF log  -- a fixed order, so concurrent batches cannot deadlock
+    ORDER BY log.source, log.event_id FOR UPDATE OF log
 )
-SELECT id, source, event_id, CAST(extract(epoch FROM received_at) * 1000 AS bigint) FROM inserted
+SELECT id, source, event_id, {_epoch_ms("received_at")} FROM inserted
 UNION ALL
-SELECT id, source, event_id, CAST(extract(epoch FROM received_at) * 1000 AS bigint) FROM locked"""
+SELECT id, source, event_id, {_epoch_ms("received_at")} FROM locked"""
 
 _SETTLED = """attempts = log.attempts + 1, processed_at = clock_timestamp(), updated_at = clock_timestamp(),
     processing_ms = CAST(extract(epoch FROM clock_timestamp()) * 1000 - :started_ms AS integer)"""
@@ -150,11 +172,13 @@ RETURNING log.id, log.status,
     (SELECT jsonb_agg(jsonb_build_array(made.id, made.destination)) FROM made WHERE made.event_log_id = log.id)"""
 
 
-APPLY_SQL = {
-    (name, tombstone): _apply_sql(table, tombstone)
+_KINDS = [
+    (name, tombstone)
     for name, table in MIRRORS.items()
     for tombstone in ((False, True) if table.tombstones else (False,))
-}
+]
+APPLY_SQL = {(name, tombstone): _apply_sql(MIRRORS[name], tombstone) for name, tombstone in _KINDS}
+_WRITTEN = {(name, tombstone): {c.name for c in MIRRORS[name].written(tombstone)} for name, tombstone in _KINDS}
 
 
 @dataclass(frozen=True)
@@ -195,12 +219,6 @@ class Write:
     notes: dict[str, Any] = field(default_factory=dict)
 
 
-def _json_value(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    raise TypeError(f"{type(value).__name__} is not JSON")
-
-
 class MirrorStore:
     """The processors' view of Postgres: the event log and the mirror tables."""
 
@@ -212,13 +230,22 @@ class MirrorStore:
         self.started_ms = time.time() * 1000
 
     def claim(self, events: Iterable[EventMessage]) -> dict[tuple[str, str], Claim]:
-        """Claim the events in one statement; (source, event_id) → claim for those this call may process."""
-        fields = {c.name for c in LOGGED_FIELDS}
-        batch = [event.model_dump(mode="json", include=fields) for event in events]
-        if not batch:
+        """The events this call may process: (source, event_id) → claim, for those not settled yet.
+        One statement when every event is logged; a second writes the rows of those that are not."""
+        by_identity = {(event.source, event.event_id): event for event in events}
+        if not by_identity:
             return {}
-        rows = self.connection.run(CLAIM_SQL, batch=json.dumps(batch, ensure_ascii=False))
-        return {(source, event_id): Claim(log_id, received) for log_id, source, event_id, received in rows}
+        identities = [{"source": source, "event_id": event_id} for source, event_id in by_identity]
+        rows = self.connection.run(CLAIM_SQL, batch=json.dumps(identities, ensure_ascii=False))
+        claims = {(source, event_id): Claim(log_id, ms) for log_id, source, event_id, ms, open_ in rows if open_}
+        missing = {(source, event_id) for log_id, source, event_id, *_ in rows if log_id is None}
+        unlogged = [event for identity, event in by_identity.items() if identity in missing]  # in arrival order
+        if unlogged:
+            fields = {c.name for c in LOGGED_FIELDS}
+            batch = [event.model_dump(mode="json", include=fields) for event in unlogged]
+            rows = self.connection.run(CLAIM_UNLOGGED_SQL, batch=json.dumps(batch, ensure_ascii=False))
+            claims |= {(source, event_id): Claim(log_id, ms) for log_id, source, event_id, ms in rows}
+        return claims
 
     def apply_many(self, writes: Sequence[Write]) -> tuple[dict[int, str], list[tuple[int, str]]]:
         """Apply a batch's mirror changes, one statement per kind of change: (log id → final status,
@@ -239,7 +266,7 @@ class MirrorStore:
         deliveries: list[tuple[int, str]] = []
         for kind, batches in rounds.items():
             for batch in batches:
-                rows = json.dumps(list(batch.values()), default=_json_value, ensure_ascii=False)
+                rows = to_json(list(batch.values())).decode()  # datetimes included, 3x json.dumps' speed
                 answer = self.connection.run(
                     APPLY_SQL[kind], rows=rows, stale=json.dumps(STALE), started_ms=self.started_ms
                 )
@@ -279,7 +306,7 @@ class MirrorStore:
         }
         if table.tombstones:
             row["deleted_at"] = when if change.tombstone else None
-        expected = {c.name for c in table.written(change.tombstone)}
+        expected = _WRITTEN[change.table, change.tombstone]
         if set(row) != expected:
             raise ValueError(f"{change.table} change writes {sorted(row)}, the table takes {sorted(expected)}")
         delivery = write.delivery
