@@ -86,6 +86,19 @@ def pg(url: str) -> pg8000.native.Connection:
     )
 
 
+def verifier_log(url: str) -> PgEventLog:
+    """The verifier's event log, to leave events as a verifier does: logged and queued."""
+    return PgEventLog(
+        lambda: connect_params(url, timeout=10, statement_timeout_ms=10_000, application_name="bench-setup")
+    )
+
+
+def log_as_verified(log: PgEventLog, events: list[EventMessage]) -> None:
+    for event in events:
+        log.record(event)
+        log.mark_queued(event)
+
+
 # ------------------------------------------------------------------ 1. verifier, warm
 
 
@@ -163,9 +176,7 @@ def processor_throughput(h: Harness, batch_size: int, batches: int) -> list[Row]
     # A database of its own, checkpointed: earlier measures' writes must not be flushed during this one.
     url = h.fresh_database()
     processor = h.function("functions/module_processor", "StudentsProcessor", MODULE="students", DATABASE_URL=url)
-    verifier_log = PgEventLog(
-        lambda: connect_params(url, timeout=10, statement_timeout_ms=10_000, application_name="bench-setup")
-    )
+    log = verifier_log(url)
     floor_db = pg(url)
     floor_db.run("CHECKPOINT")
     upsert = floor_db.prepare(FLOOR_UPSERT)
@@ -175,9 +186,7 @@ def processor_throughput(h: Harness, batch_size: int, batches: int) -> list[Row]
     with quiet():
         for b in range(batches + 1):  # the first batch warms up and is not counted
             events = [event_of(student_webhook(next(serial), f"p{batch_size}")) for _ in range(batch_size)]
-            for event in events:  # as the verifier leaves them: logged and queued
-                verifier_log.record(event)
-                verifier_log.mark_queued(event)
+            log_as_verified(log, events)
             sqs_event = sqs_batch(events)
             started = time.perf_counter()
             response = processor(sqs_event)
@@ -202,7 +211,7 @@ def processor_throughput(h: Harness, batch_size: int, batches: int) -> list[Row]
             if b:
                 handler_s.append(elapsed)
                 floor_s.append(elapsed_floor)
-    verifier_log.close()
+    log.close()
     floor_db.close()
     rate = batch_size / median(handler_s)
     floor_rate = batch_size / median(floor_s)
@@ -326,17 +335,14 @@ def round_trips(h: Harness) -> list[Row]:
         duplicate_trips = counter.measure(lambda: verifier(new))
         rows.append(("round trips: verifier, new event", str(new_trips), "<= 2", verdict(new_trips <= 2)))
         rows.append(("round trips: verifier, duplicate", str(duplicate_trips), "1", verdict(duplicate_trips == 1)))
-        log = PgEventLog(
-            lambda: connect_params(h.database_url, timeout=10, statement_timeout_ms=10_000, application_name="bench")
-        )
+        log = verifier_log(h.database_url)
         for logged, label in ((True, ""), (False, ", unlogged (queued while Postgres was down)")):
             for size in (1, 10, 100):
 
                 def batch(n: int = size, tag: str = "", logged: bool = logged) -> dict[str, Any]:
                     events = [event_of(student_webhook(i, f"rt{n}{logged}{tag}")) for i in range(n)]
-                    for event in events if logged else ():  # as the verifier leaves them: logged and queued
-                        log.record(event)
-                        log.mark_queued(event)
+                    if logged:
+                        log_as_verified(log, events)
                     return sqs_batch(events)
 
                 processor(batch(tag="warm"))

@@ -11,7 +11,7 @@ from unittest import mock
 from urllib.parse import urlencode
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 
 from devstack.poller import QueuePoller, lambda_sqs_event
 from devstack.samples import Sample, zoho_webhook
@@ -27,6 +27,7 @@ from tests.integration.flow import (
     T1,
     T2,
     T3,
+    insert_log_row,
     log_status,
     moodle,
     rows,
@@ -131,15 +132,8 @@ def test_claim_takes_open_events_skips_settled_ones_and_logs_unlogged_ones_in_ar
 ) -> None:
     # Given an open event, a completed one, and two events with no row, whose ids sort against arrival
     logged, settled, late, early = student_event(5), student_event(6), student_event(9), student_event(1)
-    for event, status in ((logged, "queued"), (settled, "completed")):
-        with db.begin() as connection:
-            connection.execute(
-                text(
-                    "INSERT INTO integration_events_log (event_id, source, module, event_type, record_id, payload, "
-                    "status) VALUES (:e, 'zoho', 'students', 'update', :r, '{}', :s)"
-                ),
-                {"e": event.event_id, "r": event.record_id, "s": status},
-            )
+    insert_log_row(db, logged.event_id, "queued", "{}")
+    insert_log_row(db, settled.event_id, "completed", "{}")
 
     with store.connection.transaction():
         claims = store.claim([late, logged, settled, early])
