@@ -286,10 +286,12 @@ def zoho_calls_per_1000_grades(h: Harness, grades: int = 1000) -> list[Row]:
     return [
         ("Zoho grades upserted", f"{stored} of {grades}", "all", _verdict(stored == grades)),
         (
+            # Zoho charges a write per ten records: 1,000 grades are 100 credits however they are batched;
+            # the calls are what batching saves.
             "Zoho calls / credits per 1,000 grades",
             f"{calls * per_1000:.0f} / {credits * per_1000:.0f}",
-            "<= 12",
-            _verdict(credits * per_1000 <= 12),
+            "<= 12 / 102",
+            _verdict(calls * per_1000 <= 12 and credits * per_1000 <= 102),
         ),
     ]
 

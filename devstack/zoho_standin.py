@@ -1,24 +1,31 @@
-"""A stand-in for Zoho CRM (its accounts server and REST API v7), for the local stack and the tests.
+"""A stand-in for Zoho CRM (its accounts server and REST API v8), for the local stack and the tests.
 It keeps to what Zoho's developer documentation says, limits included:
 
-- **OAuth**: ``POST /oauth/v2/token?grant_type=refresh_token&client_id&client_secret&refresh_token``
-  gives an access token that expires (``token_lifetime``, an hour by default) and names the
-  ``api_domain``; at most 10 access tokens per refresh token in 10 minutes, then
+- **OAuth**: ``POST /oauth/v2/token`` with ``grant_type=refresh_token``, ``client_id``,
+  ``client_secret`` and ``refresh_token`` (in the form body, or in the query as Zoho's examples
+  show; ``secrets_in_url`` counts the latter) gives an access token that expires
+  (``token_lifetime``, an hour by default) and names the ``api_domain``; at most 10 access
+  tokens per refresh token in 10 minutes, then
   ``{"error": "Access Denied"}``; a revoked refresh token answers ``{"error": "invalid_code"}``, a
   wrong client ``{"error": "invalid_client"}``. An expired or unknown access token is a 401
   ``INVALID_TOKEN``.
 - **Limits**: more than ``max_concurrent`` calls at once, or past the day's ``credits``, answer 429
   ``TOO_MANY_REQUESTS`` with no ``Retry-After``; every answer carries ``X-API-CREDITS-REMAINING``.
-  A call costs one credit.
+  A call costs one credit, a write one credit per ten records.
 - **Records**: get by ``ids`` (``fields`` required; 204 when none exist), search by
   ``criteria=(Field:equals:value)``, update by id, and upsert up to 100 records found by
   ``duplicate_check_fields`` (unique fields only), with per-record results (``SUCCESS``,
-  ``DUPLICATE_DATA``, ``INVALID_DATA``, ``MANDATORY_NOT_FOUND``): HTTP 200 when all succeed, 207
-  when some do, 400 when none do. A write without ``trigger: []`` runs the module's workflow rules
-  (counted in ``workflow_runs``); every write sets ``Modified_By`` and ``Modified_Time``.
+  ``DUPLICATE_DATA``, ``INVALID_DATA``, ``MANDATORY_NOT_FOUND``, ``RECORD_LOCKED`` for a record in
+  ``locked``, ``AUTHORIZATION_FAILED``), each naming its field in ``details.api_name``: HTTP 200
+  when all succeed, 207 when some do, 400 when none do. A profile without the module's permission
+  (``denied``) is refused the whole call, 403 ``NO_PERMISSION``. A write without ``trigger: []``
+  runs the module's workflow rules (counted in ``workflow_runs``); every write sets
+  ``Modified_By`` and ``Modified_Time``.
 - **Notifications**: ``/actions/watch`` registers (POST), renews (PATCH) and removes (DELETE)
-  channels of at most a week; on every change of a watched module the channel's ``notify_url`` is
-  called, after the change, with the ids only.
+  channels; a ``token`` over 50 characters is ``INVALID_DATA`` (``maximum_length: 50``); an expiry
+  beyond a week, or none, silently becomes an hour; the expiry given is in the answer. On every
+  change of a watched module the channel's ``notify_url`` is called, after the change, with the
+  ids only.
 
 Tests and the local stack reach its state directly (``org``), as a Zoho administrator would
 through Zoho's own pages: change a record as a person, revoke a token, set the limits.
@@ -48,6 +55,9 @@ MODULES = ("BTEC_Students", "BTEC_Enrollments", "BTEC_Grades", "BTEC_Payments", 
 MANDATORY = {module: ("Name",) for module in MODULES}
 UNIQUE = {"BTEC_Grades": ("Moodle_Grade_Key",), "BTEC_Students": ("Student_ID_Number",)}
 MAX_CHANNEL = timedelta(days=7)
+DEFAULT_CHANNEL = timedelta(hours=1)  # what Zoho gives a channel asked for longer than a week, or for no expiry
+MAX_CHANNEL_TOKEN = 50
+API_PREFIX = "/crm/v8/"
 TOKEN_CAP = 10  # access tokens per refresh token ...
 TOKEN_WINDOW = 600.0  # ... in this many seconds
 
@@ -58,7 +68,7 @@ def _now() -> str:
 
 def _scope(method: str, path: str) -> str | None:
     """The OAuth scope a call needs (Zoho's ``ZohoCRM.<group>.<operation>``)."""
-    parts = path.removeprefix("/crm/v7/").split("/")
+    parts = path.removeprefix(API_PREFIX).split("/")
     if parts[0] == "users":
         return "ZohoCRM.users.READ"
     if parts[0] == "actions":
@@ -70,6 +80,12 @@ def _scope(method: str, path: str) -> str | None:
 
 def _error(code: str, message: str, **details: Any) -> dict[str, Any]:
     return {"code": code, "details": details, "message": message, "status": "error"}
+
+
+def _cost(method: str, body: Any) -> int:
+    """The credits a call costs: one, or for a write one per ten records (Zoho's API limits page)."""
+    records = body.get("data") if method in ("POST", "PUT") and isinstance(body, dict) else None
+    return max(1, -(-len(records) // 10)) if isinstance(records, list) else 1
 
 
 @dataclass
@@ -89,6 +105,9 @@ class Org:
     notifications: list[dict[str, Any]] = field(default_factory=list)  # callbacks sent, with their answer
     revoked: bool = False
     api_url: str = ""
+    secrets_in_url: int = 0  # token requests that carried the client secret or refresh token in the URL
+    locked: set[str] = field(default_factory=set)  # record ids in an approval or blueprint: RECORD_LOCKED
+    denied: set[str] = field(default_factory=set)  # modules the router's profile may not write: NO_PERMISSION
     # What the client was granted when its refresh token was made; a call outside them is refused.
     scopes: frozenset[str] = frozenset(
         {
@@ -147,8 +166,11 @@ class Org:
 
     # ------------------------------------------------------------ OAuth
 
-    def token(self, query: dict[str, str]) -> tuple[int, dict[str, Any]]:
+    def token(self, query: dict[str, str], form: dict[str, str] | None = None) -> tuple[int, dict[str, Any]]:
         with self.lock:
+            if {"client_secret", "refresh_token"} & set(query):
+                self.secrets_in_url += 1
+            query = {**query, **(form or {})}
             if query.get("grant_type") != "refresh_token":
                 return 200, {"error": "unsupported_grant_type"}
             if query.get("client_id") != CLIENT_ID or query.get("client_secret") != CLIENT_SECRET:
@@ -197,7 +219,7 @@ class Org:
                 return 429, _error("TOO_MANY_REQUESTS", "The API limit or the concurrency limit has been exceeded")
             self._active += 1
             self.peak_concurrent = max(self.peak_concurrent, self._active)
-            self.credits_used += 1
+            self.credits_used += _cost(method, body)
         try:
             time.sleep(0.005)  # an API call takes a while: concurrency is real
             with self.lock:
@@ -212,7 +234,7 @@ class Org:
         return max(0, self.credits - self.credits_used)
 
     def _answer(self, method: str, path: str, query: dict[str, str], body: Any) -> tuple[int, Any]:
-        parts = path.removeprefix("/crm/v7/").split("/")
+        parts = path.removeprefix(API_PREFIX).split("/")
         if parts == ["users"] and method == "GET":
             if query.get("type") != "CurrentUser":
                 return 400, _error("INVALID_DATA", "invalid data", param_name="type")
@@ -226,6 +248,8 @@ class Org:
             return self._get(module, query)
         if parts[1:] == ["search"] and method == "GET":
             return self._search(module, query)
+        if method in ("POST", "PUT") and module in self.denied:
+            return 403, _error("NO_PERMISSION", "permission denied", permissions=[f"Crm_Implied_Edit_{module}"])
         if parts[1:] == ["upsert"] and method == "POST":
             return self._write(module, body, upsert=True)
         if len(parts) == 1 and method == "PUT":
@@ -300,6 +324,8 @@ class Org:
             return _error("INVALID_DATA", "the id given seems to be invalid", api_name="id"), None
         else:
             existing = stored[str(record["id"])]
+        if existing is not None and existing["id"] in self.locked:
+            return _error("RECORD_LOCKED", "cannot update a record that is locked", id=existing["id"]), None
         fields = {k: v for k, v in record.items() if k != "id"}
         for name, value in fields.items():
             if isinstance(value, dict) and "id" in value and not self._exists(str(value["id"])):
@@ -364,12 +390,19 @@ class Org:
         try:
             channel_id = str(int(channel["channel_id"]))
             events = [str(e) for e in channel["events"]]
-            expiry = datetime.fromisoformat(str(channel["channel_expiry"]))
             notify_url = str(channel["notify_url"])
+            asked = channel.get("channel_expiry")
+            expiry = datetime.fromisoformat(str(asked)) if asked else None
         except (KeyError, TypeError, ValueError):
             return _error("INVALID_DATA", "invalid data", api_name="watch")
-        if expiry > datetime.now(UTC) + MAX_CHANNEL or expiry <= datetime.now(UTC):
-            return _error("INVALID_DATA", "channel_expiry must be within a week", api_name="channel_expiry")
+        token = channel.get("token")
+        if token is not None and len(str(token)) > MAX_CHANNEL_TOKEN:
+            return _error("INVALID_DATA", "invalid data", api_name="token", maximum_length=MAX_CHANNEL_TOKEN)
+        now = datetime.now(UTC)
+        if expiry is not None and expiry <= now:
+            return _error("INVALID_DATA", "the channel expiry is in the past", api_name="channel_expiry")
+        if expiry is None or expiry > now + MAX_CHANNEL:
+            expiry = (now + DEFAULT_CHANNEL).replace(microsecond=0)  # Zoho's silent fallback
         if method == "PATCH" and channel_id not in self.channels:
             return _error("INVALID_DATA", "the channel is not subscribed", api_name="channel_id")
         unknown = [e for e in events if e.split(".")[0] not in self.records]
@@ -379,7 +412,8 @@ class Org:
             "events": events,
             "expiry": expiry,
             "notify_url": notify_url,
-            "token": channel.get("token"),
+            "token": token,
+            "notify_on_related_action": channel.get("notify_on_related_action", True),
         }
         details = {
             "events": [
@@ -404,7 +438,7 @@ class Org:
                 "server_time": int(time.time() * 1000),
                 "query_params": {},
                 "module": module,
-                "resource_uri": f"{self.api_url}/crm/v7/{module}",
+                "resource_uri": f"{self.api_url}{API_PREFIX}{module}",
                 "ids": ids,
                 "affected_fields": fields if operation == "update" else [],
                 "operation": operation,
@@ -452,12 +486,13 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("content-length") or 0)
         raw = self.rfile.read(length) if length else b""
         if url.path == "/oauth/v2/token" and self.command == "POST":
-            self._respond(*self.server.org.token(query))
+            form = {k: v[-1] for k, v in parse_qs(raw.decode(errors="replace")).items()}
+            self._respond(*self.server.org.token(query, form))
             return
         if url.path.startswith("/standin/"):  # a person's change in Zoho's web pages, for the local stack
             self._respond(*self._person(url.path.removeprefix("/standin/").split("/"), raw))
             return
-        if not url.path.startswith("/crm/v7/"):
+        if not url.path.startswith(API_PREFIX):
             self._respond(
                 404, _error("INVALID_URL_PATTERN", "Please check if the URL trying to access is a correct one")
             )

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -15,7 +16,7 @@ from typing import Any
 import pytest
 
 from devstack.zoho_standin import API_USER, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, ZohoStandIn
-from event_router.deliver.zoho import Credentials, ZohoClient, ZohoError, record_problem
+from event_router.deliver.zoho import AccessToken, Credentials, ZohoClient, ZohoError, record_error, record_problem
 from tests.conftest import closed_port
 from tests.fakes import InMemoryZohoState
 
@@ -30,7 +31,14 @@ def zoho() -> Iterator[ZohoStandIn]:
 
 
 def client(zoho: ZohoStandIn, credentials: Credentials = GOOD, state: InMemoryZohoState | None = None) -> ZohoClient:
-    return ZohoClient(zoho.url, lambda: credentials, state or InMemoryZohoState(), state or InMemoryZohoState())
+    """A client of the stand-in, which names itself (on loopback) as the API domain."""
+    return ZohoClient(
+        zoho.url,
+        lambda: credentials,
+        state or InMemoryZohoState(),
+        state or InMemoryZohoState(),
+        api_domains=frozenset({zoho.url}),
+    )
 
 
 def grade(key: str, student: str, letter: str = "Pass") -> dict[str, Any]:
@@ -122,6 +130,48 @@ def test_a_revoked_refresh_token_is_a_configuration_error_even_with_a_live_token
         crm.current_user()
 
     assert (refused.value.kind, refused.value.code) == ("configuration", "invalid_code")
+
+
+def test_the_refresh_carries_the_client_secret_and_refresh_token_in_its_body_never_in_its_url(
+    zoho: ZohoStandIn,
+) -> None:
+    client(zoho).current_user()
+
+    assert zoho.org.tokens_issued == 1
+    assert zoho.org.secrets_in_url == 0
+
+
+def test_a_token_for_an_api_domain_outside_zohos_list_is_refused_and_never_sent(zoho: ZohoStandIn) -> None:
+    # The stand-in names itself (http://127.0.0.1:...) as the API domain: not one of Zoho's.
+    crm = ZohoClient(zoho.url, lambda: GOOD, InMemoryZohoState(), InMemoryZohoState())
+
+    with pytest.raises(ZohoError) as refused:
+        crm.current_user()
+
+    assert (refused.value.kind, refused.value.code) == ("configuration", "untrusted_api_domain")
+    assert sum(zoho.org.calls.values()) == 0  # the API never saw the token
+
+
+def test_a_kept_token_for_an_untrusted_api_domain_is_not_used_but_replaced(zoho: ZohoStandIn) -> None:
+    state = InMemoryZohoState()
+    state.save(AccessToken("1000.stolen", "http://127.0.0.1:9", time.time() + 3600, zoho.url))
+
+    assert client(zoho, state=state).current_user()["id"] == API_USER
+    current = state.current()
+    assert current is not None
+    assert current.api_domain == zoho.url
+
+
+def test_a_token_issued_by_another_accounts_server_is_refreshed_not_used(zoho: ZohoStandIn) -> None:
+    state = InMemoryZohoState()
+    first = ZohoStandIn().start()
+    try:
+        client(first, state=state).current_user()
+    finally:
+        first.stop()  # as a local stack restarted on another port
+
+    assert client(zoho, state=state).current_user()["id"] == API_USER
+    assert zoho.org.tokens_issued == 1
 
 
 def test_credentials_come_from_the_secrets_json() -> None:
@@ -217,6 +267,60 @@ def test_a_missing_scope_is_a_configuration_error(zoho: ZohoStandIn) -> None:
         client(zoho).upsert("BTEC_Grades", [grade("4-1", student(zoho))], ["Moodle_Grade_Key"])
 
     assert (refused.value.kind, refused.value.code) == ("configuration", "OAUTH_SCOPE_MISMATCH")
+
+
+def test_a_locked_record_is_retried_later_and_the_others_of_the_call_are_taken(zoho: ZohoStandIn) -> None:
+    ada, grace = student(zoho, "BTEC-1"), student(zoho, "BTEC-2")
+    zoho.org.locked.add(grace)  # in an approval process or a blueprint transition
+
+    results = client(zoho).update(
+        "BTEC_Students", [{"id": ada, "Moodle_User_ID": "1"}, {"id": grace, "Moodle_User_ID": "2"}]
+    )
+
+    [taken, locked] = [record_error(r) for r in results]
+    assert taken is None
+    assert locked is not None
+    assert (locked.kind, locked.code) == ("transient", "RECORD_LOCKED")
+
+
+def test_a_profile_without_permission_to_write_is_a_configuration_error(zoho: ZohoStandIn) -> None:
+    zoho.org.denied.add("BTEC_Grades")
+
+    with pytest.raises(ZohoError) as refused:
+        client(zoho).upsert("BTEC_Grades", [grade("5-1", student(zoho))], ["Moodle_Grade_Key"])
+
+    assert (refused.value.kind, refused.value.code) == ("configuration", "NO_PERMISSION")
+
+
+@pytest.mark.parametrize(
+    ("code", "kind"),
+    [
+        ("NO_PERMISSION", "configuration"),
+        ("AUTHORIZATION_FAILED", "configuration"),
+        ("OAUTH_SCOPE_MISMATCH", "configuration"),
+        ("RECORD_LOCKED", "transient"),
+        ("INVALID_DATA", "data"),
+        ("DUPLICATE_DATA", "data"),
+        ("MANDATORY_NOT_FOUND", "data"),
+    ],
+)
+def test_zohos_error_codes_are_sorted_as_zoho_means_them(code: str, kind: str) -> None:
+    error = record_error({"code": code, "details": {"api_name": "Student"}, "message": "m", "status": "error"})
+
+    assert error is not None
+    assert (error.kind, error.code) == (kind, code)
+    assert "(Student)" in str(error)  # the field Zoho names, in the reason
+
+
+def test_a_write_costs_one_credit_per_ten_records(zoho: ZohoStandIn) -> None:
+    crm = client(zoho)
+    crm.current_user()
+    before = zoho.org.credits_used
+    ada = student(zoho)
+
+    crm.upsert("BTEC_Grades", [grade(f"6-{n}", ada) for n in range(100)], ["Moodle_Grade_Key"])
+
+    assert zoho.org.credits_used - before == 10
 
 
 def test_a_value_another_record_holds_in_a_unique_field_is_reported_for_that_record(zoho: ZohoStandIn) -> None:
@@ -335,10 +439,29 @@ def test_a_watch_channel_calls_back_with_ids_only_when_a_record_changes(zoho: Zo
     assert all("Name" not in json.dumps(n) or n["affected_fields"] for n in listener.received)  # ids, not values
 
 
-def test_a_channel_beyond_a_week_or_renewed_before_it_exists_is_refused(zoho: ZohoStandIn) -> None:
-    crm = client(zoho)
+def test_a_channel_token_longer_than_fifty_characters_is_refused(zoho: ZohoStandIn) -> None:
+    [refused] = client(zoho).watch("POST", {**channel("http://127.0.0.1:9/notify"), "token": "t" * 64})
 
-    [too_long] = crm.watch("POST", channel("http://127.0.0.1:9/notify", days=8))
-    [unknown] = crm.watch("PATCH", channel("http://127.0.0.1:9/notify"))
+    assert refused["code"] == "INVALID_DATA"
+    assert refused["details"] == {"api_name": "token", "maximum_length": 50}
 
-    assert (too_long["code"], unknown["code"]) == ("INVALID_DATA", "INVALID_DATA")
+
+@pytest.mark.parametrize("asked", [{"channel_expiry": None}, {"days": 8}])
+def test_a_channel_asked_for_longer_than_a_week_or_without_expiry_gets_an_hour(
+    zoho: ZohoStandIn, asked: dict[str, Any]
+) -> None:
+    request = channel("http://127.0.0.1:9/notify", days=asked.get("days", 6))
+    if "channel_expiry" in asked:
+        del request["channel_expiry"]
+
+    [answer] = client(zoho).watch("POST", request)
+
+    given = datetime.fromisoformat(answer["details"]["events"][0]["channel_expiry"])
+    assert answer["code"] == "SUCCESS"
+    assert timedelta(minutes=59) < given - datetime.now(UTC) <= timedelta(hours=1)
+
+
+def test_a_channel_renewed_before_it_exists_is_refused(zoho: ZohoStandIn) -> None:
+    [unknown] = client(zoho).watch("PATCH", channel("http://127.0.0.1:9/notify"))
+
+    assert unknown["code"] == "INVALID_DATA"

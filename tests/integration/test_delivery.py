@@ -448,7 +448,13 @@ def test_a_wrong_token_pauses_moodle_without_dead_lettering_and_resumes_when_it_
     pipeline.run()
 
     assert paused == ["paused", "paused", "paused"]
-    assert still == {"destination": "moodle", "healthy": False, "paused": True, "error": "invalidtoken"}
+    assert {k: still[k] for k in ("destination", "healthy", "paused", "error")} == {
+        "destination": "moodle",
+        "healthy": False,
+        "paused": True,
+        "error": "invalidtoken",
+    }
+    assert still["checks"] == {"identity": {"ok": False, "reason": "invalidtoken"}}
     assert pipeline.queues.depth(pipeline.queues.dlq_url) == 0
     assert (resumed["healthy"], resumed["resumed"], resumed["requeued"]) == (True, True, 3)
     assert sorted(s for _, _, s in pipeline.statuses()) == ["delivered"] * 3

@@ -49,6 +49,7 @@ class Metric(StrEnum):
     DELIVERY_RETRIED = "DeliveryRetried"  # delivery: the destination was unreachable; SQS retries it
     DELIVERY_DEAD_LETTERED = "DeliveryDeadLettered"  # delivery: failed on its last receive
     DELIVERY_SUPERSEDED = "DeliverySuperseded"  # delivery: a newer one for the same target does the work
+    DELIVERY_CANCELLED = "DeliveryCancelled"  # delivery: nothing left to do (its record was deleted meanwhile)
     DESTINATION_PAUSED = "DestinationPaused"  # delivery: 1 while a destination is paused, 0 once it answers
     ZOHO_CREDITS_REMAINING = "ZohoCreditsRemaining"  # Zoho delivery: API credits left in the rolling day
     WATCH_RENEWAL_FAILED = "WatchRenewalFailed"  # Zoho check: 1 when the notification channel was not renewed

@@ -23,6 +23,7 @@ METRICS = {
     "paused": Metric.DELIVERY_PAUSED,
     "pending": Metric.DELIVERY_RETRIED,
     "dead_lettered": Metric.DELIVERY_DEAD_LETTERED,
+    "cancelled": Metric.DELIVERY_CANCELLED,
 }
 
 
@@ -119,27 +120,45 @@ class DeliveryFunction:
             code=code,
         )
 
-    def unhealthy(self, kind: str, code: str) -> dict[str, Any]:
-        """The health check's answer when the destination refused it."""
-        if kind == "configuration":
-            self._store.pause(self.destination, code)
-        paused = self._store.paused(self.destination) is not None
-        count(Metric.DESTINATION_PAUSED, value=1 if paused else 0, destination=self.destination)
-        return {"destination": self.destination, "healthy": False, "paused": paused, "error": code}
-
-    def healthy(self, identity: dict[str, Any]) -> dict[str, Any]:
-        """The health check passed: remember who the router is there, and resume a pause."""
-        resumed = self._store.healthy(self.destination, identity)
+    def finish_check(self, steps: dict[str, Step], identity: dict[str, Any], *, can_resume: bool) -> dict[str, Any]:
+        """Close a health check whose ``steps`` each passed or failed on their own: keep what it learned
+        and how each step went (``/stats`` shows them), resume a pause when the steps that prove the
+        destination answers (``can_resume``) passed, and set the paused metric."""
+        resumed = can_resume and self._store.resume(self.destination)
         requeued: list[tuple[int, str]] = []
         if resumed:
             requeued = self._store.requeue(["paused"], destination=self.destination)
             self._send(requeued)
             logger.info("the destination answers again; deliveries resumed", destination=self.destination)
-        count(Metric.DESTINATION_PAUSED, value=0, destination=self.destination)
+        if can_resume:
+            steps["resume"] = Step(True, "resumed" if resumed else "not paused")
+        self._store.record_check(self.destination, identity, {name: step.stored() for name, step in steps.items()})
+        reason = self._store.paused(self.destination)
+        count(Metric.DESTINATION_PAUSED, value=1 if reason is not None else 0, destination=self.destination)
+        failed = {name: step.reason for name, step in steps.items() if not step.ok}
+        for name, why in failed.items():
+            logger.warning("a health check step failed", destination=self.destination, step=name, reason=why)
         return {
             "destination": self.destination,
-            "healthy": True,
-            "paused": False,
+            "healthy": not failed,
+            "paused": reason is not None,
             "resumed": resumed,
             "requeued": len(requeued),
+            "checks": {name: step.stored() for name, step in steps.items()},
+            **({"error": next(iter(failed.values()))} if failed else {}),
         }
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of a health check: whether it passed, and why not (or what it did)."""
+
+    ok: bool
+    reason: str | None = None
+
+    @classmethod
+    def failed(cls, error: DeliveryError) -> Step:
+        return cls(False, getattr(error, "code", None) or type(error).__name__)
+
+    def stored(self) -> dict[str, Any]:
+        return {"ok": self.ok, "reason": self.reason}

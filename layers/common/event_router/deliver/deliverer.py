@@ -23,7 +23,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from event_router.contract import ZOHO_CLASSES_MODULE
-from event_router.deliver.base import OPEN, DeliveryFunction, Work
+from event_router.deliver.base import OPEN, DeliveryFunction, Step, Work
 from event_router.deliver.moodle import Moodle, MoodleError, MoodleRestClient
 from event_router.deliver.outbox import DeliveryMessage, DeliveryPublisher
 from event_router.deliver.provision import (
@@ -166,7 +166,12 @@ class MoodleDeliverer(DeliveryFunction):
         if user_id is not None:
             # What waited for this user: the student's enrolments, grades given to the user in Moodle.
             work.to_send += self._store.wake(f"student:{student_id}") + self._store.wake(f"moodle_user:{user_id}")
-            if self._zoho_enabled and str(data.get(self._mapping.moodle_user_id) or "") != str(user_id):
+            # The Moodle id goes back to Zoho, unless the student was deleted there (nothing to write to).
+            if (
+                self._zoho_enabled
+                and deleted_at is None
+                and str(data.get(self._mapping.moodle_user_id) or "") != str(user_id)
+            ):
                 work.to_send.append(self._store.create(Intent("zoho", "moodle_user_id", student_id)))
         return Outcome("delivered", result={"moodle_user_id": user_id, "action": action})
 
@@ -222,11 +227,15 @@ class MoodleDeliverer(DeliveryFunction):
 
     def check(self) -> dict[str, Any]:
         """Ask Moodle who the router is; resume a pause when it answers. Runs every minute."""
+        identity = self._store.identity(MOODLE)
         try:
             info = self._moodle().call("core_webservice_get_site_info")
         except MoodleError as error:
-            return self.unhealthy(error.kind, error.code)
-        return self.healthy({"userid": info.get("userid"), "release": info.get("release")})
+            if error.kind == "configuration":
+                self.pause(error.code)
+            return self.finish_check({"identity": Step.failed(error)}, identity, can_resume=False)
+        identity = {**identity, "userid": info.get("userid"), "release": info.get("release")}
+        return self.finish_check({"identity": Step(True)}, identity, can_resume=True)
 
 
 def moodle_client(settings: Settings) -> Callable[[], Moodle]:

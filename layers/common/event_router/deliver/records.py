@@ -85,15 +85,26 @@ def zoho_client(settings: Settings, connection: PreparedConnection) -> Callable[
 
     def client() -> ZohoClient:
         if not made:
-            from event_router.deliver.zoho import ACCOUNTS_SERVERS, ZohoClient, ZohoError  # noqa: PLC0415
+            from event_router.deliver.zoho import API_DOMAINS, DATA_CENTRES, ZohoClient, ZohoError  # noqa: PLC0415
             from event_router.store.zoho import PgZohoState  # noqa: PLC0415
 
-            accounts = settings.zoho_accounts_url or ACCOUNTS_SERVERS.get(settings.zoho_data_centre)
-            if not accounts:
+            centre = DATA_CENTRES.get(settings.zoho_data_centre)
+            if settings.zoho_accounts_url:  # a Zoho stand-in (development): its API is on its own host
+                accounts, api_domains = settings.zoho_accounts_url, API_DOMAINS | {settings.zoho_accounts_url}
+            elif centre is not None:
+                accounts, api_domains = centre.accounts, frozenset({centre.api})
+            else:
                 raise ZohoError("configuration", "datacentre", f"unknown data centre {settings.zoho_data_centre!r}")
             state = PgZohoState(connection, settings.zoho_max_concurrent_calls)
             made.append(
-                ZohoClient(accounts, lambda: credentials(settings), state, state, timeout=settings.zoho_timeout_seconds)
+                ZohoClient(
+                    accounts,
+                    lambda: credentials(settings),
+                    state,
+                    state,
+                    timeout=settings.zoho_timeout_seconds,
+                    api_domains=api_domains,
+                )
             )
         return made[0]
 

@@ -16,16 +16,15 @@ four modules' changes to ``/api/v1/events/zoho/notify``.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from event_router.contract import ZOHO_MODULE_NAMES
-from event_router.deliver.base import OPEN, DeliveryFunction, Work
-from event_router.deliver.channel import channel_token
+from event_router.deliver.base import OPEN, DeliveryFunction, Step, Work
+from event_router.deliver.channel import WATCHED, keep_channel
 from event_router.deliver.outbox import DeliveryMessage, DeliveryPublisher
 from event_router.deliver.provision import FieldMapping, field_mapping
 from event_router.deliver.records import zoho_client
-from event_router.deliver.zoho import ZohoClient, ZohoError, record_problem
+from event_router.deliver.zoho import ZohoClient, ZohoError, record_error
 from event_router.errors import StorageUnavailable
 from event_router.observability import Metric, count, logger
 from event_router.process.backoff import Backoff, VisibilityBackoff
@@ -35,10 +34,6 @@ from event_router.store.deliveries import Delivery, DeliveryStore, Outcome
 from event_router.verify.credentials import credentials_for
 
 ZOHO = "zoho"
-CHANNEL_DAYS = 7  # Zoho's longest channel
-RENEW_BEFORE = timedelta(days=2)  # renewed this long before it would expire, so one failure is survivable
-CHANNEL_ID = 1_000_000_068_001  # the router's one channel (Zoho wants a number)
-WATCHED = tuple(f"{name}.all" for name in ZOHO_MODULE_NAMES.values())
 
 
 class ZohoDeliverer(DeliveryFunction):
@@ -122,8 +117,13 @@ class ZohoDeliverer(DeliveryFunction):
                     self.settle(record, delivery, failure, work)
                 return
             for (record, delivery, _), result in zip(todo, results, strict=True):
-                problem = record_problem(result)
-                outcome = Outcome("failed", error=problem) if problem else Outcome("delivered", result=_summary(result))
+                # Each record as Zoho answered it: taken; its data refused (failed, with the field Zoho
+                # names); locked for now (retried); or the router's set-up refused (paused).
+                refused = record_error(result)
+                if refused is None:
+                    outcome = Outcome("delivered", result=_summary(result))
+                else:
+                    outcome = self.outcome_of(refused, refused.kind, refused.code)
                 self.settle(record, delivery, outcome, work)
 
     def _call(self, action: str, records: list[dict[str, Any]]) -> list[Any]:
@@ -176,7 +176,9 @@ class ZohoDeliverer(DeliveryFunction):
         found = self._store.student(zoho_student)
         if found is None or found[2] is None:
             return Outcome("failed", error=f"student {zoho_student} has no Moodle user in the mirror")
-        data, _, moodle_user = found
+        data, deleted_at, moodle_user = found
+        if deleted_at is not None:  # Zoho would answer INVALID_DATA: nothing to write to
+            return Outcome("cancelled", result={"reason": "the student was deleted in Zoho"}, attempted=False)
         if str(data.get(self._mapping.moodle_user_id) or "") == str(moodle_user):
             return Outcome("delivered", result={"action": "unchanged"}, attempted=False)
         return {"id": zoho_student, self._mapping.moodle_user_id: str(moodle_user)}
@@ -184,49 +186,46 @@ class ZohoDeliverer(DeliveryFunction):
     # ------------------------------------------------------------ the health check
 
     def check(self) -> dict[str, Any]:
-        """Refresh the token if due, learn who the router is, resume a pause, keep the channel alive."""
+        """The Zoho check, every few minutes, in steps that pass or fail on their own: the access
+        token (refreshed when due; Zoho refusing the router's credentials pauses deliveries), who the
+        router is (learned when unknown or paused), resuming a pause once both pass, and the
+        notification channel (registered or renewed; its failure pauses nothing)."""
+        identity = self._store.identity(ZOHO)
+        steps: dict[str, Step] = {}
         try:
-            identity = self._store.identity(ZOHO)
-            if self._store.paused(ZOHO) is not None or "userid" not in identity:
-                identity = {**identity, "userid": str(self._zoho().current_user()["id"])}
-            channel = self._renew_channel(identity.get("channel"))
+            zoho = self._zoho()
+            zoho.check_token()
+            steps["token"] = Step(True)
         except ZohoError as error:
-            return self.unhealthy(error.kind, error.code)
-        if channel is not None:
-            identity["channel"] = channel
-        return self.healthy(identity)
+            steps["token"] = Step.failed(error)
+            if error.kind == "configuration":
+                self.pause(error.code)
+            return self.finish_check(steps, identity, can_resume=False)
+        try:
+            if self._store.paused(ZOHO) is not None or "userid" not in identity:
+                identity = {**identity, "userid": str(zoho.current_user()["id"])}
+            steps["identity"] = Step(True)
+        except ZohoError as error:
+            steps["identity"] = Step.failed(error)
+        steps["channel"] = self._keep_channel(zoho, identity)
+        return self.finish_check(steps, identity, can_resume=steps["identity"].ok)
 
-    def _renew_channel(self, channel: dict[str, Any] | None) -> dict[str, Any] | None:
-        """Register the watch channel, or renew it when it expires within ``RENEW_BEFORE``."""
+    def _keep_channel(self, zoho: ZohoClient, identity: dict[str, Any]) -> Step:
+        """Register or renew the watch channel when due (``channel.py``); kept in ``identity``."""
         secret = self._webhook_secret()
         if not self._notify_url or not secret:
-            return channel
-        now = datetime.now(UTC)
-        if channel and datetime.fromisoformat(channel["expires_at"]) - now > RENEW_BEFORE:
-            return channel
-        expiry = (now + timedelta(days=CHANNEL_DAYS) - timedelta(minutes=5)).replace(microsecond=0)
-        request = {
-            "channel_id": CHANNEL_ID,
-            "events": list(WATCHED),
-            "channel_expiry": expiry.isoformat(),
-            "token": channel_token(secret),
-            "notify_url": self._notify_url,
-        }
+            return Step(True, "not configured")
         try:
-            results = self._zoho().watch("PATCH" if channel else "POST", request)
-            if channel and any(r.get("code") != "SUCCESS" for r in results):  # it expired: subscribe again
-                results = self._zoho().watch("POST", request)
-        except ZohoError:
+            channel, asked = keep_channel(zoho, identity.get("channel"), self._notify_url, secret)
+        except ZohoError as error:
             count(Metric.WATCH_RENEWAL_FAILED, value=1, destination=ZOHO)
-            raise
-        problems = [record_problem(r) for r in results if record_problem(r)]
-        if problems:
-            count(Metric.WATCH_RENEWAL_FAILED, value=1, destination=ZOHO)
-            logger.error("Zoho refused the watch channel", problem=problems[0])
-            return channel
+            logger.error("Zoho refused the watch channel", code=error.code)
+            return Step.failed(error)
+        identity["channel"] = channel
         count(Metric.WATCH_RENEWAL_FAILED, value=0, destination=ZOHO)
-        logger.info("Zoho watch channel registered", expires_at=expiry.isoformat(), events=len(WATCHED))
-        return {"id": CHANNEL_ID, "expires_at": expiry.isoformat()}
+        if asked:
+            logger.info("Zoho watch channel registered", expires_at=channel["expires_at"], events=len(WATCHED))
+        return Step(True, f"until {channel['expires_at']}")
 
 
 def _summary(result: dict[str, Any]) -> dict[str, Any]:

@@ -1,19 +1,24 @@
-"""The Zoho CRM connector: OAuth 2 with one shared access token, the CRM REST API (v7), and Zoho's
+"""The Zoho CRM connector: OAuth 2 with one shared access token, the CRM REST API (v8), and Zoho's
 error model and limits.
 
 - **Tokens.** A refresh token (with the client id and secret, from Secrets Manager) buys access
   tokens that live an hour, at most 10 per 10 minutes per refresh token. So every container shares
   one access token, kept in Postgres (``TokenStore``) and refreshed under a lock shortly before it
-  expires. An ``INVALID_TOKEN`` answer refreshes once and retries. The API's host is the
-  ``api_domain`` the token answer names; the accounts server is the data centre's.
+  expires. An ``INVALID_TOKEN`` answer refreshes once and retries. The refresh sends the client
+  secret and refresh token in the form body, never in the URL. The API's host is the
+  ``api_domain`` the token answer names, and a token is only ever sent to one of Zoho's documented
+  API domains (``DATA_CENTRES``); the accounts server is the data centre's. A token is kept with
+  the accounts server that issued it, so pointing the router at another one refreshes it.
 - **Limits.** Zoho allows 5 to 25 concurrent calls per organisation (by edition) and answers 429
   ``TOO_MANY_REQUESTS`` past it, or past the day's API credits, with no ``Retry-After``. Every
   call takes one of ``ZOHO_MAX_CONCURRENT_CALLS`` slots shared by all containers (``CallSlots``),
   and a 429 is transient: the delivery backs off. ``X-API-CREDITS-REMAINING`` is kept for a
   metric.
+- **Credits.** A read or a call costs one credit; a write costs one credit per ten records (an
+  upsert of 100 grades: ten); a COQL query one to three by its ``LIMIT``.
 - **Errors** sort three ways, as for Moodle: the router's set-up (a revoked refresh token, a
-  wrong client, a missing scope or module) pauses the destination; bad data fails one record;
-  anything else may pass and is retried.
+  wrong client, a missing scope, permission or module) pauses the destination; bad data fails one
+  record, with the field Zoho names; a locked record, a 429 or anything that may pass is retried.
 """
 
 from __future__ import annotations
@@ -24,26 +29,39 @@ from collections.abc import Callable, Iterator, Mapping
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
-from urllib.parse import urlencode
+from urllib.parse import urlencode, urlsplit
 
 from event_router.deliver import transport
 from event_router.deliver.transport import Answer
 from event_router.errors import DeliveryError
 
-# The accounts server of each data centre (the ``ZohoDataCentre`` parameter).
-ACCOUNTS_SERVERS = {
-    "com": "https://accounts.zoho.com",
-    "eu": "https://accounts.zoho.eu",
-    "in": "https://accounts.zoho.in",
-    "com.au": "https://accounts.zoho.com.au",
-    "jp": "https://accounts.zoho.jp",
-    "com.cn": "https://accounts.zoho.com.cn",
-    "ca": "https://accounts.zohocloud.ca",
-    "sa": "https://accounts.zoho.sa",
+
+@dataclass(frozen=True)
+class DataCentre:
+    """Where one of Zoho's data centres issues tokens, and where its API answers."""
+
+    accounts: str
+    api: str
+
+
+# Zoho's data centres (the ``ZohoDataCentre`` parameter), as Zoho's multi-DC pages list them
+# (zoho.com/accounts/protocol/oauth/multi-dc.html, zoho.com/crm/developer/docs/api/v8/multi-dc.html).
+DATA_CENTRES: dict[str, DataCentre] = {
+    "com": DataCentre("https://accounts.zoho.com", "https://www.zohoapis.com"),
+    "eu": DataCentre("https://accounts.zoho.eu", "https://www.zohoapis.eu"),
+    "in": DataCentre("https://accounts.zoho.in", "https://www.zohoapis.in"),
+    "com.au": DataCentre("https://accounts.zoho.com.au", "https://www.zohoapis.com.au"),
+    "jp": DataCentre("https://accounts.zoho.jp", "https://www.zohoapis.jp"),
+    "com.cn": DataCentre("https://accounts.zoho.com.cn", "https://www.zohoapis.com.cn"),
+    "ca": DataCentre("https://accounts.zohocloud.ca", "https://www.zohoapis.ca"),
+    "sa": DataCentre("https://accounts.zoho.sa", "https://www.zohoapis.sa"),
+    "uk": DataCentre("https://accounts.zoho.uk", "https://www.zohoapis.uk"),
 }
-API = "/crm/v7"
+API_DOMAINS = frozenset(dc.api for dc in DATA_CENTRES.values())
+API = "/crm/v8"
 MAX_RECORDS = 100  # per upsert, update or get by ids
 REFRESH_MARGIN_SECONDS = 300  # refresh this long before the access token expires
+FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 # The OAuth scopes the router needs, and no more (docs/connect-zoho.md).
 SCOPES = (
     "ZohoCRM.modules.custom.READ",  # fetch the records an ids-only notification names
@@ -60,12 +78,14 @@ Kind = Literal["configuration", "data", "transient"]
 _ERRORS: dict[str, Kind] = {
     "OAUTH_SCOPE_MISMATCH": "configuration",
     "NO_PERMISSION": "configuration",
+    "AUTHORIZATION_FAILED": "configuration",  # the router's user may not do this (its profile)
     "INVALID_MODULE": "configuration",
     "INVALID_URL_PATTERN": "configuration",
     "AUTHENTICATION_FAILURE": "configuration",
     "INVALID_TOKEN": "configuration",  # after a refresh and a retry
     "FEATURE_NOT_SUPPORTED": "configuration",
     "TOO_MANY_REQUESTS": "transient",
+    "RECORD_LOCKED": "transient",  # in an approval or a blueprint transition: it unlocks by itself
     "INTERNAL_ERROR": "transient",
 }
 # The accounts server's errors on a refresh.
@@ -111,9 +131,16 @@ class AccessToken:
     token: str
     api_domain: str
     expires_at: float  # epoch seconds
+    accounts_url: str = ""  # the accounts server that issued it
 
     def fresh(self, now: float) -> bool:
         return now < self.expires_at - REFRESH_MARGIN_SECONDS
+
+
+def origin(url: str) -> str:
+    """``scheme://host[:port]`` of ``url``, in lower case, without a path."""
+    parts = urlsplit(url.strip())
+    return f"{parts.scheme.lower()}://{(parts.netloc or '').lower()}"
 
 
 class TokenStore(Protocol):
@@ -150,8 +177,12 @@ class ZohoClient:
         *,
         timeout: float = 15.0,
         clock: Callable[[], float] = time.time,
+        api_domains: frozenset[str] | None = None,
     ) -> None:
         self._accounts_url = accounts_url.rstrip("/")
+        # Where an access token may be sent: Zoho's documented API domains, unless told otherwise
+        # (a stand-in on loopback, for development).
+        self._api_domains = frozenset(origin(d) for d in (api_domains if api_domains is not None else API_DOMAINS))
         self._credentials = credentials
         self._tokens = tokens
         self._slots = slots
@@ -186,7 +217,16 @@ class ZohoClient:
             raise ZohoError("configuration", "nouser", "Zoho did not say which user the router is")
         return dict(users[0])
 
-    def watch(self, method: Literal["POST", "PATCH"], channel: dict[str, Any]) -> list[Any]:
+    @property
+    def accounts_url(self) -> str:
+        """The accounts server the client's tokens come from."""
+        return self._accounts_url
+
+    def check_token(self) -> None:
+        """Make sure there is a usable access token: refreshed now if it is about to expire."""
+        self._token()
+
+    def watch(self, method: str, channel: dict[str, Any]) -> list[Any]:
         """Register (POST) or renew (PATCH) a notification channel; one result per module."""
         answer = self.request(method, "/actions/watch", body={"watch": [channel]})
         return list((answer or {}).get("watch") or [])
@@ -235,28 +275,39 @@ class ZohoClient:
         """The shared access token; refreshed (by one container at a time) when it is about to
         expire or Zoho has just refused it."""
         current = self._tokens.current()
-        if current is not None and current.fresh(self._clock()) and current != rejected:
-            return current
+        if self._usable(current, rejected):
+            return current  # type: ignore[return-value]
         with self._tokens.refreshing():
             current = self._tokens.current()  # another container may have refreshed it meanwhile
-            if current is not None and current.fresh(self._clock()) and current != rejected:
-                return current
+            if self._usable(current, rejected):
+                return current  # type: ignore[return-value]
             token = self._refresh()
             self._tokens.save(token)
             return token
 
+    def _usable(self, token: AccessToken | None, rejected: AccessToken | None) -> bool:
+        """A token fresh enough, issued by this accounts server, for an API domain of Zoho's."""
+        return (
+            token is not None
+            and token != rejected
+            and token.fresh(self._clock())
+            and token.accounts_url == self._accounts_url
+            and origin(token.api_domain) in self._api_domains
+        )
+
     def _refresh(self) -> AccessToken:
         credentials = self._credentials()
-        query = urlencode(
+        # In the form body, as OAuth 2 has it: a URL is written to proxies' and servers' logs.
+        form = urlencode(
             {
                 "grant_type": "refresh_token",
                 "client_id": credentials.client_id,
                 "client_secret": credentials.client_secret,
                 "refresh_token": credentials.refresh_token,
             }
-        )
+        ).encode()
         self.refreshes += 1
-        answer = send("POST", f"{self._accounts_url}/oauth/v2/token?{query}", b"", {}, self._timeout)
+        answer = send("POST", f"{self._accounts_url}/oauth/v2/token", form, FORM, self._timeout)
         if answer.status >= 500:
             raise ZohoError("transient", f"accounts{answer.status}", "Zoho's accounts server is unwell")
         try:
@@ -264,8 +315,12 @@ class ZohoClient:
         except ValueError:
             raise ZohoError("transient", "notjson", "the accounts server's answer is not JSON") from None
         if "access_token" in document:
+            api_domain = str(document.get("api_domain", ""))
+            if origin(api_domain) not in self._api_domains:
+                # Never send the token where Zoho's documentation does not say its API is.
+                raise ZohoError("configuration", "untrusted_api_domain", "the token names an API domain not Zoho's")
             lifetime = float(document.get("expires_in", 3600))
-            return AccessToken(str(document["access_token"]), str(document["api_domain"]), self._clock() + lifetime)
+            return AccessToken(str(document["access_token"]), api_domain, self._clock() + lifetime, self._accounts_url)
         code = str(document.get("error", f"http{answer.status}"))
         kind = _OAUTH_ERRORS.get(code, "configuration" if answer.status < 500 else "transient")
         # Never the answer's text: an OAuth error may echo what was sent.
@@ -297,21 +352,29 @@ def _error(answer: Answer) -> ZohoError:
     code = _code(answer) or f"http{answer.status}"
     if answer.status == 429 or answer.status >= 500:
         return ZohoError("transient", code, f"Zoho answered HTTP {answer.status}")
-    kind = _ERRORS.get(code, "data")
     try:
-        message = str((answer.json() or {}).get("message", ""))
-    except (ValueError, AttributeError):
-        message = ""
-    return ZohoError(kind, code, message)
+        document = answer.json()
+    except ValueError:
+        document = None
+    return record_error(document if isinstance(document, dict) else {"code": code}) or ZohoError("data", code)
+
+
+def record_error(result: Mapping[str, Any]) -> ZohoError | None:
+    """None for a record (or call) Zoho took; otherwise its error, sorted by ``_ERRORS`` (a code not
+    listed is about the data), with Zoho's message and the field it names."""
+    if str(result.get("status", "")).lower() == "success" or result.get("code") == "SUCCESS":
+        return None
+    code = str(result.get("code") or "ERROR")
+    details = result.get("details") or {}
+    field = details.get("api_name") or details.get("param_name") if isinstance(details, Mapping) else None
+    message = str(result.get("message", "")) + (f" ({field})" if field else "")
+    return ZohoError(_ERRORS.get(code, "data"), code, message)
 
 
 def record_problem(result: Mapping[str, Any]) -> str | None:
     """None for a record Zoho took; otherwise what it said about it (code, message, field)."""
-    if str(result.get("status", "")).lower() == "success" or result.get("code") == "SUCCESS":
-        return None
-    details = result.get("details") or {}
-    field = details.get("api_name") if isinstance(details, Mapping) else None
-    return f"{result.get('code', 'ERROR')}: {result.get('message', '')}" + (f" ({field})" if field else "")
+    error = record_error(result)
+    return str(error) if error is not None else None
 
 
 def batches(items: list[Any], size: int = MAX_RECORDS) -> Iterator[list[Any]]:

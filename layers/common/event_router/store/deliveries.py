@@ -89,9 +89,12 @@ INSERT INTO destinations (name, paused_at, pause_reason, checked_at) VALUES (:na
 ON CONFLICT (name) DO UPDATE SET
     paused_at = coalesce(destinations.paused_at, now()), pause_reason = :reason, checked_at = now()"""
 RESUME_SQL = """
-INSERT INTO destinations (name, checked_at, identity) VALUES (:name, now(), CAST(:identity AS jsonb))
-ON CONFLICT (name) DO UPDATE SET paused_at = NULL, pause_reason = NULL, checked_at = now(), identity = EXCLUDED.identity
-RETURNING (SELECT paused_at FROM destinations WHERE name = :name)"""
+UPDATE destinations SET paused_at = NULL, pause_reason = NULL WHERE name = :name AND paused_at IS NOT NULL
+RETURNING name"""
+CHECKED_SQL = """
+INSERT INTO destinations (name, checked_at, identity, checks)
+VALUES (:name, now(), CAST(:identity AS jsonb), CAST(:checks AS jsonb))
+ON CONFLICT (name) DO UPDATE SET checked_at = now(), identity = EXCLUDED.identity, checks = EXCLUDED.checks"""
 IDENTITY_SQL = "SELECT identity FROM destinations WHERE name = :name"
 
 STUDENT_SQL = "SELECT data, deleted_at, moodle_user_id FROM students WHERE zoho_record_id = :id"
@@ -221,10 +224,13 @@ class DeliveryStore:
     def pause(self, name: str, reason: str) -> None:
         self.connection.run(PAUSE_SQL, name=name, reason=reason)
 
-    def healthy(self, name: str, identity: dict[str, Any]) -> bool:
-        """Record a passing health check; True when it ends a pause."""
-        rows = self.connection.run(RESUME_SQL, name=name, identity=json.dumps(identity))
-        return bool(rows and rows[0][0] is not None)
+    def resume(self, name: str) -> bool:
+        """End a pause; True when there was one."""
+        return bool(self.connection.run(RESUME_SQL, name=name))
+
+    def record_check(self, name: str, identity: dict[str, Any], checks: dict[str, Any]) -> None:
+        """Keep what a health check learned (who the router is there) and how each step went."""
+        self.connection.run(CHECKED_SQL, name=name, identity=json.dumps(identity), checks=json.dumps(checks))
 
     def identity(self, name: str) -> dict[str, Any]:
         """What the destination said about the router's own account there (e.g. its Moodle user id)."""

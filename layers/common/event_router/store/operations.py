@@ -100,7 +100,7 @@ DELIVERY_COLUMNS = ("id", "destination", "action", "target_key", "status", "atte
 DELIVERY_ATTENTION_SQL = f"""
 SELECT {", ".join(DELIVERY_COLUMNS)} FROM {DELIVERIES}
 WHERE status = :status ORDER BY updated_at DESC LIMIT :limit"""
-DESTINATIONS_SQL = "SELECT name, paused_at, pause_reason, checked_at FROM destinations ORDER BY name"
+DESTINATIONS_SQL = "SELECT name, paused_at, pause_reason, checked_at, checks FROM destinations ORDER BY name"
 
 
 class EventLogOperations:
@@ -205,7 +205,13 @@ class EventLogOperations:
             for status in ("waiting", "failed", "paused")
         }
         destinations = {
-            name: {"paused": paused_at is not None, "paused_at": paused_at, "reason": reason, "checked_at": checked}
-            for name, paused_at, reason, checked in self._connection.run(DESTINATIONS_SQL)
+            name: {
+                "paused": paused_at is not None,
+                "paused_at": paused_at,
+                "reason": reason,
+                "checked_at": checked,
+                "checks": checks or {},
+            }
+            for name, paused_at, reason, checked, checks in self._connection.run(DESTINATIONS_SQL)
         }
         return {"by": by, "attention": attention, "destinations": destinations}

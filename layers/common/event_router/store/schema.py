@@ -174,6 +174,7 @@ destinations = Table(
     Column("pause_reason", Text),
     _timestamp("checked_at"),
     Column("identity", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("checks", JSONB, nullable=False, server_default=text("'{}'::jsonb")),  # the last health check's steps
 )
 
 moodle_courses = Table(
@@ -192,6 +193,7 @@ zoho_tokens = Table(
     Column("api_domain", Text, nullable=False),
     _timestamp("expires_at", nullable=False),
     _timestamp("refreshed_at", nullable=False, default=True),
+    Column("accounts_url", Text),  # the accounts server that issued it
 )
 
 zoho_classes = Table(

@@ -17,12 +17,13 @@ from event_router.store.connection import PreparedConnection
 NAMESPACE = 0x20480  # the first key of every Zoho advisory lock
 TOKEN_LOCK = 0  # the second key of the refresh lock; slots are 1..N
 
-READ_ACCESS_SQL = "SELECT access_token, api_domain, extract(epoch FROM expires_at) FROM zoho_tokens WHERE name = 'crm'"
+READ_ACCESS_SQL = """
+SELECT access_token, api_domain, extract(epoch FROM expires_at), accounts_url FROM zoho_tokens WHERE name = 'crm'"""
 SAVE_ACCESS_SQL = """
-INSERT INTO zoho_tokens (name, access_token, api_domain, expires_at, refreshed_at)
-VALUES ('crm', :token, :api_domain, to_timestamp(:expires_at), now())
+INSERT INTO zoho_tokens (name, access_token, api_domain, expires_at, accounts_url, refreshed_at)
+VALUES ('crm', :token, :api_domain, to_timestamp(:expires_at), :accounts_url, now())
 ON CONFLICT (name) DO UPDATE SET access_token = EXCLUDED.access_token, api_domain = EXCLUDED.api_domain,
-    expires_at = EXCLUDED.expires_at, refreshed_at = now()"""
+    expires_at = EXCLUDED.expires_at, accounts_url = EXCLUDED.accounts_url, refreshed_at = now()"""
 CLASS_SQL = "SELECT moodle_course_idnumber FROM zoho_classes WHERE class_zoho_id = :id"
 REMEMBER_CLASS_SQL = """
 INSERT INTO zoho_classes (class_zoho_id, moodle_course_idnumber) VALUES (:id, :idnumber)
@@ -44,8 +45,8 @@ class PgZohoState:
         rows = self.connection.run(READ_ACCESS_SQL)
         if not rows:
             return None
-        token, api_domain, expires_at = rows[0]
-        return AccessToken(str(token), str(api_domain), float(expires_at))
+        token, api_domain, expires_at, accounts_url = rows[0]
+        return AccessToken(str(token), str(api_domain), float(expires_at), str(accounts_url or ""))
 
     @contextmanager
     def refreshing(self) -> Iterator[None]:
@@ -57,7 +58,11 @@ class PgZohoState:
 
     def save(self, token: AccessToken) -> None:
         self.connection.run(
-            SAVE_ACCESS_SQL, token=token.token, api_domain=token.api_domain, expires_at=token.expires_at
+            SAVE_ACCESS_SQL,
+            token=token.token,
+            api_domain=token.api_domain,
+            expires_at=token.expires_at,
+            accounts_url=token.accounts_url,
         )
 
     # ------------------------------------------------------------ CallSlots

@@ -16,7 +16,7 @@ from time import monotonic
 from typing import Any, Protocol
 
 from event_router.contract import WEBHOOK_ROUTES, ZOHO_NOTIFY_ROUTE, Route, Source, modules_of
-from event_router.deliver.channel import channel_token
+from event_router.derived import channel_token
 from event_router.errors import (
     DataRejected,
     InvalidPayload,
@@ -42,7 +42,7 @@ from event_router.verify.payloads import (
     parse_notification,
     prepare,
 )
-from event_router.verify.signatures import TOKEN_FIELD, any_equal, authenticate
+from event_router.verify.signatures import DEFAULT_MAX_AGE, TOKEN_FIELD, any_equal, authenticate
 
 MAX_BODY_BYTES = 256 * 1024
 NOTIFICATION_ROUTE = Route("zoho", "students")  # where refused Zoho notifications are counted
@@ -122,8 +122,12 @@ class Verifier:
         max_clock_skew: timedelta = DEFAULT_MAX_CLOCK_SKEW,
         rejection_flush_seconds: float = 10.0,
         clock: Callable[[], float] = monotonic,
+        signature_max_age: int = DEFAULT_MAX_AGE,
+        untimed_signatures: bool = True,
     ):
         self.source = source
+        self._signature_max_age = signature_max_age
+        self._untimed_signatures = untimed_signatures
         self._credentials = credentials
         self._event_log = event_log
         self._publisher = publisher
@@ -165,7 +169,14 @@ class Verifier:
         # Authenticate first: an unauthenticated body is never parsed beyond looking for its token.
         segment = request.route.rsplit("/", 1)[-1]
         method = authenticate(
-            self.source, request.headers, request.body, self._credentials.current(), token_in_body, route=segment
+            self.source,
+            request.headers,
+            request.body,
+            self._credentials.current(),
+            token_in_body,
+            route=segment,
+            max_age=self._signature_max_age,
+            untimed=self._untimed_signatures,
         )
         fields = decoded if decoded is not None else decode_body(request.body)
         # A shared token is a secret: it is never stored with the payload.
@@ -300,4 +311,6 @@ def build_verifier(settings: Settings | None = None) -> Verifier:
         SqsPublisher(sqs_client(settings), queue_urls),
         max_clock_skew=timedelta(seconds=settings.max_clock_skew_seconds),
         rejection_flush_seconds=settings.rejection_flush_seconds,
+        signature_max_age=settings.signature_max_age_seconds,
+        untimed_signatures=settings.untimed_signatures == "accept",
     )
