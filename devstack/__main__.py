@@ -32,7 +32,9 @@ def dev() -> None:
     # EMF metric lines are for CloudWatch; locally they would drown the logs (DEV_METRICS=1 keeps them).
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "false" if os.environ.get("DEV_METRICS") else "true")
     stack = configured_stack()
+    # Ctrl-C and SIGTERM both stop the stack, even where the shell that started it ignores SIGINT.
     signal.signal(signal.SIGTERM, lambda *_: stack.request_stop())
+    signal.signal(signal.SIGINT, lambda *_: stack.request_stop())
     try:
         stack.start()
         # For the developer, on stderr: stdout carries the functions' JSON logs, and nothing secret.

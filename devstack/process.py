@@ -84,10 +84,12 @@ class RunningStack:
         return self.output.read_text()[-2000:] + self.messages.read_text()[-2000:]
 
     def stop(self) -> None:
-        """Ctrl-C, as a developer would; then nothing of it may be left running."""
+        """SIGTERM (what Ctrl-C does to ``make dev``, and the signal a process started in the
+        background by a non-interactive shell still hears: it ignores SIGINT); then nothing of it may
+        be left running."""
         assert self.process is not None
         descendants = psutil.Process(self.process.pid).children(recursive=True)
-        self.process.send_signal(signal.SIGINT)
+        self.process.send_signal(signal.SIGTERM)
         assert self.process.wait(timeout=30) == 0, self.tail()
         _, alive = psutil.wait_procs(descendants, timeout=10)
         assert alive == []

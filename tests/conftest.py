@@ -29,7 +29,7 @@ from event_router.contract import MODULES
 from event_router.observability import logger
 from event_router.operate.migrate import make_engine, upgrade
 from event_router.store.schema import metadata
-from tests.moodle_sites import SITES, MoodleSite, StandInSite, real_moodle
+from tests.moodle_sites import SITES, MoodleSite, StandInSite, real_moodle, real_moodles
 
 AWS_TEST_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
@@ -258,7 +258,7 @@ def no_secret_signature_or_payload_value_in_any_log_line() -> Iterator[None]:
 # ------------------------------------------------------------------ Moodle sites
 
 # The Moodle plugin is PHP: only a real Moodle can run its tests (.ci/run starts one).
-collect_ignore = [] if real_moodle() else ["e2e/test_moodle_plugin.py"]
+collect_ignore = [] if real_moodles() else ["e2e/test_moodle_plugin.py"]
 
 
 @pytest.fixture(scope="session")

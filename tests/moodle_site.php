@@ -12,11 +12,18 @@
 //   dirroot                            prints {"dirroot": <the Moodle code's folder>}
 //   set_config <plugin> <name> <value> sets a plugin setting, as its settings page would
 //   student <username>                 makes a user, prints {"id": <id>}
-//   enrol <userid> <courseid>          enrols as student with the manual method (as a teacher would)
+//   enrol <userid> <courseid> [actor]  enrols as student with the manual method (as a teacher would: actor)
 //   unenrol <userid> <courseid>        removes that enrolment
 //   grade <userid> <courseid> <value>  gives a grade on the course's manual item "Unit 1" (made once)
-//   privacy <component>                prints {"compliant": bool, "external": [...]} from Moodle's privacy API
+//   regrade <courseid>                 Moodle computes the course's totals (as the gradebook does when viewed),
+//                                      prints {"courseitemid": <the course total's grade item>}
+//   privacy <component>                prints {"compliant": bool, "external": [...], "tables": [...]} from Moodle's
+//                                      privacy API
 //   queued <component>                 prints {"tasks": n, "failing": n}: ad hoc tasks waiting
+//   waiting                            prints local_eventrouter's queue summary {"waiting", "oldest", "failing", ...}
+//   forget <userid>                    deletes local_eventrouter's data of a user through Moodle's privacy API
+//   drop_tasks <component>             deletes the component's ad hoc tasks (as Moodle does with stopped ones)
+//   queue_v1 <route> <body>            queues a task as local_eventrouter 1.0 did (the event in the task)
 define('CLI_SCRIPT', true);
 require(getenv('MOODLE_DIR') . '/config.php');
 require_once($CFG->dirroot . '/course/lib.php');
@@ -117,6 +124,9 @@ if ($action === 'create_course') {
     [$userid, $courseid] = [(int) $argv[2], (int) $argv[3]];
     $instance = $DB->get_record('enrol', ['courseid' => $courseid, 'enrol' => 'manual'], '*', MUST_EXIST);
     $plugin = enrol_get_plugin('manual');
+    if (!empty($argv[4])) {
+        \core\session\manager::set_user(core_user::get_user((int) $argv[4], '*', MUST_EXIST));
+    }
     if ($action === 'enrol') {
         $plugin->enrol_user($instance, $userid, $DB->get_field('role', 'id', ['shortname' => 'student']));
     } else {
@@ -134,16 +144,40 @@ if ($action === 'create_course') {
     }
     $item->update_final_grade($userid, $value, 'test');
     echo json_encode(['itemid' => (int) $item->id]), "\n";
+} else if ($action === 'regrade') {
+    require_once($CFG->libdir . '/gradelib.php');
+    $courseid = (int) $argv[2];
+    grade_regrade_final_grades($courseid);
+    echo json_encode(['courseitemid' => (int) grade_item::fetch_course_item($courseid)->id]), "\n";
 } else if ($action === 'privacy') {
     $manager = new \core_privacy\manager();
     $metadata = $manager->get_metadata_for_components()[$argv[2]] ?? null;
-    $external = [];
+    [$external, $tables] = [[], []];
     foreach ($metadata ? $metadata->get_collection() : [] as $item) {
         if ($item instanceof \core_privacy\local\metadata\types\external_location) {
             $external[] = $item->get_name();
+        } else if ($item instanceof \core_privacy\local\metadata\types\database_table) {
+            $tables[] = $item->get_name();
         }
     }
-    echo json_encode(['compliant' => $manager->component_is_compliant($argv[2]), 'external' => $external]), "\n";
+    echo json_encode(['compliant' => $manager->component_is_compliant($argv[2]), 'external' => $external,
+        'tables' => $tables]), "\n";
+} else if ($action === 'waiting') {
+    echo json_encode(\local_eventrouter\queue::summary()), "\n";
+} else if ($action === 'forget') {
+    $user = core_user::get_user((int) $argv[2], '*', MUST_EXIST);
+    $approved = new \core_privacy\local\request\approved_contextlist($user, 'local_eventrouter',
+        [context_system::instance()->id]);
+    \local_eventrouter\privacy\provider::delete_data_for_user($approved);
+    echo json_encode(['forgot' => (int) $user->id]), "\n";
+} else if ($action === 'drop_tasks') {
+    echo json_encode(['dropped' => $DB->count_records('task_adhoc', ['component' => $argv[2]])]), "\n";
+    $DB->delete_records('task_adhoc', ['component' => $argv[2]]);
+} else if ($action === 'queue_v1') {
+    $task = new \local_eventrouter\task\send_event();
+    $task->set_custom_data(['route' => $argv[2], 'body' => $argv[3]]);
+    \core\task\manager::queue_adhoc_task($task);
+    echo json_encode(['queued' => true]), "\n";
 } else if ($action === 'queued') {
     $tasks = $DB->count_records('task_adhoc', ['component' => $argv[2]]);
     $failing = $DB->count_records_select('task_adhoc', 'component = ? AND faildelay > 0', [$argv[2]]);

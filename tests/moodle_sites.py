@@ -1,6 +1,8 @@
 """The Moodle sites the contract and end-to-end suites run against: the stand-in always, and a real
 Moodle when ``MOODLE_URL`` and ``MOODLE_TOKEN`` are set (``../shared/moodle/moodle.sh start`` prints
-them; ``.ci/run`` does that).
+them; ``.ci/run`` does that). ``MOODLE_URLS`` names every real Moodle to test on (space separated,
+each started by ``moodle.sh`` on its own port with the same token): the plugin's suite runs on each
+of them, one per Moodle version the plugin claims.
 
 A test sees a ``MoodleSite``: the web-service URL and token the router is given, plus what a test
 needs besides (create a course, look at an enrolment) done the way an administrator would — on
@@ -15,6 +17,7 @@ import os
 import subprocess
 from pathlib import Path
 from typing import Any, Protocol
+from urllib.parse import urlsplit
 
 from devstack.moodle_standin import MoodleStandIn
 from event_router.deliver.moodle import CAPABILITIES, FUNCTIONS, MoodleRestClient
@@ -60,7 +63,14 @@ class RealSite:
     def __init__(self, url: str, admin_token: str, moodle_sh: Path) -> None:
         self.url, self.admin_token, self._moodle_sh = url, admin_token, moodle_sh
         self.token = self.ROUTER_TOKEN
+        self.port = urlsplit(url).port or 80  # moodle.sh keeps each port's site in its own home
         self.php("ws_user", self.ROUTER_TOKEN, *CAPABILITIES, "--", *FUNCTIONS)
+
+    @functools.cached_property
+    def release(self) -> str:
+        """Moodle's release, e.g. 4.5.6 or 5.0.6+."""
+        info = MoodleRestClient(self.url, self.admin_token, timeout=30).call("core_webservice_get_site_info")
+        return str(info["release"]).split(" ", 1)[0]
 
     @functools.cached_property
     def dirroot(self) -> Path:
@@ -70,7 +80,12 @@ class RealSite:
     def run_php(self, *args: str) -> subprocess.CompletedProcess[str]:
         """``moodle.sh php <args>``: a Moodle CLI script, with the site's PHP and configuration."""
         return subprocess.run(  # noqa: S603 - the test infrastructure's own script
-            [str(self._moodle_sh), "php", *args], capture_output=True, text=True, check=False, timeout=300
+            [str(self._moodle_sh), "php", *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=300,
+            env={**os.environ, "MOODLE_PORT": str(self.port)},
         )
 
     def php(self, *args: str) -> dict[str, Any]:
@@ -90,9 +105,21 @@ class RealSite:
 
 
 def real_moodle() -> RealSite | None:
-    url, token = os.environ.get("MOODLE_URL"), os.environ.get("MOODLE_TOKEN")
-    if not (url and token):
-        return None
+    """The real Moodle of ``MOODLE_URL``, if one is given."""
+    url = os.environ.get("MOODLE_URL")
+    return _site(url) if url else None
+
+
+def real_moodles() -> list[RealSite]:
+    """Every real Moodle given: ``MOODLE_URLS``, or else ``MOODLE_URL`` alone."""
+    urls = (os.environ.get("MOODLE_URLS") or os.environ.get("MOODLE_URL") or "").split()
+    return [_site(url) for url in dict.fromkeys(urls)]
+
+
+def _site(url: str) -> RealSite:
+    token = os.environ.get("MOODLE_TOKEN")
+    if not token:
+        raise RuntimeError("MOODLE_URL is set without MOODLE_TOKEN")
     moodle_sh = Path(os.environ.get("MOODLE_SH", ROOT.parent / "shared" / "moodle" / "moodle.sh"))
     if not moodle_sh.exists():
         raise RuntimeError(f"MOODLE_URL is set but {moodle_sh} (MOODLE_SH) is not there to set up its courses")

@@ -11,7 +11,7 @@ import pytest
 
 from devstack.apigw import http_api_event
 from event_router.errors import InvalidPayload
-from event_router.messages import EventMessage
+from event_router.messages import EventMessage, MoodleFacts
 from event_router.verify.apigateway import webhook_request
 from event_router.verify.payloads import MAX_NESTING, decode_body, parse_event
 
@@ -250,9 +250,27 @@ def test_moodle_enrolment_event_on_the_grade_route_is_a_400() -> None:
     assert [p["field"] for p in problems_of("moodle", "grades", fields)] == ["eventname"]
 
 
-@pytest.mark.parametrize(("field", "value"), [("courseid", "twelve"), ("courseid", True), ("userid", -1)])
+@pytest.mark.parametrize(
+    ("field", "value"), [("courseid", "twelve"), ("courseid", True), ("relateduserid", -1), ("userid", -2)]
+)
 def test_moodle_ids_must_be_non_negative_integers(field: str, value: Any) -> None:
     assert field in [p["field"] for p in problems_of("moodle", "grades", {**RAW_MOODLE, field: value})]
+
+
+@pytest.mark.parametrize("actor", [-1, 0, "-1"])
+def test_a_grade_moodle_computed_itself_has_a_special_actor_and_is_accepted(actor: Any) -> None:
+    # A course total: Moodle fires user_graded with userid -1 (USER_OTHER); 0 is "nobody" (cron, CLI).
+    event = moodle("grades", {**RAW_MOODLE, "userid": actor})
+
+    assert isinstance(event.facts, MoodleFacts)
+    assert (event.facts.student, event.facts.actor) == (348, int(actor))
+
+
+@pytest.mark.parametrize("actor", [-1, 0])
+def test_a_special_actor_is_never_taken_for_the_student(actor: int) -> None:
+    fields = {**{k: v for k, v in RAW_MOODLE.items() if k != "relateduserid"}, "userid": actor}
+
+    assert [p["field"] for p in problems_of("moodle", "grades", fields)] == ["relateduserid"]
 
 
 def test_moodle_event_without_any_user_is_a_400() -> None:

@@ -161,3 +161,40 @@ def test_per_route_tokens_come_from_the_secrets_json() -> None:
 
     assert parsed.route_tokens == {"student": ("a",), "grade": ("b", "c")}
     assert parsed.tokens == ()
+
+
+# ------------------------------------------------------------------ signed timestamps
+
+NOW = 1_796_000_000
+
+
+def test_a_signature_with_its_timestamp_covers_both_and_is_accepted_within_the_window() -> None:
+    headers = {"x-moodle-signature": sign(SECRET, BODY, NOW - 200), "x-moodle-timestamp": str(NOW - 200)}
+
+    assert authenticate("moodle", headers, BODY, CREDENTIALS, now=NOW, max_age=300) == "signature"
+
+
+def test_a_captured_request_replayed_after_the_window_is_refused() -> None:
+    headers = {"x-moodle-signature": sign(SECRET, BODY, NOW - 301), "x-moodle-timestamp": str(NOW - 301)}
+
+    assert cause_of("moodle", headers, now=NOW, max_age=300) == "stale_timestamp"  # type: ignore[arg-type]
+
+
+def test_a_timestamp_changed_in_transit_breaks_the_signature() -> None:
+    headers = {"x-moodle-signature": sign(SECRET, BODY, NOW - 400), "x-moodle-timestamp": str(NOW)}
+
+    assert cause_of("moodle", headers, now=NOW) == "signature_mismatch"  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("stamp", ["soon", "-5", "1.5", "9" * 20])
+def test_a_timestamp_that_is_not_unix_seconds_is_refused(stamp: str) -> None:
+    headers = {"x-moodle-signature": sign(SECRET, BODY, stamp), "x-moodle-timestamp": stamp}
+
+    assert cause_of("moodle", headers, now=NOW) == "malformed_timestamp"  # type: ignore[arg-type]
+
+
+def test_a_signature_without_a_timestamp_is_accepted_during_the_transition_and_refused_after() -> None:
+    headers = {"x-moodle-signature": sign(SECRET, BODY)}
+
+    assert authenticate("moodle", headers, BODY, CREDENTIALS, now=NOW, untimed=True) == "signature"
+    assert cause_of("moodle", headers, now=NOW, untimed=False) == "missing_timestamp"  # type: ignore[arg-type]

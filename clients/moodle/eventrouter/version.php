@@ -4,6 +4,8 @@
 /**
  * Sends Moodle's enrolment and grade events to the BTEC event router, signed, through ad hoc tasks.
  *
+ * Tested on Moodle 4.5 LTS (4.5.6) and Moodle 5.0 (5.0.6+), and claimed for those only.
+ *
  * @package    local_eventrouter
  * @copyright  2026 The BTEC event router authors
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
@@ -12,8 +14,8 @@
 defined('MOODLE_INTERNAL') || die();
 
 $plugin->component = 'local_eventrouter';
-$plugin->version = 2026112600;
-$plugin->requires = 2022112800; // Moodle 4.1.
-$plugin->supported = [401, 405];
+$plugin->version = 2026120300;
+$plugin->requires = 2024100700; // Moodle 4.5.
+$plugin->supported = [405, 500];
 $plugin->maturity = MATURITY_STABLE;
-$plugin->release = '1.0.0';
+$plugin->release = '1.1.0';

@@ -25,7 +25,7 @@ MAX_ID = 2**63 - 1  # Moodle ids are Postgres bigints
 def _moodle_id(value: Any) -> Any:
     if isinstance(value, bool):
         raise ValueError("must be an integer")
-    if isinstance(value, str) and value.strip().isdigit():
+    if isinstance(value, str) and value.strip().removeprefix("-").isdigit():
         return int(value)
     return value
 
@@ -49,6 +49,10 @@ def _as_utc(value: datetime) -> datetime:
 
 
 MoodleId = Annotated[int, BeforeValidator(_moodle_id), Field(ge=0, le=MAX_ID, strict=True)]
+# Who did something in Moodle: a user id, or one of Moodle's special actors (``\core\event\base``):
+# 0 for nobody (cron, CLI, a guest) and -1 (USER_OTHER) for "another user", as when Moodle computes a
+# course total itself.
+MoodleActor = Annotated[int, BeforeValidator(_moodle_id), Field(ge=-1, le=MAX_ID, strict=True)]
 Grade = Annotated[float | None, BeforeValidator(_grade)]
 Timestamp = Annotated[datetime, AfterValidator(_as_utc)]
 
@@ -82,7 +86,7 @@ class MoodleFacts(BaseModel):
     kind: Literal["moodle"] = "moodle"
     event_name: str  # without the leading backslash: core\event\user_graded
     student: MoodleId  # relateduserid when the event has one, else userid
-    actor: MoodleId | None = None  # userid: who did it (the router's own web-service user, for an echo)
+    actor: MoodleActor | None = None  # userid: who did it (the router's own web-service user, for an echo)
     course: MoodleId
     grade: MoodleGrade | None = None  # user_graded only
 

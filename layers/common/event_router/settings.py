@@ -85,6 +85,10 @@ class Settings(BaseModel):
     retry_base_seconds: int = Field(120, ge=0, le=43_200, alias="RETRY_BASE_SECONDS")
     retry_max_seconds: int = Field(43_200, ge=0, le=43_200, alias="RETRY_MAX_SECONDS")
     max_clock_skew_seconds: int = Field(300, ge=0, alias="MAX_CLOCK_SKEW_SECONDS")
+    # A signed timestamp older (or newer) than this is refused; signatures without one are accepted
+    # while ``UNTIMED_SIGNATURES`` is ``accept`` (the transition, docs/api.md).
+    signature_max_age_seconds: int = Field(300, ge=1, alias="SIGNATURE_MAX_AGE_SECONDS")
+    untimed_signatures: Literal["accept", "refuse"] = Field("accept", alias="UNTIMED_SIGNATURES")
     rejection_flush_seconds: float = Field(10.0, ge=0, alias="REJECTION_FLUSH_SECONDS")
     rejection_retention_days: int = Field(30, ge=1, alias="REJECTION_RETENTION_DAYS")
     payload_retention_days: int = Field(30, ge=1, alias="PAYLOAD_RETENTION_DAYS")

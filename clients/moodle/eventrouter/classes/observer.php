@@ -4,9 +4,9 @@
 namespace local_eventrouter;
 
 /**
- * Turns Moodle events into the router's event shape and queues each as an ad hoc task, in the request
- * that caused it (so it is stored with the change, in the same transaction), to be sent by cron.
- * Nothing here calls the network or may fail a teacher's page.
+ * Turns Moodle events into the router's event shape and keeps each in the plugin's queue table, in the
+ * request that caused it (so it is stored with the change, in the same transaction), to be sent by cron.
+ * Nothing here calls the network.
  *
  * @package    local_eventrouter
  * @copyright  2026 The BTEC event router authors
@@ -19,11 +19,12 @@ class observer {
      * @param \core\event\base $event
      */
     public static function enrolment(\core\event\base $event): void {
-        self::queue('enrollment', self::payload($event));
+        self::keep('enrollment', self::payload($event));
     }
 
     /**
-     * A user was graded: the grade, and its letter or scale item when the grade item has one.
+     * A user was graded, by a teacher or by Moodle itself (a course or category total: its actor is -1):
+     * the grade, and its letter or scale item when the grade item has one.
      *
      * @param \core\event\user_graded $event
      */
@@ -34,6 +35,7 @@ class observer {
             require_once($CFG->libdir . '/gradelib.php');
             $grade = $event->get_grade();
             $item = $grade->load_grade_item();
+            $payload['other']['itemtype'] = (string) $item->itemtype;
             if ($grade->finalgrade !== null) {
                 if ((int) $item->gradetype === GRADE_TYPE_SCALE) {
                     $payload['other']['scaleid'] = (int) $item->scaleid;
@@ -45,14 +47,16 @@ class observer {
                 }
             }
         } catch (\Throwable $e) {
+            // The grade itself is in the event: only its letter is missing.
             debugging('local_eventrouter: grade details unavailable: ' . $e->getMessage(), DEBUG_DEVELOPER);
         }
-        self::queue('grade', $payload);
+        self::keep('grade', $payload);
     }
 
     /**
      * The router's Moodle event shape (docs/api.md of the router), with an id that stays the same on
-     * every retry of the task, so the router sees a resend as a duplicate.
+     * every attempt, so the router sees a resend as a duplicate. ``userid`` is the actor as Moodle gives
+     * it: a user's id, or -1 (another user: Moodle computing a total) or 0 (nobody: cron, the command line).
      *
      * @param \core\event\base $event
      * @return array
@@ -72,21 +76,15 @@ class observer {
     }
 
     /**
-     * Queue the event for the router, unless no router is configured.
+     * Keep the event for the router, unless no router is configured.
      *
      * @param string $route enrollment or grade
      * @param array $payload
      */
-    private static function queue(string $route, array $payload): void {
+    private static function keep(string $route, array $payload): void {
         if (!get_config('local_eventrouter', 'routerurl') && !get_config('local_eventrouter', $route . 'url')) {
             return;
         }
-        try {
-            $task = new task\send_event();
-            $task->set_custom_data(['route' => $route, 'body' => json_encode($payload)]);
-            \core\task\manager::queue_adhoc_task($task);
-        } catch (\Throwable $e) {
-            debugging('local_eventrouter: could not queue the event: ' . $e->getMessage(), DEBUG_NORMAL);
-        }
+        queue::add($route, $payload);
     }
 }

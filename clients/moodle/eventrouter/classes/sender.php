@@ -4,7 +4,9 @@
 namespace local_eventrouter;
 
 /**
- * Posts one event body to its route, signed with HMAC-SHA256 of the exact bytes sent.
+ * Posts one event body to its route, signed with HMAC-SHA256 of the moment it is sent and the exact
+ * bytes sent (``X-Moodle-Timestamp``, ``X-Moodle-Signature`` = HMAC of "<timestamp>.<body>"), so the
+ * router can refuse a captured request replayed later.
  *
  * @package    local_eventrouter
  * @copyright  2026 The BTEC event router authors
@@ -29,36 +31,69 @@ class sender {
     }
 
     /**
+     * Whether events may go to ``$url``: https, or http to this machine (a router in development).
+     *
+     * @param string $url
+     * @return bool
+     */
+    public static function safe(string $url): bool {
+        $parts = parse_url($url);
+        $scheme = strtolower($parts['scheme'] ?? '');
+        $host = strtolower(trim($parts['host'] ?? '', '[]'));
+        return $host !== '' && ($scheme === 'https' || ($scheme === 'http' && in_array($host, ['127.0.0.1', 'localhost', '::1'], true)));
+    }
+
+    /**
+     * The headers that sign ``$body`` at ``$timestamp``.
+     *
+     * @param string $body
+     * @param int $timestamp Unix seconds
+     * @return array
+     */
+    public static function headers(string $body, int $timestamp): array {
+        $secret = (string) get_config('local_eventrouter', 'secret');
+        return [
+            'Content-Type: application/json',
+            'X-Moodle-Timestamp: ' . $timestamp,
+            'X-Moodle-Signature: ' . hash_hmac('sha256', $timestamp . '.' . $body, $secret),
+            'User-Agent: local_eventrouter',
+        ];
+    }
+
+    /**
      * Send ``$body`` to ``$route``.
      *
      * @param string $route enrollment or grade
      * @param string $body the JSON to send, exactly as signed
-     * @return \stdClass {status: HTTP status or 0 for none, retry: whether to send it again later, summary: what
-     *     the router said (its error code and message, never the secret)}
+     * @return \stdClass {sent: whether the router has it (2xx), status: HTTP status or 0 for none, refused: whether the
+     *     router refused the body itself (400, 413, 422), summary: what the router said (its error code and
+     *     message, never the secret)}
      */
     public static function send(string $route, string $body): \stdClass {
         global $CFG;
         require_once($CFG->libdir . '/filelib.php');
-        $secret = (string) get_config('local_eventrouter', 'secret');
+        $url = self::url($route);
+        if (!self::safe($url)) {
+            // Never sign a student's data onto the open network: the event waits until the URL is fixed.
+            return (object) ['status' => 0, 'sent' => false, 'refused' => false,
+                'summary' => 'the router URL must start with https:// (http:// only on this machine, for development)'];
+        }
         $timeout = max(1, (int) get_config('local_eventrouter', 'timeout') ?: 10);
         $curl = new \curl();
-        $curl->setHeader([
-            'Content-Type: application/json',
-            'X-Moodle-Signature: ' . hash_hmac('sha256', $body, $secret),
-            'User-Agent: local_eventrouter',
-        ]);
-        $answer = $curl->post(self::url($route), $body, ['CURLOPT_TIMEOUT' => $timeout, 'CURLOPT_CONNECTTIMEOUT' => $timeout]);
+        $curl->setHeader(self::headers($body, time()));
+        $answer = $curl->post($url, $body, ['CURLOPT_TIMEOUT' => $timeout, 'CURLOPT_CONNECTTIMEOUT' => $timeout]);
         $info = $curl->get_info();
-        $status = (int) ($info['http_code'] ?? 0);
+        $status = $curl->get_errno() !== 0 ? 0 : (int) ($info['http_code'] ?? 0);
         $result = new \stdClass();
         $result->status = $status;
-        $result->retry = $curl->get_errno() !== 0 || $status === 0 || $status === 429 || $status >= 500;
+        $result->sent = $status >= 200 && $status < 300;
+        $result->refused = in_array($status, [400, 413, 422], true);
         $decoded = json_decode((string) $answer, true);
         $said = is_array($decoded) ? trim(($decoded['error'] ?? '') . ' ' . ($decoded['message'] ?? '')) : '';
         if (is_array($decoded) && !empty($decoded['details'])) {
             $said .= ' ' . json_encode($decoded['details']);
         }
-        $result->summary = $status === 0 ? 'no answer (' . $curl->get_errno() . ')' : "HTTP $status $said";
+        $result->summary = $status === 0 ? 'no answer (' . $curl->get_errno() . ' ' . $curl->error . ')' : "HTTP $status $said";
         return $result;
     }
 }

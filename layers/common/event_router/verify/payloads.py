@@ -27,7 +27,15 @@ from event_router.contract import (
     Source,
 )
 from event_router.errors import InvalidPayload, Problem
-from event_router.messages import EventMessage, MoodleFacts, MoodleGrade, MoodleId, Timestamp, ZohoRecord
+from event_router.messages import (
+    EventMessage,
+    MoodleActor,
+    MoodleFacts,
+    MoodleGrade,
+    MoodleId,
+    Timestamp,
+    ZohoRecord,
+)
 
 MAX_NESTING = 32  # levels of objects and lists a body may nest; deeper is a 400 (docs/decisions.md)
 DEFAULT_MAX_CLOCK_SKEW = timedelta(minutes=5)
@@ -382,7 +390,7 @@ class MoodleEventData(BaseModel):
     eventid: Identifier | None = None
     eventname: Annotated[str, Field(min_length=1, max_length=200)]
     courseid: MoodleId
-    userid: MoodleId | None = None
+    userid: MoodleActor | None = None  # the actor: -1 and 0 are Moodle's own (another user, nobody)
     relateduserid: MoodleId | None = None
     objectid: MoodleId | None = None
     crud: OperationField | None = None
@@ -395,8 +403,11 @@ class MoodleEventData(BaseModel):
 
     @property
     def student(self) -> int | None:
-        """The student the event is about: ``relateduserid`` when present, else ``userid``."""
-        return self.relateduserid if self.relateduserid is not None else self.userid
+        """The student the event is about: ``relateduserid`` when present, else ``userid`` (when it
+        is a user's id, not one of Moodle's special actors)."""
+        if self.relateduserid is not None:
+            return self.relateduserid
+        return self.userid if self.userid is not None and self.userid > 0 else None
 
 
 def _moodle_facts(data: MoodleEventData, fields: dict[str, Any]) -> MoodleFacts:

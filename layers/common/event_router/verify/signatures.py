@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import hmac
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -13,6 +14,10 @@ from event_router.contract import AuthMethod, Source
 from event_router.errors import SignatureRejected
 
 SIGNATURE_HEADERS: dict[Source, str] = {"zoho": "x-zoho-signature", "moodle": "x-moodle-signature"}
+# A signed timestamp (Unix seconds): the signature then covers ``<timestamp>.<body>``, so a captured
+# request cannot be replayed once ``max_age`` has passed.
+TIMESTAMP_HEADERS: dict[Source, str] = {"zoho": "x-zoho-timestamp", "moodle": "x-moodle-timestamp"}
+DEFAULT_MAX_AGE = 300
 TOKEN_HEADER = "x-webhook-token"  # noqa: S105 - a header name, not a secret
 TOKEN_FIELD = "token"  # noqa: S105 - a field name, not a secret
 _PREFIX = "sha256="
@@ -43,10 +48,12 @@ class WebhookCredentials:
         return bool(self.tokens or self.route_tokens)
 
 
-def sign(secret: str | bytes, body: bytes) -> str:
-    """The lowercase hex HMAC-SHA256 of ``body``: what a sender puts in the signature header."""
+def sign(secret: str | bytes, body: bytes, timestamp: int | str | None = None) -> str:
+    """The lowercase hex HMAC-SHA256 a sender puts in the signature header: of ``body``, or with a
+    timestamp (sent in the timestamp header) of ``<timestamp>.<body>``."""
     key = secret.encode() if isinstance(secret, str) else secret
-    return hmac.new(key, body, hashlib.sha256).hexdigest()
+    signed = body if timestamp is None else f"{timestamp}.".encode() + body
+    return hmac.new(key, signed, hashlib.sha256).hexdigest()
 
 
 def any_equal(candidate: bytes, accepted: Iterable[bytes]) -> bool:
@@ -64,6 +71,10 @@ def authenticate(
     credentials: WebhookCredentials,
     body_token: Callable[[], str | None] | None = None,
     route: str = "",
+    *,
+    now: float | None = None,
+    max_age: int = DEFAULT_MAX_AGE,
+    untimed: bool = True,
 ) -> AuthMethod:
     """Accept the request or raise ``SignatureRejected``; returns how it was authenticated
     (``signature`` or ``token``).
@@ -71,7 +82,10 @@ def authenticate(
     ``headers`` must have lowercase names (API Gateway's payload v2 does that); ``route`` is the
     route's last segment (``student``, ``grade``...), which a per-route token must match.
     A signature, when present, decides alone: hex (with or without ``sha256=``) or base64, the two
-    encodings senders produce (Deluge's ``zoho.encryption.hmacsha256`` gives base64). The shared
+    encodings senders produce (Deluge's ``zoho.encryption.hmacsha256`` gives base64). With a
+    timestamp header it covers ``<timestamp>.<body>`` and is refused once the timestamp is more than
+    ``max_age`` seconds from ``now``; without one it covers the body alone, accepted while
+    ``untimed`` (a transition for senders that do not send a timestamp yet). The shared
     token is only looked at when the sender did not sign and the source has tokens configured, and
     ``body_token`` (which reads the body) is only called when no header carries one.
     """
@@ -95,7 +109,17 @@ def authenticate(
     digest = _hex_digest(signature)
     if digest is None:
         raise SignatureRejected("Signature is not a SHA-256 digest in hex or base64", cause="malformed_signature")
-    if not any_equal(digest.encode(), (sign(secret, body).encode() for secret in credentials.secrets)):
+    header = headers.get(TIMESTAMP_HEADERS[source])
+    if header is None and not untimed:
+        raise SignatureRejected("A signed timestamp is required", cause="missing_timestamp")
+    timestamp = None
+    if header is not None:
+        stamp = timestamp = header.strip()
+        if not stamp.isdigit() or len(stamp) > 12:
+            raise SignatureRejected("Timestamp is not Unix seconds", cause="malformed_timestamp")
+        if abs((time.time() if now is None else now) - int(stamp)) > max_age:
+            raise SignatureRejected("Timestamp is outside the accepted window", cause="stale_timestamp")
+    if not any_equal(digest.encode(), (sign(secret, body, timestamp).encode() for secret in credentials.secrets)):
         raise SignatureRejected("Signature does not match", cause="signature_mismatch")
     return "signature"
 

@@ -4,24 +4,26 @@
 namespace local_eventrouter\task;
 
 /**
- * Sends one queued event to the router. An answer of 5xx or 429, or none, fails the task, and Moodle
- * runs it again later with its back-off (up to 24 hours apart, for about three months); a 4xx is
- * written to the task's log with the router's error and not retried; 2xx is done.
+ * Sends one kept event to the router. Only a 2xx answer removes the event; any other answer, or none,
+ * keeps it and fails the task, so Moodle runs it again with its back-off (up to a day apart) and the task
+ * shows as failed with the router's answer (Site administration > Server > Tasks > Ad hoc tasks), where it
+ * can also be run again at once (admin/cli/adhoc_task.php --id=<task id> --force, or the plugin's
+ * cli/resend.php). An answer refusing the body itself (400) is failed the same way: it is kept and shown,
+ * never dropped, until an administrator has looked at it.
  *
  * @package    local_eventrouter
  * @copyright  2026 The BTEC event router authors
  * @license    http://www.gnu.org/copyleft/gpl.html GNU GPL v3 or later
  */
 class send_event extends \core\task\adhoc_task {
-    /** @var int Attempts before Moodle gives up: with its back-off capped at a day, about three months. */
-    const ATTEMPTS = 99;
-
     /**
-     * A task that keeps trying for as long as the router may be away.
+     * A task that keeps trying for as long as the router may be away (where Moodle lets it say so).
      */
     public function __construct() {
         $this->set_component('local_eventrouter');
-        $this->set_attempts_available(self::ATTEMPTS);
+        if (method_exists($this, 'set_attempts_available')) {
+            $this->set_attempts_available(\local_eventrouter\queue::ATTEMPTS);
+        }
     }
 
     /**
@@ -37,15 +39,45 @@ class send_event extends \core\task\adhoc_task {
      * Send the event.
      */
     public function execute() {
+        global $DB;
         $data = $this->get_custom_data();
-        $answer = \local_eventrouter\sender::send($data->route, $data->body);
-        if ($answer->retry) {
-            throw new \moodle_exception('routerunavailable', 'local_eventrouter', '', $answer->summary);
+        if (isset($data->body)) {
+            // A task queued by version 1.0 carries the event itself: keep it in the table first.
+            $payload = json_decode($data->body, true);
+            $id = $DB->get_field(\local_eventrouter\queue::TABLE, 'id', ['eventid' => $payload['eventid'] ?? '']);
+            $data = (object) ['id' => $id ?: $this->keep_old($data->route, $payload)];
         }
-        if ($answer->status >= 400) {
-            mtrace(get_string('routerrefused', 'local_eventrouter', $answer->summary));
+        $row = $DB->get_record(\local_eventrouter\queue::TABLE, ['id' => $data->id]);
+        if (!$row) {
+            mtrace('local_eventrouter: nothing to send (already sent, or erased)');
             return;
         }
-        mtrace("local_eventrouter: {$data->route} event sent ({$answer->summary})");
+        $answer = \local_eventrouter\queue::send($row);
+        if (!$answer->sent) {
+            $reason = $answer->refused ? 'routerrefused' : 'routerunavailable';
+            throw new \moodle_exception($reason, 'local_eventrouter', '', $answer->summary);
+        }
+        mtrace("local_eventrouter: {$row->route} event sent ({$answer->summary})");
+    }
+
+    /**
+     * Keep a 1.0 task's event in the table, without queueing a second task for it.
+     *
+     * @param string $route
+     * @param array $payload
+     * @return int
+     */
+    private function keep_old(string $route, array $payload): int {
+        global $DB;
+        return $DB->insert_record(\local_eventrouter\queue::TABLE, (object) [
+            'eventid' => $payload['eventid'],
+            'route' => $route,
+            'userid' => (int) ($payload['userid'] ?? 0),
+            'relateduserid' => $payload['relateduserid'] ?? null,
+            'courseid' => (int) ($payload['courseid'] ?? 0),
+            'body' => json_encode($payload),
+            'timecreated' => time(),
+            'attempts' => 0,
+        ]);
     }
 }
