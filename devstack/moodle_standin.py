@@ -9,7 +9,12 @@ semantics, measured against the real one (``tests/contract`` runs the same suite
   unique (Moodle does not check it); lookups by field match exactly;
 - ``enrol_manual_enrol_users`` and ``enrol_manual_unenrol_users`` answer ``null``; enrolling an
   enrolled user updates the enrolment's status;
-- ``core_user_update_users`` reports a bad user as a warning, not an error.
+- ``core_user_update_users`` reports a bad user as a warning, not an error;
+- ``core_enrol_get_enrolled_users`` lists a course's enrolled users with their roles there
+  (``onlyactive``: active enrolments only); ``gradereport_user_get_grade_items`` a course's grade
+  items for each enrolled student, graded or not;
+- ``local_eventrouter_get_account_facts`` (the Moodle plugin's) says of up to 100 accounts whether each
+  is a site administrator, its authentication method and every role it holds anywhere.
 
 Tests and the local stack reach its state directly (``site``) to create courses and look at
 enrolments, as they would through Moodle's own pages.
@@ -61,11 +66,18 @@ class Site:
     users: dict[int, dict[str, Any]] = field(default_factory=dict)
     courses: dict[int, dict[str, Any]] = field(default_factory=dict)
     enrolments: dict[tuple[int, int], dict[str, Any]] = field(default_factory=dict)  # (user, course)
+    roles: dict[tuple[int, int], set[str]] = field(default_factory=dict)  # (user, course; 0: system) → roles
+    admins: set[int] = field(default_factory=set)
+    grades: dict[tuple[int, int], dict[int, float]] = field(default_factory=dict)  # (user, course) → item → grade
     calls: list[str] = field(default_factory=list)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(3))
 
     def __post_init__(self) -> None:
         self.lock = threading.Lock()
+        self.admin = self._add_user(
+            {"username": "admin", "firstname": "Admin", "lastname": "User", "email": "admin@example.invalid"}
+        )
+        self.admins.add(self.admin)
         self.web_service_user = self._add_user(
             {"username": "wsrouter", "firstname": "Event", "lastname": "Router", "email": "router@example.invalid"}
         )
@@ -94,6 +106,30 @@ class Site:
 
     def user_by(self, field_name: str, value: Any) -> dict[str, Any] | None:
         return next((dict(u) for u in self.users.values() if u.get(field_name) == value), None)
+
+    def add_user(self, username: str, email: str, idnumber: str = "", auth: str = "manual") -> int:
+        """An account made in Moodle by hand (or by another import), as an administrator would."""
+        with self.lock:
+            return self._add_user(
+                {
+                    "username": username,
+                    "firstname": "Existing",
+                    "lastname": "User",
+                    "email": email,
+                    "idnumber": idnumber,
+                    "auth": auth,
+                }
+            )
+
+    def assign_role(self, user_id: int, role: str, course_id: int = 0) -> None:
+        """A role given in a course (or, with course 0, at system level), as an administrator would."""
+        with self.lock:
+            self.roles.setdefault((user_id, course_id), set()).add(role)
+
+    def set_grade(self, user_id: int, course_id: int, item_id: int, grade: float) -> None:
+        """A grade given in the gradebook."""
+        with self.lock:
+            self.grades.setdefault((user_id, course_id), {})[item_id] = grade
 
     # ------------------------------------------------------------ the REST endpoint
 
@@ -225,12 +261,85 @@ class Site:
                 raise MoodleException("wsusercannotassign", "You don't have the permission to assign this role")
             status = 1 if _true(enrolment.get("suspend")) else 0
             self.enrolments[(user_id, course_id)] = {"status": status, "roleid": STUDENT_ROLE}
+            self.roles.setdefault((user_id, course_id), set()).add("student")
         return None
 
     def _enrol_manual_unenrol_users(self, form: dict[str, Any]) -> None:
         for _, user_id, course_id in self._enrolments(form):
             self.enrolments.pop((user_id, course_id), None)
+            self.roles.pop((user_id, course_id), None)  # Moodle removes the roles given with the enrolment
         return None
+
+    def _core_enrol_get_enrolled_users(self, form: dict[str, Any]) -> list[dict[str, Any]]:
+        course_id = int(form.get("courseid", 0))
+        if course_id not in self.courses:
+            raise _missing("course")
+        options = {str(o.get("name")): str(o.get("value")) for o in _as_list(form.get("options"))}
+        only_active = _true(options.get("onlyactive", "0"))
+        found = []
+        for (user_id, course), enrolment in sorted(self.enrolments.items()):
+            if course != course_id or (only_active and enrolment["status"]):
+                continue
+            user = self.users[user_id]
+            roles = sorted(self.roles.get((user_id, course_id), set()))
+            found.append(
+                {
+                    **self._details(user),
+                    "roles": [{"roleid": STUDENT_ROLE if r == "student" else 3, "shortname": r} for r in roles],
+                }
+            )
+        return found
+
+    def _gradereport_user_get_grade_items(self, form: dict[str, Any]) -> dict[str, Any]:
+        course_id = int(form.get("courseid", 0))
+        if course_id not in self.courses:
+            raise _missing("course")
+        wanted = int(form.get("userid", 0) or 0)
+        items = sorted({i for (_, c), graded in self.grades.items() if c == course_id for i in graded})
+        usergrades = []
+        for (user_id, course), _ in sorted(self.enrolments.items()):
+            if course != course_id or "student" not in self.roles.get((user_id, course_id), set()):
+                continue
+            if wanted and user_id != wanted:
+                continue
+            graded = self.grades.get((user_id, course_id), {})
+            usergrades.append(
+                {
+                    "courseid": course_id,
+                    "userid": user_id,
+                    "userfullname": self._details(self.users[user_id])["fullname"],
+                    "useridnumber": self.users[user_id]["idnumber"],
+                    "gradeitems": [
+                        {
+                            "id": item,
+                            "itemname": f"Item {item}",
+                            "itemtype": "manual",
+                            "scaleid": None,
+                            "graderaw": graded.get(item),
+                            "gradedategraded": 1_796_000_000 if item in graded else None,
+                            "lettergradeformatted": "-",
+                        }
+                        for item in items
+                    ],
+                }
+            )
+        return {"usergrades": usergrades, "warnings": []}
+
+    def _local_eventrouter_get_account_facts(self, form: dict[str, Any]) -> list[dict[str, Any]]:
+        ids = [int(i) for i in _as_list(form.get("userids"))]
+        if len(ids) > 100:
+            raise _invalid("at most 100 user ids a call")
+        return [
+            {
+                "id": user_id,
+                "siteadmin": user_id in self.admins,
+                "auth": self.users[user_id]["auth"],
+                "suspended": bool(self.users[user_id]["suspended"]),
+                "roles": sorted({r for (u, _), roles in self.roles.items() if u == user_id for r in roles}),
+            }
+            for user_id in sorted(set(ids))
+            if user_id in self.users
+        ]
 
     def _add_user(self, user: dict[str, Any]) -> int:
         user_id = next(self._ids)

@@ -12,6 +12,11 @@
 //   dirroot                            prints {"dirroot": <the Moodle code's folder>}
 //   set_config <plugin> <name> <value> sets a plugin setting, as its settings page would
 //   student <username>                 makes a user, prints {"id": <id>}
+//   add_user <username> <email> [idnumber] [auth]   makes a user as an administrator would, prints {"id": <id>}
+//   teacher <userid> <courseid>        enrols as editing teacher (as an administrator would)
+//   admin                              prints {"id", "email"} of the site administrator
+//   suspend_enrolment <userid> <courseid>  suspends a manual enrolment by hand
+//   suspend_user <userid>              suspends an account by hand
 //   enrol <userid> <courseid> [actor]  enrols as student with the manual method (as a teacher would: actor)
 //   unenrol <userid> <courseid>        removes that enrolment
 //   grade <userid> <courseid> <value>  gives a grade on the course's manual item "Unit 1" (made once)
@@ -120,6 +125,31 @@ if ($action === 'create_course') {
         'firstname' => 'Plugin', 'lastname' => 'Student', 'email' => $argv[2] . '@example.invalid',
         'auth' => 'manual', 'confirmed' => 1, 'mnethostid' => $CFG->mnet_localhost_id]);
     echo json_encode(['id' => (int) $id]), "\n";
+} else if ($action === 'add_user') {
+    require_once($CFG->dirroot . '/user/lib.php');
+    $id = user_create_user((object) ['username' => $argv[2], 'password' => random_string(20) . 'Aa1!',
+        'firstname' => 'Existing', 'lastname' => 'User', 'email' => $argv[3], 'idnumber' => $argv[4] ?? '',
+        'auth' => $argv[5] ?? 'manual', 'confirmed' => 1, 'mnethostid' => $CFG->mnet_localhost_id]);
+    echo json_encode(['id' => (int) $id]), "\n";
+} else if ($action === 'teacher') {
+    [$userid, $courseid] = [(int) $argv[2], (int) $argv[3]];
+    $instance = $DB->get_record('enrol', ['courseid' => $courseid, 'enrol' => 'manual'], '*', MUST_EXIST);
+    enrol_get_plugin('manual')->enrol_user($instance, $userid, $DB->get_field('role', 'id', ['shortname' => 'editingteacher']));
+    echo json_encode(['teacher' => true]), "\n";
+} else if ($action === 'admin') {
+    $admin = get_admin();
+    echo json_encode(['id' => (int) $admin->id, 'email' => $admin->email]), "\n";
+} else if ($action === 'suspend_enrolment') {
+    [$userid, $courseid] = [(int) $argv[2], (int) $argv[3]];
+    $instance = $DB->get_record('enrol', ['courseid' => $courseid, 'enrol' => 'manual'], '*', MUST_EXIST);
+    enrol_get_plugin('manual')->update_user_enrol($instance, $userid, ENROL_USER_SUSPENDED);
+    echo json_encode(['suspended' => true]), "\n";
+} else if ($action === 'suspend_user') {
+    require_once($CFG->dirroot . '/user/lib.php');
+    $user = $DB->get_record('user', ['id' => (int) $argv[2]], '*', MUST_EXIST);
+    $user->suspended = 1;
+    user_update_user($user, false, false);
+    echo json_encode(['suspended' => true]), "\n";
 } else if ($action === 'enrol' || $action === 'unenrol') {
     [$userid, $courseid] = [(int) $argv[2], (int) $argv[3]];
     $instance = $DB->get_record('enrol', ['courseid' => $courseid, 'enrol' => 'manual'], '*', MUST_EXIST);

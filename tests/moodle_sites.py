@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,6 +34,14 @@ class MoodleSite(Protocol):
 
     def create_course(self, idnumber: str, visible: bool = True) -> int: ...
     def enrolment(self, user_id: int, course_id: int) -> str | None: ...
+    def add_user(self, username: str, email: str, idnumber: str = "", auth: str = "manual") -> int: ...
+    def make_teacher(self, user_id: int, course_id: int) -> None: ...
+    def admin(self) -> dict[str, Any]: ...
+    def enrol_by_hand(self, user_id: int, course_id: int, suspended: bool = False) -> None: ...
+    def unenrol_by_hand(self, user_id: int, course_id: int) -> None: ...
+    def suspend_by_hand(self, user_id: int) -> None: ...
+    def grade(self, user_id: int, course_id: int, value: float) -> int: ...
+    def add_users(self, users: list[tuple[str, str]]) -> list[int]: ...
 
 
 class StandInSite:
@@ -49,6 +58,42 @@ class StandInSite:
     def enrolment(self, user_id: int, course_id: int) -> str | None:
         return self.server.site.enrolment(user_id, course_id)
 
+    def add_user(self, username: str, email: str, idnumber: str = "", auth: str = "manual") -> int:
+        return self.server.site.add_user(username, email, idnumber, auth)
+
+    def make_teacher(self, user_id: int, course_id: int) -> None:
+        site = self.server.site
+        with site.lock:
+            site.enrolments[(user_id, course_id)] = {"status": 0, "roleid": 3}
+        site.assign_role(user_id, "editingteacher", course_id)
+
+    def admin(self) -> dict[str, Any]:
+        site = self.server.site
+        return {"id": site.admin, "email": site.users[site.admin]["email"]}
+
+    def enrol_by_hand(self, user_id: int, course_id: int, suspended: bool = False) -> None:
+        site = self.server.site
+        with site.lock:
+            site.enrolments[(user_id, course_id)] = {"status": 1 if suspended else 0, "roleid": 5}
+        site.assign_role(user_id, "student", course_id)
+
+    def unenrol_by_hand(self, user_id: int, course_id: int) -> None:
+        site = self.server.site
+        with site.lock:
+            site.enrolments.pop((user_id, course_id), None)
+            site.roles.pop((user_id, course_id), None)
+
+    def suspend_by_hand(self, user_id: int) -> None:
+        with self.server.site.lock:
+            self.server.site.users[user_id]["suspended"] = True
+
+    def grade(self, user_id: int, course_id: int, value: float) -> int:
+        self.server.site.set_grade(user_id, course_id, 1_000_000 + course_id, value)
+        return 1_000_000 + course_id
+
+    def add_users(self, users: list[tuple[str, str]]) -> list[int]:
+        return [self.add_user(username, email) for username, email in users]
+
 
 class RealSite:
     """A real Moodle: its web services for the router, ``moodle.sh php`` for the rest.
@@ -64,6 +109,7 @@ class RealSite:
         self.url, self.admin_token, self._moodle_sh = url, admin_token, moodle_sh
         self.token = self.ROUTER_TOKEN
         self.port = urlsplit(url).port or 80  # moodle.sh keeps each port's site in its own home
+        self.install_plugin()  # the service holds the plugin's function too
         self.php("ws_user", self.ROUTER_TOKEN, *CAPABILITIES, "--", *FUNCTIONS)
 
     @functools.cached_property
@@ -102,6 +148,57 @@ class RealSite:
         found = self.php("enrolment", str(user_id), str(course_id))
         status = found["status"]
         return str(status) if status is not None else None
+
+    def add_user(self, username: str, email: str, idnumber: str = "", auth: str = "manual") -> int:
+        return int(str(self.php("add_user", username, email, idnumber, auth)["id"]))
+
+    def make_teacher(self, user_id: int, course_id: int) -> None:
+        self.php("teacher", str(user_id), str(course_id))
+
+    def admin(self) -> dict[str, Any]:
+        return self.php("admin")
+
+    def enrol_by_hand(self, user_id: int, course_id: int, suspended: bool = False) -> None:
+        self.php("enrol", str(user_id), str(course_id))
+        if suspended:
+            self.php("suspend_enrolment", str(user_id), str(course_id))
+
+    def unenrol_by_hand(self, user_id: int, course_id: int) -> None:
+        self.php("unenrol", str(user_id), str(course_id))
+
+    def suspend_by_hand(self, user_id: int) -> None:
+        self.php("suspend_user", str(user_id))
+
+    def grade(self, user_id: int, course_id: int, value: float) -> int:
+        return int(str(self.php("grade", str(user_id), str(course_id), str(value))["itemid"]))
+
+    def add_users(self, users: list[tuple[str, str]]) -> list[int]:
+        """Accounts an administrator imported (their e-mails, manual sign-in), in one call."""
+        admin = MoodleRestClient(self.url, self.admin_token, timeout=120)
+        made = admin.call(
+            "core_user_create_users",
+            {
+                "users": [
+                    {
+                        "username": username,
+                        "email": email,
+                        "firstname": "Existing",
+                        "lastname": "Learner",
+                        "createpassword": 1,
+                    }
+                    for username, email in users
+                ]
+            },
+        )
+        return [int(m["id"]) for m in made]
+
+    def install_plugin(self) -> None:
+        """The plugin, as an administrator installs it: its folder copied in, then Moodle's upgrade."""
+        target = self.dirroot / "local" / "eventrouter"
+        shutil.rmtree(target, ignore_errors=True)
+        shutil.copytree(ROOT / "clients" / "moodle" / "eventrouter", target)
+        upgrade = self.run_php(str(self.dirroot / "admin" / "cli" / "upgrade.php"), "--non-interactive")
+        assert upgrade.returncode == 0, upgrade.stdout + upgrade.stderr
 
 
 def real_moodle() -> RealSite | None:

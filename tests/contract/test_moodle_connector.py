@@ -4,10 +4,13 @@ disagreed, the stand-in was changed."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import pytest
 
 from event_router.deliver.moodle import FUNCTIONS, MoodleError, MoodleRestClient
-from event_router.deliver.provision import CannotDeliver, MoodleUser, Provisioner
+from event_router.deliver.provision import AccountFacts, AccountPolicy, CannotDeliver, Conflict, MoodleUser, Provisioner
+from event_router.store.deliveries import Link
 from tests.moodle_sites import MoodleSite
 
 
@@ -48,122 +51,230 @@ def test_a_function_outside_the_service_is_a_configuration_error(moodle_site: Mo
     assert (refused.value.kind, refused.value.code) == ("configuration", "accessexception")
 
 
+class Links:
+    """The router's record of the accounts it manages, in memory: what ``claim`` writes."""
+
+    def __init__(self) -> None:
+        self.by_student: dict[str, Link] = {}
+
+    def claim(self, student: str) -> Callable[[Link], bool]:
+        def claim(link: Link) -> bool:
+            if any(o.moodle_user_id == link.moodle_user_id for s, o in self.by_student.items() if s != student):
+                return False
+            self.by_student[student] = link
+            return True
+
+        return claim
+
+
 def test_a_new_student_becomes_one_user_with_the_mapped_fields(moodle_site: MoodleSite, unique: str) -> None:
     moodle = client(moodle_site)
-    provisioner = Provisioner(moodle)
 
-    user_id, action = provisioner.ensure_user(student(unique), known_id=None)
+    result = Provisioner(moodle).ensure_user(student(unique), None)
 
-    assert action == "created"
+    assert (result.action, result.link) == ("created", Link(result.user_id or 0, "created"))
     [user] = moodle.call("core_user_get_users_by_field", {"field": "idnumber", "values": [f"BTEC-{unique}"]})
-    assert user["id"] == user_id
+    assert user["id"] == result.user_id
     assert (user["username"], user["email"]) == (f"ada.{unique}@students.example.ac.uk",) * 2
     assert (user["firstname"], user["lastname"], user["suspended"]) == ("Ada", "Example", False)
 
 
-def test_provisioning_twice_finds_the_user_instead_of_creating_another(moodle_site: MoodleSite, unique: str) -> None:
+def test_provisioning_twice_finds_the_managed_user_by_its_link(moodle_site: MoodleSite, unique: str) -> None:
     moodle = client(moodle_site)
     provisioner = Provisioner(moodle)
-    first, _ = provisioner.ensure_user(student(unique), known_id=None)
+    first = provisioner.ensure_user(student(unique), None)
     calls_before = moodle.calls
 
-    again, action = provisioner.ensure_user(student(unique), known_id=None)
+    again = provisioner.ensure_user(student(unique), first.link)
 
-    assert (again, action) == (first, "unchanged")
-    assert moodle.calls - calls_before == 1  # one lookup, by idnumber, and nothing else
-    found = moodle.call(
-        "core_user_get_users_by_field", {"field": "email", "values": [f"ada.{unique}@students.example.ac.uk"]}
-    )
-    assert [u["id"] for u in found] == [first]
+    assert (again.user_id, again.action) == (first.user_id, "unchanged")
+    assert moodle.calls - calls_before == 1  # one lookup, by the account's id, and nothing else
 
 
-def test_a_user_without_the_idnumber_is_found_by_username_and_given_it(moodle_site: MoodleSite, unique: str) -> None:
-    moodle = client(moodle_site)
-    provisioner = Provisioner(moodle)
-    created, _ = provisioner.ensure_user(student(unique, idnumber=None), known_id=None)
-
-    found, action = provisioner.ensure_user(student(unique), known_id=None)
-
-    assert (found, action) == (created, "updated")
-    [user] = moodle.call("core_user_get_users_by_field", {"field": "id", "values": [created]})
-    assert user["idnumber"] == f"BTEC-{unique}"
-
-
-def test_an_account_the_college_made_is_found_by_email_in_any_case_and_keeps_its_username(
+def test_a_plain_learner_account_already_in_moodle_is_adopted_not_duplicated(
     moodle_site: MoodleSite, unique: str
 ) -> None:
     moodle = client(moodle_site)
-    [made] = moodle.call(
-        "core_user_create_users",
-        {
-            "users": [
-                {
-                    "username": f"ada{unique}",
-                    "email": f"ada.{unique}@students.example.ac.uk",
-                    "firstname": "Ada",
-                    "lastname": "Example",
-                    "createpassword": True,
-                }
-            ]
-        },
-    )
+    made = moodle_site.add_user(f"ada{unique}", f"ada.{unique}@students.example.ac.uk")  # the college's import
 
-    found, action = Provisioner(moodle).ensure_user(
-        student(unique, email=f"Ada.{unique}@Students.Example.ac.uk"), known_id=None
-    )
+    result = Provisioner(moodle).ensure_user(student(unique, email=f"Ada.{unique}@Students.Example.ac.uk"), None)
 
-    assert (found, action) == (made["id"], "updated")  # given its idnumber
-    [user] = moodle.call("core_user_get_users_by_field", {"field": "id", "values": [made["id"]]})
+    assert (result.user_id, result.action) == (made, "adopted")
+    assert result.link == Link(made, "adopted", "email")
+    [user] = moodle.call("core_user_get_users_by_field", {"field": "id", "values": [made]})
+    # given the router's fields, but the username the college chose and the e-mail Moodle holds are kept
     assert (user["username"], user["idnumber"]) == (f"ada{unique}", f"BTEC-{unique}")
+    assert user["email"] == f"ada.{unique}@students.example.ac.uk"
+    assert (user["firstname"], user["lastname"]) == ("Ada", "Example")
+
+
+def test_an_adopted_account_takes_zohos_email_only_where_the_college_opts_in(
+    moodle_site: MoodleSite, unique: str
+) -> None:
+    moodle = client(moodle_site)
+    made = moodle_site.add_user(f"ada{unique}", f"ada.{unique}@old.example.ac.uk", idnumber=f"BTEC-{unique}")
+
+    kept = Provisioner(moodle).ensure_user(student(unique), None)
+    overwrite = Provisioner(moodle, policy=AccountPolicy(adopted_email="overwrite"))
+    taken = overwrite.ensure_user(student(unique), kept.link)
+
+    assert (kept.user_id, kept.link) == (made, Link(made, "adopted", "idnumber"))
+    assert taken.action == "updated"
+    [user] = moodle.call("core_user_get_users_by_field", {"field": "id", "values": [made]})
+    assert user["email"] == f"ada.{unique}@students.example.ac.uk"
+
+
+def test_a_teachers_account_is_never_adopted_and_nothing_in_moodle_changes(
+    moodle_site: MoodleSite, unique: str
+) -> None:
+    moodle = client(moodle_site)
+    teacher = moodle_site.add_user(f"teacher{unique}", f"ada.{unique}@students.example.ac.uk")
+    moodle_site.make_teacher(teacher, moodle_site.create_course(f"T-{unique}"))
+    [before] = moodle.call("core_user_get_users_by_field", {"field": "id", "values": [teacher]})
+
+    with pytest.raises(Conflict) as conflict:
+        Provisioner(moodle).ensure_user(student(unique), None)
+
+    assert f"Moodle account {teacher} (same email) holds the role editingteacher" == str(conflict.value)
+    [after] = moodle.call("core_user_get_users_by_field", {"field": "id", "values": [teacher]})
+    assert after == before
+
+
+def test_the_site_administrators_account_is_never_adopted(moodle_site: MoodleSite, unique: str) -> None:
+    admin = moodle_site.admin()
+
+    with pytest.raises(Conflict) as conflict:
+        Provisioner(client(moodle_site)).ensure_user(student(unique, email=admin["email"]), None)
+
+    assert str(conflict.value).endswith("is a site administrator")
+
+
+def test_an_account_signing_in_a_way_the_college_did_not_allow_is_not_adopted(
+    moodle_site: MoodleSite, unique: str
+) -> None:
+    moodle_site.add_user(f"ada{unique}", f"ada.{unique}@students.example.ac.uk", auth="nologin")
+
+    with pytest.raises(Conflict) as conflict:
+        Provisioner(client(moodle_site)).ensure_user(student(unique), None)
+
+    assert "signs in with 'nologin'" in str(conflict.value)
+
+
+def test_two_accounts_matching_one_student_is_a_conflict(moodle_site: MoodleSite, unique: str) -> None:
+    moodle_site.add_user(f"one{unique}", f"one.{unique}@example.ac.uk", idnumber=f"BTEC-{unique}")
+    moodle_site.add_user(f"two{unique}", f"ada.{unique}@students.example.ac.uk")
+
+    with pytest.raises(Conflict) as conflict:
+        Provisioner(client(moodle_site)).ensure_user(student(unique), None)
+
+    assert str(conflict.value).startswith("several Moodle accounts match the student")
+
+
+def test_an_account_another_student_has_is_not_adopted_twice(moodle_site: MoodleSite, unique: str) -> None:
+    links = Links()
+    made = moodle_site.add_user(f"ada{unique}", f"ada.{unique}@students.example.ac.uk")
+    provisioner = Provisioner(client(moodle_site))
+    provisioner.ensure_user(student(unique), None, links.claim("first"))
+
+    with pytest.raises(Conflict) as conflict:
+        provisioner.ensure_user(student(unique, idnumber=f"OTHER-{unique}"), None, links.claim("second"))
+
+    assert str(conflict.value) == f"Moodle account {made} (same email) is already another student's"
+
+
+def test_a_managed_account_made_a_teacher_since_is_no_longer_changed(moodle_site: MoodleSite, unique: str) -> None:
+    moodle = client(moodle_site)
+    provisioner = Provisioner(moodle)
+    created = provisioner.ensure_user(student(unique), None)
+    assert created.user_id is not None
+    moodle_site.make_teacher(created.user_id, moodle_site.create_course(f"T-{unique}"))
+
+    with pytest.raises(Conflict):
+        provisioner.ensure_user(student(unique, email=f"new.{unique}@example.ac.uk"), created.link)
+    with pytest.raises(Conflict):
+        provisioner.ensure_user(student(unique, suspended=True), created.link)  # a Zoho delete
+
+    [user] = moodle.call("core_user_get_users_by_field", {"field": "id", "values": [created.user_id]})
+    assert (user["email"], user["suspended"]) == (f"ada.{unique}@students.example.ac.uk", False)
+
+
+def test_the_account_facts_say_admin_roles_and_sign_in(moodle_site: MoodleSite, unique: str) -> None:
+    moodle = client(moodle_site)
+    course = moodle_site.create_course(f"F-{unique}")
+    learner = moodle_site.add_user(f"learner{unique}", f"learner.{unique}@example.ac.uk")
+    moodle_site.enrol_by_hand(learner, course)
+    teacher = moodle_site.add_user(f"teacher{unique}", f"teacher.{unique}@example.ac.uk", auth="nologin")
+    moodle_site.make_teacher(teacher, course)
+    admin = int(moodle_site.admin()["id"])
+
+    facts = Provisioner(moodle).facts([learner, teacher, admin, 999_999_999])
+
+    assert set(facts) == {learner, teacher, admin}  # an account that does not exist is not there
+    assert facts[learner] == AccountFacts(learner, False, "manual", ("student",))
+    assert (facts[teacher].auth, facts[teacher].roles) == ("nologin", ("editingteacher",))
+    assert facts[admin].siteadmin is True
+
+
+def test_a_managed_account_gone_from_moodle_is_made_again(moodle_site: MoodleSite, unique: str) -> None:
+    provisioner = Provisioner(client(moodle_site))
+
+    again = provisioner.ensure_user(student(unique), Link(999_999_998, "created"))
+
+    assert again.action == "created"
+    assert again.user_id != 999_999_998
 
 
 def test_a_username_that_is_the_email_follows_a_new_email(moodle_site: MoodleSite, unique: str) -> None:
     moodle = client(moodle_site)
     provisioner = Provisioner(moodle)
-    user_id, _ = provisioner.ensure_user(student(unique), known_id=None)
+    created = provisioner.ensure_user(student(unique), None)
 
-    provisioner.ensure_user(student(unique, email=f"ada.lovelace.{unique}@students.example.ac.uk"), known_id=user_id)
+    provisioner.ensure_user(student(unique, email=f"ada.lovelace.{unique}@students.example.ac.uk"), created.link)
 
-    [user] = moodle.call("core_user_get_users_by_field", {"field": "id", "values": [user_id]})
+    [user] = moodle.call("core_user_get_users_by_field", {"field": "id", "values": [created.user_id]})
     assert (user["username"], user["email"]) == (f"ada.lovelace.{unique}@students.example.ac.uk",) * 2
 
 
 def test_an_update_changes_only_the_fields_that_differ(moodle_site: MoodleSite, unique: str) -> None:
     moodle = client(moodle_site)
     provisioner = Provisioner(moodle)
-    user_id, _ = provisioner.ensure_user(student(unique), known_id=None)
+    created = provisioner.ensure_user(student(unique), None)
     calls_before = moodle.calls
 
-    same, action = provisioner.ensure_user(student(unique, lastname="Lovelace"), known_id=user_id)
+    same = provisioner.ensure_user(student(unique, lastname="Lovelace"), created.link)
 
-    assert (same, action) == (user_id, "updated")
-    assert moodle.calls - calls_before == 2  # a lookup by the stored id, one update
-    [user] = moodle.call("core_user_get_users_by_field", {"field": "id", "values": [user_id]})
+    assert (same.user_id, same.action) == (created.user_id, "updated")
+    assert moodle.calls - calls_before == 3  # a lookup by the stored id, the account's facts, one update
+    [user] = moodle.call("core_user_get_users_by_field", {"field": "id", "values": [created.user_id]})
     assert (user["firstname"], user["lastname"]) == ("Ada", "Lovelace")
 
 
 def test_a_deleted_student_is_suspended_never_deleted(moodle_site: MoodleSite, unique: str) -> None:
     moodle = client(moodle_site)
     provisioner = Provisioner(moodle)
-    user_id, _ = provisioner.ensure_user(student(unique), known_id=None)
+    created = provisioner.ensure_user(student(unique), None)
 
-    same, action = provisioner.ensure_user(student(unique, suspended=True), known_id=user_id)
+    same = provisioner.ensure_user(student(unique, suspended=True), created.link)
 
-    assert (same, action) == (user_id, "suspended")
-    [user] = moodle.call("core_user_get_users_by_field", {"field": "id", "values": [user_id]})
+    assert (same.user_id, same.action) == (created.user_id, "suspended")
+    [user] = moodle.call("core_user_get_users_by_field", {"field": "id", "values": [created.user_id]})
     assert user["suspended"] is True
 
 
-def test_a_deleted_student_without_a_user_gets_none(moodle_site: MoodleSite, unique: str) -> None:
-    assert Provisioner(client(moodle_site)).ensure_user(student(unique, suspended=True), known_id=None) == (
-        None,
-        "absent",
-    )
+def test_a_deleted_student_without_a_managed_account_changes_nothing(moodle_site: MoodleSite, unique: str) -> None:
+    existing = moodle_site.add_user(f"ada{unique}", f"ada.{unique}@students.example.ac.uk")
+    provisioner = Provisioner(client(moodle_site))
+
+    result = provisioner.ensure_user(student(unique, suspended=True), None)
+
+    assert (result.user_id, result.action, result.link) == (None, "absent", None)
+    [user] = client(moodle_site).call("core_user_get_users_by_field", {"field": "id", "values": [existing]})
+    assert user["suspended"] is False  # an account the router does not manage is never suspended
 
 
 def test_an_invalid_email_is_a_data_error_with_moodles_message(moodle_site: MoodleSite, unique: str) -> None:
     with pytest.raises(MoodleError) as refused:
-        Provisioner(client(moodle_site)).ensure_user(student(unique, email="not-an-email"), known_id=None)
+        Provisioner(client(moodle_site)).ensure_user(student(unique, email="not-an-email"), None)
 
     assert (refused.value.kind, refused.value.code) == ("data", "invalidparameter")
     assert "Invalid parameter value detected" in str(refused.value)
@@ -171,11 +282,11 @@ def test_an_invalid_email_is_a_data_error_with_moodles_message(moodle_site: Mood
 
 def test_another_users_email_is_refused_on_update_as_a_data_error(moodle_site: MoodleSite, unique: str) -> None:
     provisioner = Provisioner(client(moodle_site))
-    provisioner.ensure_user(student(f"{unique}a"), known_id=None)
-    second, _ = provisioner.ensure_user(student(f"{unique}b"), known_id=None)
+    provisioner.ensure_user(student(f"{unique}a"), None)
+    second = provisioner.ensure_user(student(f"{unique}b"), None)
 
     with pytest.raises(MoodleError) as refused:
-        provisioner.ensure_user(student(f"{unique}b", email=f"ada.{unique}a@students.example.ac.uk"), known_id=second)
+        provisioner.ensure_user(student(f"{unique}b", email=f"ada.{unique}a@students.example.ac.uk"), second.link)
 
     assert (refused.value.kind, refused.value.code) == ("data", "useremailduplicate")
 
@@ -201,7 +312,7 @@ def test_a_hidden_course_is_found_and_enrolled_into(moodle_site: MoodleSite, uni
     """Colleges hide a course while they set it up, and enrolments arrive before it opens."""
     course_id = moodle_site.create_course(f"L3-IT-{unique}", visible=False)
     provisioner = Provisioner(client(moodle_site))
-    user_id, _ = provisioner.ensure_user(student(unique), known_id=None)
+    user_id = provisioner.ensure_user(student(unique), None).user_id
     assert user_id is not None
 
     found = provisioner.course_id(f"L3-IT-{unique}")
@@ -213,7 +324,7 @@ def test_a_hidden_course_is_found_and_enrolled_into(moodle_site: MoodleSite, uni
 def test_an_enrolment_is_active_then_suspended_then_gone(moodle_site: MoodleSite, unique: str) -> None:
     moodle = client(moodle_site)
     provisioner = Provisioner(moodle)
-    user_id, _ = provisioner.ensure_user(student(unique), known_id=None)
+    user_id = provisioner.ensure_user(student(unique), None).user_id
     assert user_id is not None
     course_id = moodle_site.create_course(f"L3-IT-{unique}")
 
@@ -229,7 +340,7 @@ def test_an_enrolment_is_active_then_suspended_then_gone(moodle_site: MoodleSite
 
 def test_enrolling_in_a_course_that_does_not_exist_is_a_data_error(moodle_site: MoodleSite, unique: str) -> None:
     provisioner = Provisioner(client(moodle_site))
-    user_id, _ = provisioner.ensure_user(student(unique), known_id=None)
+    user_id = provisioner.ensure_user(student(unique), None).user_id
     assert user_id is not None
 
     with pytest.raises(MoodleError) as refused:

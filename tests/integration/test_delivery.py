@@ -193,9 +193,9 @@ def test_a_new_student_becomes_one_moodle_user_with_the_mapped_fields(pipeline: 
         "Ada.Example@students.example.ac.uk",
     )
     assert (user["firstname"], user["lastname"], user["suspended"]) == ("Ada", "Example", False)
-    [student] = rows(pipeline.db, "SELECT moodle_user_id FROM students")
+    [account] = rows(pipeline.db, "SELECT student_zoho_id, moodle_user_id, origin FROM moodle_accounts")
     [delivery] = pipeline.deliveries()
-    assert student["moodle_user_id"] == user["id"]
+    assert account == {"student_zoho_id": ADA, "moodle_user_id": user["id"], "origin": "created"}
     assert (delivery["status"], delivery["result"]) == (
         "delivered",
         {"moodle_user_id": user["id"], "action": "created"},
@@ -221,7 +221,7 @@ def test_an_update_changes_the_same_user_and_a_delete_suspends_it(pipeline: Pipe
     assert created["id"] == updated["id"] == deleted["id"]
     assert (updated["lastname"], updated["suspended"]) == ("Lovelace", False)
     assert deleted["suspended"] is True
-    assert len(pipeline.site.site.users) == 2  # the web-service user and Ada: nothing created twice
+    assert len(pipeline.site.site.users) == 3  # the admin, the web-service user and Ada: nothing created twice
     assert [d["result"]["action"] for d in pipeline.deliveries()] == ["created", "updated", "suspended"]
 
 
@@ -242,10 +242,12 @@ def test_a_student_already_in_moodle_is_found_not_created_again(pipeline: Pipeli
     pipeline.send(zoho("student", ADA, "insert", T1, **ada()))
     pipeline.run()
 
-    user = pipeline.user("BTEC-0001")  # found by e-mail, and given its idnumber
+    user = pipeline.user("BTEC-0001")  # found by e-mail, adopted, and given its idnumber
     assert user is not None
     assert user["id"] == existing
-    assert len(pipeline.site.site.users) == 2
+    assert len(pipeline.site.site.users) == 3
+    [delivery] = pipeline.deliveries()
+    assert delivery["result"] == {"moodle_user_id": existing, "action": "adopted"}
 
 
 # ------------------------------------------------------------------ enrolments
@@ -320,7 +322,7 @@ def test_a_waiting_enrolment_shows_why_in_stats(pipeline: Pipeline, load: Callab
     [waiting] = stats["deliveries"]["waiting"]
     assert (waiting["target_key"], waiting["last_error"]) == (
         GRACE_ENROLMENT,
-        f"the student {GRACE} has no Moodle user yet",
+        f"the student {GRACE} has no Moodle account the router manages yet",
     )
     assert stats["deliveries"]["by_status"] == {"waiting": 1}
 
@@ -419,7 +421,7 @@ def test_the_same_events_redelivered_or_replayed_leave_one_user_and_one_enrolmen
 
     user = pipeline.user("BTEC-0001")
     assert user is not None
-    assert len(pipeline.site.site.users) == 2
+    assert len(pipeline.site.site.users) == 3
     assert [key for key in pipeline.site.site.enrolments] == [(user["id"], course)]
     assert [(d["id"], d["status"], d["result"]) for d in pipeline.deliveries()] == [
         (i, status, {**result, "action": "unchanged"} if "action" in result else result)

@@ -79,6 +79,14 @@ def router(
     for module, name in PROCESSORS.items():
         invoke = load(name)
         QueuePoller(queues.sqs, queues.urls[module], lambda e, _, i=invoke: i(e), name, retry_immediately=True).drain()
+    with db.begin() as connection:  # each student's Moodle account, as the router made it
+        for who in (ADA, GRACE):
+            connection.execute(
+                text(
+                    "INSERT INTO moodle_accounts (student_zoho_id, moodle_user_id, origin) VALUES (:s, :u, 'created')"
+                ),
+                {"s": who["zoho"], "u": who["moodle"]},
+            )
     for who, name in ((ADA, "Ada Example"), (GRACE, "Grace Hopper")):  # an event of each that kept failing
         sample = zoho(
             "student", who["zoho"], "update", "2026-11-25T12:00:00+00:00", Name=name, Academic_Email=who["email"]

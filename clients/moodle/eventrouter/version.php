@@ -14,7 +14,7 @@
 defined('MOODLE_INTERNAL') || die();
 
 $plugin->component = 'local_eventrouter';
-$plugin->version = 2026120300;
+$plugin->version = 2026120301;
 $plugin->requires = 2024100700; // Moodle 4.5.
 $plugin->supported = [405, 500];
 $plugin->maturity = MATURITY_STABLE;

@@ -50,9 +50,15 @@ class Metric(StrEnum):
     DELIVERY_DEAD_LETTERED = "DeliveryDeadLettered"  # delivery: failed on its last receive
     DELIVERY_SUPERSEDED = "DeliverySuperseded"  # delivery: a newer one for the same target does the work
     DELIVERY_CANCELLED = "DeliveryCancelled"  # delivery: nothing left to do (its record was deleted meanwhile)
+    DELIVERY_CONFLICT = "DeliveryConflict"  # delivery: an account the router may not change; Moodle left as it is
     DESTINATION_PAUSED = "DestinationPaused"  # delivery: 1 while a destination is paused, 0 once it answers
     ZOHO_CREDITS_REMAINING = "ZohoCreditsRemaining"  # Zoho delivery: API credits left in the rolling day
     WATCH_RENEWAL_FAILED = "WatchRenewalFailed"  # Zoho check: 1 when the notification channel was not renewed
+    RECONCILE_DRIFT = "ReconcileDrift"  # reconciliation: differences found in a run, with dimension kind
+    RECONCILE_CONFLICTS = "ReconcileConflicts"  # reconciliation: students whose account is in conflict
+    RECONCILE_ZOHO_CREDITS = "ReconcileZohoCredits"  # reconciliation: Zoho credits a run spent
+    RECONCILE_MOODLE_CALLS = "ReconcileMoodleCalls"  # reconciliation: Moodle calls a run made
+    RECONCILE_FAILED = "ReconcileFailed"  # reconciliation: 1 when a run stopped on an error (it resumes)
 
 
 def emit(metric: Metric, values: Sequence[float], unit: MetricUnit = MetricUnit.Count, **dimensions: str) -> None:

@@ -68,6 +68,10 @@ class Settings(BaseModel):
     moodle_timeout_seconds: float = Field(10.0, gt=0, alias="MOODLE_TIMEOUT_SECONDS")
     moodle_student_role_id: int = Field(5, ge=1, alias="MOODLE_STUDENT_ROLE_ID")
     moodle_user_auth: str = Field("manual", alias="MOODLE_USER_AUTH")
+    # Existing accounts the router may adopt: these sign-in methods only; and whether an adopted
+    # account's e-mail follows Zoho's (docs/first-day.md).
+    moodle_adoptable_auth: CommaSeparated = Field(("manual",), alias="MOODLE_ADOPTABLE_AUTH")
+    moodle_adopted_email: Literal["keep", "overwrite"] = Field("keep", alias="MOODLE_ADOPTED_EMAIL")
     moodle_delivery_queue_url: str | None = Field(None, alias="MOODLE_DELIVERY_QUEUE_URL")
     destination: Literal["moodle", "zoho"] | None = Field(None, alias="DESTINATION")
     field_mapping: str | None = Field(None, alias="FIELD_MAPPING")  # JSON: docs/connect-moodle.md
@@ -93,6 +97,10 @@ class Settings(BaseModel):
     rejection_retention_days: int = Field(30, ge=1, alias="REJECTION_RETENTION_DAYS")
     payload_retention_days: int = Field(30, ge=1, alias="PAYLOAD_RETENTION_DAYS")
     health_cache_seconds: float = Field(5.0, ge=0, alias="HEALTH_CACHE_SECONDS")
+    # The reconciliation: what one run may spend, and where it sends itself its follow-up.
+    reconcile_zoho_credits: int = Field(5000, ge=1, alias="RECONCILE_ZOHO_CREDITS")
+    reconcile_moodle_calls: int = Field(5000, ge=1, alias="RECONCILE_MOODLE_CALLS")
+    reconcile_queue_url: str | None = Field(None, alias="RECONCILE_QUEUE_URL")
 
     def queue_urls(self) -> dict[Module, str]:
         """The configured module queues."""

@@ -24,6 +24,7 @@ METRICS = {
     "pending": Metric.DELIVERY_RETRIED,
     "dead_lettered": Metric.DELIVERY_DEAD_LETTERED,
     "cancelled": Metric.DELIVERY_CANCELLED,
+    "conflict": Metric.DELIVERY_CONFLICT,
 }
 
 

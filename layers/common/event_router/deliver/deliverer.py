@@ -27,10 +27,13 @@ from event_router.deliver.base import OPEN, DeliveryFunction, Step, Work
 from event_router.deliver.moodle import Moodle, MoodleError, MoodleRestClient
 from event_router.deliver.outbox import DeliveryMessage, DeliveryPublisher
 from event_router.deliver.provision import (
+    AccountPolicy,
     CannotDeliver,
+    Conflict,
     FieldMapping,
     MoodleUser,
     Provisioner,
+    account_policy,
     enrolment_state,
     field_mapping,
 )
@@ -90,6 +93,7 @@ class MoodleDeliverer(DeliveryFunction):
         backoff: Backoff | None = None,
         zoho_enabled: bool = False,
         classes: ClassCourses | None = None,
+        policy: AccountPolicy | None = None,
     ) -> None:
         super().__init__(
             store, send, max_receive_count=max_receive_count, retry_base_seconds=retry_base_seconds, backoff=backoff
@@ -100,6 +104,7 @@ class MoodleDeliverer(DeliveryFunction):
         self._user_auth = user_auth
         self._zoho_enabled = zoho_enabled  # write each new Moodle user id back to the Zoho student
         self._classes = classes
+        self._policy = policy or AccountPolicy()
 
     # ------------------------------------------------------------ a queue's batch
 
@@ -152,17 +157,24 @@ class MoodleDeliverer(DeliveryFunction):
     # ------------------------------------------------------------ the provisioning rules
 
     def _provisioner(self) -> Provisioner:
-        return Provisioner(self._moodle(), self._student_role_id, self._user_auth)
+        return Provisioner(self._moodle(), self._student_role_id, self._user_auth, self._policy)
 
     def _user(self, student_id: str, work: Work) -> Outcome:
+        """The student's managed Moodle account, made to match the mirror (``provision.py``)."""
         found = self._store.student(student_id)
         if found is None:
             return Outcome("failed", error=f"student {student_id} is not in the mirror")
-        data, deleted_at, known_id = found
+        data, deleted_at, _ = found
         desired = MoodleUser.of(data, deleted=deleted_at is not None, mapping=self._mapping)
-        user_id, action = self._provisioner().ensure_user(desired, known_id)
-        if user_id is not None and user_id != known_id:
-            self._store.remember_moodle_user(student_id, user_id)
+        link = self._store.link(student_id)
+        try:
+            result = self._provisioner().ensure_user(desired, link, lambda made: self._store.claim(student_id, made))
+        except Conflict as conflict:
+            logger.warning("Moodle account left as it is: not one the router may change", delivery_action="user")
+            return Outcome("conflict", error=str(conflict))
+        if link is not None and result.link is None:
+            self._store.release(student_id)  # its account is gone from Moodle, and none was made
+        user_id = result.user_id
         if user_id is not None:
             # What waited for this user: the student's enrolments, grades given to the user in Moodle.
             work.to_send += self._store.wake(f"student:{student_id}") + self._store.wake(f"moodle_user:{user_id}")
@@ -173,7 +185,7 @@ class MoodleDeliverer(DeliveryFunction):
                 and str(data.get(self._mapping.moodle_user_id) or "") != str(user_id)
             ):
                 work.to_send.append(self._store.create(Intent("zoho", "moodle_user_id", student_id)))
-        return Outcome("delivered", result={"moodle_user_id": user_id, "action": action})
+        return Outcome("delivered", result={"moodle_user_id": user_id, "action": result.action})
 
     def _enrolment(self, enrolment_id: str) -> Outcome:
         found = self._store.enrollment(enrolment_id)
@@ -186,12 +198,12 @@ class MoodleDeliverer(DeliveryFunction):
             idnumber = self._classes.course_of(class_id) or ""  # kept on the class only
         if not idnumber:
             return Outcome("failed", error=f"{self._mapping.course_idnumber} is empty (on the enrolment and its class)")
-        student = self._store.student(student_id) if student_id else None
-        user_id = student[2] if student else None
+        link = self._store.link(student_id) if student_id else None
+        user_id = link.moodle_user_id if link else None
         if user_id is None:
             if state == "absent":
                 return Outcome("delivered", result={"state": "absent", "note": "the student has no Moodle user"})
-            reason = f"the student {student_id} has no Moodle user yet"
+            reason = f"the student {student_id} has no Moodle account the router manages yet"
             return Outcome("waiting", error=reason, waiting_on=f"student:{student_id}", attempted=False)
         course_id, remembered = self._course(idnumber)
         if course_id is None:
@@ -302,4 +314,5 @@ def build_moodle_deliverer(settings: Settings | None = None) -> MoodleDeliverer:
         backoff=backoff,
         zoho_enabled=bool(settings.zoho_delivery_queue_url),
         classes=classes,
+        policy=account_policy(settings),
     )

@@ -26,7 +26,11 @@ FUNCTIONS = (
     "core_course_get_courses_by_field",
     "enrol_manual_enrol_users",
     "enrol_manual_unenrol_users",
+    "core_enrol_get_enrolled_users",  # reconciliation: who is enrolled in a course, one call a course
+    "gradereport_user_get_grade_items",  # reconciliation: a course's grades, one call a course
+    "local_eventrouter_get_account_facts",  # the Moodle plugin's: admin? roles anywhere? before any change
 )
+ACCOUNT_FACTS = "local_eventrouter_get_account_facts"
 
 # What the web-service user's role holds, at system level, and nothing more (docs/connect-moodle.md;
 # the contract suite runs the real Moodle with a user holding exactly these).
@@ -42,6 +46,10 @@ CAPABILITIES = (
     "enrol/manual:enrol",  # enrol, and suspend an enrolment
     "enrol/manual:unenrol",  # unenrol
     "moodle/role:assign",  # give the enrolment the student role (also allow the role to assign "student")
+    "moodle/course:viewparticipants",  # reconciliation: list a course's enrolled users ...
+    "moodle/course:enrolreview",  # ... the active ones only (onlyactive)
+    "gradereport/user:view",  # reconciliation: read a course's grades ...
+    "moodle/grade:viewall",  # ... of every student
 )
 
 Kind = Literal["configuration", "data", "transient"]

@@ -69,7 +69,10 @@ SCOPES = (
     "ZohoCRM.modules.custom.UPDATE",  # upsert, and write Moodle ids to BTEC_Students
     "ZohoCRM.users.READ",  # who the router is (users?type=CurrentUser), to recognise its own changes
     "ZohoCRM.notifications.ALL",  # register and renew the watch channel
+    "ZohoCRM.coql.READ",  # reconciliation: read what changed, 2,000 records a call
+    "ZohoCRM.settings.automation_actions.READ",  # reconciliation: the webhooks Zoho failed to deliver
 )
+COQL_LIMIT = 2000  # rows a COQL call returns at most
 
 Kind = Literal["configuration", "data", "transient"]
 
@@ -216,6 +219,22 @@ class ZohoClient:
         if not users:
             raise ZohoError("configuration", "nouser", "Zoho did not say which user the router is")
         return dict(users[0])
+
+    def coql(self, query: str) -> list[dict[str, Any]]:
+        """The rows of a COQL ``select`` (at most ``COQL_LIMIT``; none when Zoho answers 204)."""
+        answer = self.request("POST", "/coql", body={"select_query": query})
+        return list((answer or {}).get("data") or [])
+
+    def webhook_failures(self, module: str, page: int) -> tuple[list[dict[str, Any]], bool]:
+        """One page (200) of the workflow webhooks of ``module`` Zoho failed to deliver in the last 30
+        days: (failures, whether more pages follow)."""
+        answer = self.request(
+            "GET",
+            "/settings/automation/webhook_failures",
+            params={"module": module, "page": str(page), "per_page": "200"},
+        )
+        info = (answer or {}).get("info") or {}
+        return list((answer or {}).get("webhook_failures") or []), bool(info.get("more_records"))
 
     @property
     def accounts_url(self) -> str:

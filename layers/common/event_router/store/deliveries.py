@@ -14,8 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
+from event_router.errors import DataRejected
 from event_router.store.connection import PreparedConnection
 from event_router.store.tables import DELIVERIES, DELIVERY_DONE
 
@@ -67,9 +68,9 @@ ORDER BY id LIMIT :max_rows"""
 # waits on its Zoho student, a grade on the Zoho student of its Moodle user.
 READY_SQL = f"""
 UPDATE {DELIVERIES} AS d SET status = 'pending', waiting_on = NULL, last_error = NULL, updated_at = now()
-FROM students
-WHERE d.status = 'waiting' AND students.moodle_user_id IS NOT NULL AND students.deleted_at IS NULL
-  AND d.waiting_on IN ('student:' || students.zoho_record_id, 'moodle_user:' || students.moodle_user_id)
+FROM moodle_accounts AS account JOIN students ON students.zoho_record_id = account.student_zoho_id
+WHERE d.status = 'waiting' AND students.deleted_at IS NULL
+  AND d.waiting_on IN ('student:' || account.student_zoho_id, 'moodle_user:' || account.moodle_user_id)
 RETURNING d.id, d.destination"""
 
 CREATE_SQL = f"""
@@ -79,8 +80,9 @@ MOODLE_GRADE_SQL = """
 SELECT final_grade, moodle_course_id, grade_letter, scale_id FROM moodle_grades
 WHERE moodle_user_id = :user AND grade_item_id = :item"""
 STUDENT_OF_MOODLE_USER_SQL = """
-SELECT zoho_record_id, name FROM students WHERE moodle_user_id = :user AND deleted_at IS NULL
-ORDER BY source_modified_at DESC NULLS LAST LIMIT 1"""
+SELECT students.zoho_record_id, students.name
+FROM moodle_accounts AS account JOIN students ON students.zoho_record_id = account.student_zoho_id
+WHERE account.moodle_user_id = :user AND students.deleted_at IS NULL"""
 COURSE_IDNUMBER_SQL = "SELECT idnumber FROM moodle_courses WHERE course_id = :course_id LIMIT 1"
 
 PAUSED_SQL = "SELECT paused_at, pause_reason FROM destinations WHERE name = :name"
@@ -97,10 +99,24 @@ VALUES (:name, now(), CAST(:identity AS jsonb), CAST(:checks AS jsonb))
 ON CONFLICT (name) DO UPDATE SET checked_at = now(), identity = EXCLUDED.identity, checks = EXCLUDED.checks"""
 IDENTITY_SQL = "SELECT identity FROM destinations WHERE name = :name"
 
-STUDENT_SQL = "SELECT data, deleted_at, moodle_user_id FROM students WHERE zoho_record_id = :id"
-SET_MOODLE_USER_SQL = """
-UPDATE students SET moodle_user_id = :moodle_user_id, updated_at = now()
-WHERE zoho_record_id = :id AND moodle_user_id IS DISTINCT FROM :moodle_user_id"""
+STUDENT_SQL = """
+SELECT students.data, students.deleted_at, account.moodle_user_id
+FROM students LEFT JOIN moodle_accounts AS account ON account.student_zoho_id = students.zoho_record_id
+WHERE students.zoho_record_id = :id"""
+LINK_SQL = "SELECT moodle_user_id, origin, matched_by FROM moodle_accounts WHERE student_zoho_id = :id"
+# A student's claim on a Moodle account: taken only when no other student holds it (the unique
+# constraint on moodle_user_id settles two claims racing for one account).
+CLAIM_LINK_SQL = """
+INSERT INTO moodle_accounts (student_zoho_id, moodle_user_id, origin, matched_by)
+SELECT :id, :moodle_user_id, :origin, :matched_by
+WHERE NOT EXISTS (SELECT 1 FROM moodle_accounts WHERE moodle_user_id = :moodle_user_id AND student_zoho_id <> :id)
+ON CONFLICT (student_zoho_id) DO UPDATE SET
+    moodle_user_id = EXCLUDED.moodle_user_id, origin = EXCLUDED.origin, matched_by = EXCLUDED.matched_by,
+    linked_at = CASE WHEN moodle_accounts.moodle_user_id = EXCLUDED.moodle_user_id
+                     THEN moodle_accounts.linked_at ELSE now() END
+RETURNING 1"""
+DROP_LINK_SQL = "DELETE FROM moodle_accounts WHERE student_zoho_id = :id"
+
 ENROLLMENT_SQL = """
 SELECT student_zoho_id, class_zoho_id, status, data, deleted_at FROM enrollments WHERE zoho_record_id = :id"""
 COURSE_SQL = "SELECT course_id FROM moodle_courses WHERE idnumber = :idnumber"
@@ -118,6 +134,15 @@ class Delivery:
     target_key: str
     status: str
     attempts: int
+
+
+@dataclass(frozen=True)
+class Link:
+    """The router's own record that a Moodle account is a student's: it created it, or adopted it."""
+
+    moodle_user_id: int
+    origin: Literal["created", "adopted"]
+    matched_by: str | None = None  # idnumber | username | email: how an adopted account was found
 
 
 @dataclass(frozen=True)
@@ -243,8 +268,31 @@ class DeliveryStore:
         rows = self.connection.run(STUDENT_SQL, id=zoho_id)
         return (dict(rows[0][0]), rows[0][1], rows[0][2]) if rows else None
 
-    def remember_moodle_user(self, zoho_id: str, moodle_user_id: int) -> None:
-        self.connection.run(SET_MOODLE_USER_SQL, id=zoho_id, moodle_user_id=moodle_user_id)
+    # ------------------------------------------------------------ the accounts the router manages
+
+    def link(self, zoho_id: str) -> Link | None:
+        """The Moodle account the router manages for a student (it created or adopted it)."""
+        rows = self.connection.run(LINK_SQL, id=zoho_id)
+        return Link(int(rows[0][0]), rows[0][1], rows[0][2]) if rows else None
+
+    def claim(self, zoho_id: str, link: Link) -> bool:
+        """Record that the student's Moodle account is ``link``'s; False when another student has it."""
+        try:
+            return bool(
+                self.connection.run(
+                    CLAIM_LINK_SQL,
+                    id=zoho_id,
+                    moodle_user_id=link.moodle_user_id,
+                    origin=link.origin,
+                    matched_by=link.matched_by,
+                )
+            )
+        except DataRejected:  # another student's claim on the same account committed first
+            return False
+
+    def release(self, zoho_id: str) -> None:
+        """Forget the student's Moodle account (it is gone from Moodle)."""
+        self.connection.run(DROP_LINK_SQL, id=zoho_id)
 
     def enrollment(
         self, zoho_id: str

@@ -33,10 +33,14 @@ UPDATE {EVENT_LOG} AS e SET payload = {TOMBSTONE}, updated_at = now()
 FROM old WHERE e.id = old.id
 RETURNING e.id"""
 
+# The student's Moodle account is the one the router manages for them (``moodle_accounts``); Zoho's
+# Moodle_User_ID is a hint that may name anyone's account, so it names nobody here.
 STUDENTS_SQL = """
-SELECT zoho_record_id, student_id_number, academic_email, moodle_user_id FROM students
-WHERE zoho_record_id = ANY(CAST(:zoho AS text[])) OR student_id_number = ANY(CAST(:numbers AS text[]))
-   OR lower(academic_email) = ANY(CAST(:emails AS text[])) OR moodle_user_id = ANY(CAST(:moodle AS bigint[]))"""
+SELECT students.zoho_record_id, students.student_id_number, students.academic_email, account.moodle_user_id
+FROM students LEFT JOIN moodle_accounts AS account ON account.student_zoho_id = students.zoho_record_id
+WHERE students.zoho_record_id = ANY(CAST(:zoho AS text[])) OR students.student_id_number = ANY(CAST(:numbers AS text[]))
+   OR lower(students.academic_email) = ANY(CAST(:emails AS text[]))
+   OR account.moodle_user_id = ANY(CAST(:moodle AS bigint[]))"""
 
 # Events that mention the student: their Zoho records (by id, or a lookup to them in the payload), a
 # payload holding their number or e-mail, a Moodle event about their Moodle user — also once
@@ -78,6 +82,7 @@ MIRRORS = {
     "grades": "student_zoho_id = ANY(CAST(:zoho AS text[]))",
     "moodle_enrolments": "moodle_user_id = ANY(CAST(:moodle AS bigint[]))",
     "moodle_grades": "moodle_user_id = ANY(CAST(:moodle AS bigint[]))",
+    "moodle_accounts": "student_zoho_id = ANY(CAST(:zoho AS text[]))",
 }
 ENROLMENT_IDS_SQL = "SELECT zoho_record_id FROM enrollments WHERE student_zoho_id = ANY(CAST(:zoho AS text[]))"
 OPEN = "('pending', 'waiting', 'paused', 'dead_lettered')"  # deliveries still to do: an erasure cancels them

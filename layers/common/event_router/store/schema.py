@@ -204,6 +204,50 @@ zoho_classes = Table(
     _timestamp("fetched_at", nullable=False, default=True),
 )
 
+moodle_accounts = Table(
+    "moodle_accounts",
+    metadata,
+    Column("student_zoho_id", Text, primary_key=True),
+    Column("moodle_user_id", BigInteger, nullable=False),
+    Column("origin", Text, nullable=False),  # created | adopted
+    Column("matched_by", Text),  # idnumber | username | email, for an adopted account
+    _timestamp("linked_at", nullable=False, default=True),
+    UniqueConstraint("moodle_user_id"),
+    CheckConstraint("origin IN ('created', 'adopted')", name="origin"),
+)
+
+reconcile_runs = Table(
+    "reconcile_runs",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    _timestamp("started_at", nullable=False, default=True),
+    _timestamp("finished_at"),
+    _timestamp("heartbeat_at", nullable=False, default=True),
+    Column("status", Text, nullable=False, index=True),
+    Column("dry_run", Boolean, nullable=False),
+    Column("requested_by", Text, nullable=False),
+    _timestamp("since"),
+    Column("phase", Text, nullable=False),
+    Column("checkpoint", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("counts", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    Column("error", Text),
+    CheckConstraint("status IN ('running', 'paused', 'completed', 'failed')", name="status"),
+)
+
+zoho_webhook_failures = Table(
+    "zoho_webhook_failures",
+    metadata,
+    Column("failure_key", Text, primary_key=True),
+    Column("module", Text, nullable=False),
+    Column("record_id", Text, nullable=False),
+    Column("webhook", Text),
+    Column("reason", Text),
+    _timestamp("failed_at"),
+    _timestamp("seen_at", nullable=False, default=True),
+    Column("run_id", BigInteger),
+    Index(None, "seen_at"),
+)
+
 erasures = Table(
     "erasures",
     metadata,

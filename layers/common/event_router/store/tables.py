@@ -32,8 +32,9 @@ DELIVERY_STATUSES = (
     "superseded",  # a newer delivery for the same target does the work
     "dead_lettered",
     "cancelled",
+    "conflict",  # Moodle was left as it is: the account is not one the router may change (``last_error``)
 )
-DELIVERY_DONE = ("delivered", "failed", "superseded", "cancelled")
+DELIVERY_DONE = ("delivered", "failed", "superseded", "cancelled", "conflict")
 DESTINATIONS = ("moodle", "zoho")
 
 
@@ -60,7 +61,7 @@ LOGGED_FIELDS = (
     Column("payload", "jsonb", nullable=False),
     Column("auth_method", "text"),  # signature | token | channel_token (none before migration 0006)
 )
-AUTH_METHODS = ("signature", "token", "channel_token")
+AUTH_METHODS = ("signature", "token", "channel_token", "reconciliation")
 
 
 @dataclass(frozen=True)
@@ -102,8 +103,9 @@ MIRRORS: dict[str, MirrorTable] = {
             Column("student_id_number", "text", indexed=True),
             Column("academic_email", "text"),
             Column("name", "text"),
-            # Written back by the Moodle delivery, or sent by Zoho once it holds it.
-            Column("moodle_user_id", "bigint", indexed=True, kept_when_null=True),
+            # Zoho's Moodle_User_ID as Zoho holds it: a hint, never a target (the router's own record
+            # of a student's Moodle account is ``moodle_accounts``).
+            Column("moodle_user_id", "bigint", indexed=True),
         ),
         _zoho(
             "enrollments",
