@@ -15,7 +15,7 @@ export AWS_REGION ?= eu-west-2
 export AWS_DEFAULT_REGION ?= $(AWS_REGION)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help install dev invoke send replay privacy test lint format validate build bench deploy migrate generate clean
+.PHONY: help install dev invoke send replay privacy reconcile test lint format validate build bench deploy migrate generate clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ replay: $(VENV)/.installed ## replay against the running stack: ARGS='{"mode": "
 
 privacy: $(VENV)/.installed ## erase or export a student on the running stack: ARGS='{"action": "export", "student": {"email": "..."}}'
 	$(PY) -m devstack privacy '$(ARGS)'
+
+reconcile: $(VENV)/.installed ## import and reconcile on the running stack: ARGS='{"dry_run": true}' (docs/first-day.md)
+	$(PY) -m devstack reconcile '$(ARGS)'
 
 test: $(VENV)/.installed ## run the test suite (embedded Postgres unless TEST_DATABASE_URL is set)
 	$(PY) -m pytest $(PYTEST_ARGS)

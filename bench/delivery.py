@@ -148,7 +148,8 @@ def moodle_calls_and_rate(h: Harness, students: int = 300) -> list[Row]:
         moodle.stop()
     return [
         ("Moodle calls per new student", f"{per_new:.2f}", "4", _verdict(per_new <= 4)),
-        ("Moodle calls per changed student", f"{per_update:.2f}", "2", _verdict(per_update <= 2)),
+        # a look-up, the account's facts (is it still a plain learner's?), the update
+        ("Moodle calls per changed student", f"{per_update:.2f}", "3", _verdict(per_update <= 3)),
         ("Moodle calls per new enrolment, course known", f"{per_first:.2f}", "1", _verdict(per_first <= 1.01)),
         ("Moodle calls per steady-state enrolment", f"{per_steady:.2f}", "1", _verdict(per_steady <= 1)),
         (
@@ -176,10 +177,11 @@ def webhook_to_zoho_lag(h: Harness, grades: int = 200, rate: float = 20.0) -> li
     say(f"webhook-to-Zoho lag, {grades} grades at {rate:.0f}/s through the local stack ...")
     zoho = ZohoStandIn().start()
     fields: dict[str, Any] = {"Name": "Lag Student", "Student_ID_Number": "BTEC-LAG", "Moodle_User_ID": "348"}
-    link = zoho_webhook("students", zoho.org.create("BTEC_Students", fields), operation="insert", **fields)
+    record = zoho.org.create("BTEC_Students", fields)
+    link = zoho_webhook("students", record, operation="insert", **fields)
     samples = {f"348-{item}": user_graded(348, item, 60.0, int(time.time()) - 60) for item in range(1, grades + 1)}
     try:
-        lags = _lag(h, samples, "grade", rate, zoho=zoho, first=link)
+        lags = _lag(h, samples, "grade", rate, zoho=zoho, first=link, account=(record, 348))
     finally:
         zoho.stop()
     return [("webhook-to-Zoho lag p50 / p99 (local stack, stand-in)", _p50_p99(lags), "", "")]
@@ -192,6 +194,7 @@ def _lag(
     rate: float,
     zoho: ZohoStandIn | None = None,
     first: Sample | None = None,
+    account: tuple[str, int] | None = None,
 ) -> list[float]:
     """Send ``samples`` (by the delivery target each makes) at ``rate`` to a local stack; the ms from
     each send until its delivery of ``action`` is delivered."""
@@ -227,6 +230,8 @@ def _lag(
         if first is not None:
             assert stack.send(first)[0] == 202
             time.sleep(2)
+        if account is not None:
+            manage(url, *account)
         for key, sample in samples.items():
             sent_at[key] = time.time()
             status, _ = stack.send(sample)
@@ -239,6 +244,26 @@ def _lag(
         moodle.stop()
         engine.dispose()
     return [(done[key] - sent) * 1000 for key, sent in sent_at.items()]
+
+
+def manage(database_url: str, student: str, moodle_user: int) -> None:
+    """The router's record that it made the student's Moodle account (as after its provisioning)."""
+    from sqlalchemy import text
+
+    from event_router.operate.migrate import make_engine
+
+    engine = make_engine(database_url)
+    try:
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO moodle_accounts (student_zoho_id, moodle_user_id, origin) VALUES (:s, :u, 'created') "
+                    "ON CONFLICT DO NOTHING"
+                ),
+                {"s": student, "u": moodle_user},
+            )
+    finally:
+        engine.dispose()
 
 
 def _p50_p99(values: list[float]) -> str:
@@ -271,6 +296,7 @@ def zoho_calls_per_1000_grades(h: Harness, grades: int = 1000) -> list[Row]:
             )
             while batch := receive(h, h.queue_urls["students"]):
                 students(batch)
+            manage(h.database_url, ada, 348)
             for item in range(1, grades + 1):
                 assert moodle_verifier(user_graded(348, item, 60.0, int(time.time()) - 60).event())["statusCode"] == 202
             while batch := receive(h, h.queue_urls["grades"]):

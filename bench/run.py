@@ -31,6 +31,7 @@ from bench.delivery import (
     webhook_to_zoho_lag,
     zoho_calls_per_1000_grades,
 )
+from bench.first_day import first_day_import
 from bench.growth import health_flood, stats_growth
 from bench.harness import ROOT, Harness, harness, median, percentile, quiet, say
 from devstack.invoke import environment
@@ -539,6 +540,8 @@ def main(argv: list[str]) -> None:
             rows += webhook_to_moodle_lag(h)
             rows += zoho_calls_per_1000_grades(h)
             rows += webhook_to_zoho_lag(h)
+        if not only or "firstday" in only:
+            rows += first_day_import(h)
     if not only or "coldstart" in only:
         rows += cold_start()
     if not only or "sizes" in only:

@@ -5,6 +5,7 @@ invoke FUNCTION EVENT    run one function in-process against the running stack (
 send                     send every sample webhook of events/ to the running stack (make send)
 replay JSON              run the replay function against the running stack (make replay)
 privacy JSON             run the privacy function against the running stack (make privacy)
+reconcile JSON           run the reconciliation against the running stack (make reconcile)
 """
 
 from __future__ import annotations
@@ -106,7 +107,7 @@ def invoke(function_name: str, event: dict[str, Any]) -> dict[str, Any]:
     aws = {**AWS_ENVIRONMENT, "AWS_ENDPOINT_URL": state["aws_endpoint"], "POWERTOOLS_METRICS_DISABLED": "true"}
     with environment(aws):
         handler = load_function(spec.code_uri, spec.handler, state["environments"][function_name], function_name)
-        return handler(event, LocalContext(function_name))
+        return handler(event, LocalContext(function_name, timeout_seconds=spec.timeout))
 
 
 def send() -> None:
@@ -143,6 +144,8 @@ def main(argv: list[str]) -> None:
         print(json.dumps(invoke("ReplayFunction", json.loads(args[0])), indent=2))
     elif command == "privacy" and len(args) == 1:
         print(json.dumps(invoke("PrivacyFunction", json.loads(args[0])), indent=2, default=str))
+    elif command == "reconcile" and len(args) <= 1:
+        print(json.dumps(invoke("ReconcileFunction", json.loads(args[0] if args and args[0] else "{}")), indent=2))
     else:
         sys.exit(__doc__)
 

@@ -85,6 +85,7 @@ class LocalStack:
         self.moodle_standin: MoodleStandIn | None = None
         self.zoho_standin: ZohoStandIn | None = None
         self.handlers: dict[str, Handler] = {}
+        self.timeouts: dict[str, float] = {}
 
     # ------------------------------------------------------------ lifecycle
 
@@ -107,6 +108,7 @@ class LocalStack:
         self.handlers = {
             name: load_function(s.code_uri, s.handler, environments[name], name) for name, s in specs.items()
         }
+        self.timeouts = {name: spec.timeout for name, spec in specs.items()}
         self._start_server(specs)
         self._start_pollers(specs, resolver)
         self._start_schedules(specs)
@@ -282,8 +284,12 @@ class LocalStack:
                 self._stop.wait(1)
 
     def _start_schedules(self, specs: dict[str, FunctionSpec]) -> None:
+        """Every ``rate(...)`` schedule, at its rate (or ``schedule_seconds``). A time-of-day schedule
+        (the nightly reconciliation's) is not run locally: ``make reconcile`` runs it."""
         for name, spec in specs.items():
             for schedule in spec.events_of_type("Schedule"):
+                if not (isinstance(schedule["Schedule"], str) and schedule["Schedule"].startswith("rate(")):
+                    continue
                 seconds = self.schedule_seconds or _rate_seconds(schedule["Schedule"])
                 payload = json.loads(schedule.get("Input", "{}"))
                 self._spawn(f"schedule-{name}", self._run_every, name, seconds, payload)
@@ -301,7 +307,7 @@ class LocalStack:
             print(f"schedule {name}: {type(error).__name__}; next run as scheduled", flush=True)
 
     def invoke(self, name: str, payload: dict[str, Any]) -> dict[str, Any]:
-        return self.handlers[name](payload, LocalContext(name))
+        return self.handlers[name](payload, LocalContext(name, timeout_seconds=self.timeouts.get(name, 30.0)))
 
     def _requeue_leftovers(self) -> None:
         """Queues live in memory: events that were on them when the stack last stopped go back on."""

@@ -68,6 +68,7 @@ class FunctionSpec:
     handler: str
     environment: dict[str, Any]
     events: dict[str, dict[str, Any]]
+    timeout: float = 30.0  # seconds, when the template gives a number (a parameter's value: the default)
 
     def events_of_type(self, kind: str) -> list[dict[str, Any]]:
         return [event["Properties"] for event in self.events.values() if event["Type"] == kind]
@@ -87,6 +88,7 @@ def functions(template: dict[str, Any], root: Path = TEMPLATE.parent) -> dict[st
             handler=properties["Handler"],
             environment={**shared_environment, **variables},
             events=properties.get("Events", {}),
+            timeout=float(properties["Timeout"]) if isinstance(properties.get("Timeout"), int | float) else 30.0,
         )
     return specs
 

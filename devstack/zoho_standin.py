@@ -21,6 +21,11 @@ It keeps to what Zoho's developer documentation says, limits included:
   (``denied``) is refused the whole call, 403 ``NO_PERMISSION``. A write without ``trigger: []``
   runs the module's workflow rules (counted in ``workflow_runs``); every write sets
   ``Modified_By`` and ``Modified_Time``.
+- **Reading in bulk**: ``POST /coql`` answers a ``select`` of at most 2,000 rows and 50 fields, with
+  ``WHERE`` (required) and ``ORDER BY id``, as much of COQL as the router uses; a call costs one
+  to three credits by its ``LIMIT``. ``GET /settings/automation/webhook_failures`` lists, 200 a
+  page, the workflow webhooks Zoho failed to deliver in the last 30 days (``change_silently``
+  makes one).
 - **Notifications**: ``/actions/watch`` registers (POST), renews (PATCH) and removes (DELETE)
   channels; a ``token`` over 50 characters is ``INVALID_DATA`` (``maximum_length: 50``); an expiry
   beyond a week, or none, silently becomes an hour; the expiry given is in the answer. On every
@@ -35,6 +40,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import threading
 import time
 import urllib.error
@@ -71,6 +77,10 @@ def _scope(method: str, path: str) -> str | None:
     parts = path.removeprefix(API_PREFIX).split("/")
     if parts[0] == "users":
         return "ZohoCRM.users.READ"
+    if parts[0] == "coql":
+        return "ZohoCRM.coql.READ"
+    if parts[:2] == ["settings", "automation"]:
+        return "ZohoCRM.settings.automation_actions.READ"
     if parts[0] == "actions":
         return "ZohoCRM.notifications." + {"GET": "READ", "POST": "CREATE", "PATCH": "UPDATE"}.get(method, "DELETE")
     if parts[-1] == "upsert":
@@ -83,9 +93,23 @@ def _error(code: str, message: str, **details: Any) -> dict[str, Any]:
 
 
 def _cost(method: str, body: Any) -> int:
-    """The credits a call costs: one, or for a write one per ten records (Zoho's API limits page)."""
+    """The credits a call costs: one; a write one per ten records; a COQL query one to three by its
+    ``LIMIT`` (Zoho's API limits and COQL pages)."""
+    if isinstance(body, dict) and isinstance(body.get("select_query"), str):
+        found = re.search(r"\blimit\s+(\d+)", body["select_query"], flags=re.IGNORECASE)
+        limit = int(found.group(1)) if found else 200
+        return 1 if limit <= 200 else 2 if limit <= 1000 else 3
     records = body.get("data") if method in ("POST", "PUT") and isinstance(body, dict) else None
     return max(1, -(-len(records) // 10)) if isinstance(records, list) else 1
+
+
+# The COQL the stand-in understands: what the router sends (Zoho's grammar is wider).
+_COQL = re.compile(
+    r"^\s*select\s+(?P<fields>.+?)\s+from\s+(?P<module>\w+)\s+where\s+(?P<where>.+?)"
+    r"\s+order\s+by\s+id(?:\s+asc)?\s+limit\s+(?P<limit>\d+)\s*$",
+    flags=re.IGNORECASE | re.DOTALL,
+)
+_CONDITION = re.compile(r"^\(?\s*(\w+)\s*(>=|>|=|is not null)\s*(?:'([^']*)'|(\d+))?\s*\)?$", flags=re.IGNORECASE)
 
 
 @dataclass
@@ -107,6 +131,7 @@ class Org:
     api_url: str = ""
     secrets_in_url: int = 0  # token requests that carried the client secret or refresh token in the URL
     locked: set[str] = field(default_factory=set)  # record ids in an approval or blueprint: RECORD_LOCKED
+    webhook_failures: list[dict[str, Any]] = field(default_factory=list)  # Zoho's report of webhooks it failed
     denied: set[str] = field(default_factory=set)  # modules the router's profile may not write: NO_PERMISSION
     # What the client was granted when its refresh token was made; a call outside them is refused.
     scopes: frozenset[str] = frozenset(
@@ -116,6 +141,8 @@ class Org:
             "ZohoCRM.modules.custom.UPDATE",
             "ZohoCRM.users.READ",
             "ZohoCRM.notifications.ALL",
+            "ZohoCRM.coql.READ",
+            "ZohoCRM.settings.automation_actions.READ",
         }
     )
 
@@ -159,6 +186,27 @@ class Org:
     def expire_tokens(self) -> None:
         with self.lock:
             self._tokens = dict.fromkeys(self._tokens, 0.0)
+
+    def change_silently(
+        self, module: str, record_id: str, fields: dict[str, Any], webhook: str = "To the router"
+    ) -> None:
+        """A change whose workflow webhook Zoho failed to deliver: no callback, one entry in Zoho's
+        webhook-failures report (Zoho does not send it again)."""
+        with self.lock:
+            self.records[module][record_id].update({**fields, **self._stamp(PERSON)})
+            self.webhook_failures.append(
+                {
+                    "id": str(next(self._ids)),
+                    "webhook": {"name": webhook, "id": "5725767000000999001"},
+                    "entity_details": {
+                        "name": str(self.records[module][record_id].get("Name", "")),
+                        "id": record_id,
+                        "module": {"api_name": module},
+                    },
+                    "failure_reason": "The server did not answer in time",
+                    "failed_time": _now(),
+                }
+            )
 
     def find(self, module: str, field_name: str, value: Any) -> list[dict[str, Any]]:
         with self.lock:
@@ -241,6 +289,10 @@ class Org:
             return 200, {"users": [{"id": API_USER, "full_name": "Event Router", "email": "router@example.invalid"}]}
         if parts[:2] == ["actions", "watch"]:
             return self._watch(method, query, body)
+        if parts == ["coql"] and method == "POST":
+            return self._coql(body)
+        if parts == ["settings", "automation", "webhook_failures"] and method == "GET":
+            return self._webhook_failures(query)
         module = parts[0]
         if module not in self.records:
             return 400, _error("INVALID_MODULE", "the module name given seems to be invalid")
@@ -269,6 +321,81 @@ class Org:
         if not found:
             return 204, None
         return 200, {"data": found, "info": {"count": len(found), "more_records": False}}
+
+    def _coql(self, body: Any) -> tuple[int, Any]:
+        text = body.get("select_query") if isinstance(body, dict) else None
+        found = _COQL.match(text or "")
+        if found is None:
+            return 400, _error("SYNTAX_ERROR", "error in the query", clause="select_query")
+        module, limit = found.group("module"), int(found.group("limit"))
+        if module not in self.records:
+            return 400, _error("INVALID_QUERY", "invalid query formed", reason="the module does not exist")
+        if limit > 2000:
+            return 400, _error("LIMIT_EXCEEDED", "limit exceeded", limit=2000)
+        fields = [f.strip() for f in found.group("fields").split(",")]
+        if len(fields) > 50:
+            return 400, _error("LIMIT_EXCEEDED", "more than 50 fields in the select column", limit=50)
+        conditions = []
+        for part in re.split(r"\s+and\s+", found.group("where").strip().strip("()"), flags=re.IGNORECASE):
+            condition = _CONDITION.match(part.strip())
+            if condition is None:
+                return 400, _error("SYNTAX_ERROR", "error in the where clause", clause=part)
+            conditions.append(condition.groups())
+
+        def matches(record: dict[str, Any]) -> bool:
+            for name, operator, text_value, number in conditions:
+                value = record.get(name)
+                if operator.lower() == "is not null":
+                    if value in (None, ""):
+                        return False
+                    continue
+                wanted = number if number is not None else text_value
+                if name == "id":
+                    current, wanted_key = int(str(value)), int(str(wanted))
+                    ok = (
+                        current > wanted_key
+                        if operator == ">"
+                        else current >= wanted_key
+                        if operator == ">="
+                        else current == wanted_key
+                    )
+                elif name.endswith("_Time"):
+                    current_time, wanted_time = datetime.fromisoformat(str(value)), datetime.fromisoformat(str(wanted))
+                    ok = (
+                        current_time > wanted_time
+                        if operator == ">"
+                        else current_time >= wanted_time
+                        if operator == ">="
+                        else current_time == wanted_time
+                    )
+                else:
+                    ok = str(value) == str(wanted) if operator == "=" else str(value) > str(wanted)
+                if not ok:
+                    return False
+            return True
+
+        rows = sorted((r for r in self.records[module].values() if matches(r)), key=lambda r: int(r["id"]))
+        page = [{k: r.get(k) for k in fields if k in r} | {"id": r["id"]} for r in rows[:limit]]
+        if not page:
+            return 204, None
+        return 200, {"data": page, "info": {"count": len(page), "more_records": len(rows) > limit}}
+
+    def _webhook_failures(self, query: dict[str, str]) -> tuple[int, Any]:
+        per_page, page = int(query.get("per_page", "200")), int(query.get("page", "1"))
+        if per_page > 200 or per_page < 1 or page < 1:
+            return 400, _error("INVALID_DATA", "invalid data", param_name="per_page")
+        since = datetime.now(UTC) - timedelta(days=30)
+        found = [
+            f
+            for f in self.webhook_failures
+            if datetime.fromisoformat(f["failed_time"]) >= since
+            and (not query.get("module") or f["entity_details"]["module"]["api_name"] == query["module"])
+        ]
+        chunk = found[(page - 1) * per_page : page * per_page]
+        if not chunk:
+            return 204, None
+        info = {"page": page, "per_page": per_page, "count": len(chunk), "more_records": len(found) > page * per_page}
+        return 200, {"webhook_failures": chunk, "info": info}
 
     def _search(self, module: str, query: dict[str, str]) -> tuple[int, Any]:
         criteria = query.get("criteria", "").strip()

@@ -11,14 +11,16 @@ import pytest
 from sqlalchemy import Engine, text
 
 from devstack.invoke import LocalContext, load_function
+from devstack.moodle_standin import MoodleStandIn
 from devstack.poller import QueuePoller
 from devstack.samples import EVENTS_DIR, Sample, dev_environment
 from devstack.template import functions, load_template
+from devstack.zoho_standin import ZohoStandIn
 from event_router.contract import Module
 from tests.conftest import Queues
 from tests.integration.flow import rows
+from tests.integration.pipelines import Invoke, ZohoPipeline
 
-Invoke = Callable[[dict[str, Any]], dict[str, Any]]
 ROOT = Path(__file__).resolve().parents[2]
 FUNCTIONS = functions(load_template())  # code, handler and the fixed part of each environment
 VERIFIERS = {"zoho": "ZohoWebhookFunction", "moodle": "MoodleWebhookFunction"}
@@ -61,10 +63,9 @@ def load(function_environment: dict[str, str]) -> Callable[..., Invoke]:
         fixed = {key: value for key, value in spec.environment.items() if isinstance(value, str)}  # SOURCE, MODULE
         environment = {**fixed, **function_environment, **overrides}
         handler = load_function(spec.code_uri, spec.handler, environment, name)
-        context = LocalContext(name)
 
         def invoke(event: dict[str, Any]) -> dict[str, Any]:
-            return handler(event, context)
+            return handler(event, LocalContext(name, timeout_seconds=spec.timeout))  # each call its own clock
 
         return invoke
 
@@ -185,3 +186,31 @@ def refuse_values(db: Engine) -> Iterator[Callable[[], None]]:
     fix = refuse_writes(db, "BADVALUE", "numeric_value_out_of_range")
     yield fix
     fix()
+
+
+# ------------------------------------------------------------------ the pipeline with both stand-ins
+
+
+@pytest.fixture
+def zoho_standin() -> Iterator[ZohoStandIn]:
+    server = ZohoStandIn().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def moodle_standin_site() -> Iterator[MoodleStandIn]:
+    server = MoodleStandIn().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def pipeline(
+    load: Callable[..., Invoke],
+    queues: Queues,
+    zoho_standin: ZohoStandIn,
+    moodle_standin_site: MoodleStandIn,
+    db: Engine,  # emptied first: no token of another test's Zoho
+) -> ZohoPipeline:
+    return ZohoPipeline(load, queues, zoho_standin, moodle_standin_site, db)

@@ -8,126 +8,43 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import pytest
 from sqlalchemy import Engine, text
 
-from devstack.moodle_standin import MoodleStandIn
-from devstack.poller import QueuePoller
 from devstack.samples import DEV_SECRETS, Sample, http_api_event, user_graded
-from devstack.zoho_standin import API_USER, ZohoStandIn
+from devstack.zoho_standin import API_USER
 from event_router.contract import ZOHO_NOTIFY_ROUTE
 from event_router.derived import channel_token
-from tests.conftest import Queues
 from tests.integration.conftest import Invoke
 from tests.integration.flow import T1, T2, rows, zoho
+from tests.integration.pipelines import ZohoPipeline
 
 COURSE = "L3-IT-2026"
 
 
-class ZohoPipeline:
-    """The verifiers, the four processors, and both delivery functions behind their queues; the Zoho
-    and Moodle stand-ins the test owns."""
-
-    def __init__(
-        self, load: Callable[..., Invoke], queues: Queues, zoho: ZohoStandIn, moodle: MoodleStandIn, db: Engine
-    ) -> None:
-        self.queues, self.zoho, self.moodle, self._load, self.db = queues, zoho, moodle, load, db
-        sqs = queues.sqs
-        dlq_arn = sqs.get_queue_attributes(QueueUrl=queues.dlq_url, AttributeNames=["QueueArn"])["Attributes"][
-            "QueueArn"
-        ]
-        redrive = json.dumps({"deadLetterTargetArn": dlq_arn, "maxReceiveCount": "3"})
-        prefix = queues.urls["students"].rsplit("/", 1)[1]
-        self.urls = {
-            d: sqs.create_queue(
-                QueueName=f"{prefix}-{d}-delivery", Attributes={"VisibilityTimeout": "30", "RedrivePolicy": redrive}
-            )["QueueUrl"]
-            for d in ("moodle", "zoho")
-        }
-        self.wiring = {
-            "MOODLE_DELIVERY_QUEUE_URL": self.urls["moodle"],
-            "ZOHO_DELIVERY_QUEUE_URL": self.urls["zoho"],
-            "ZOHO_ACCOUNTS_URL": zoho.url,
-            "ZOHO_CREDENTIALS": json.dumps(zoho.credentials),
-            "MAX_RECEIVE_COUNT": "3",
-            "RETRY_BASE_SECONDS": "0",
-        }
-        self.verifiers = {"zoho": load("ZohoWebhookFunction"), "moodle": load("MoodleWebhookFunction")}
-        self.processors = [
-            self._poller(f"{m.capitalize()}Processor", queues.urls[m]) for m in ("students", "enrollments", "grades")
-        ]
-        self.moodle_delivery = self._poller(
-            "MoodleDeliveryFunction", self.urls["moodle"], MOODLE_URL=moodle.url, MOODLE_TOKEN=moodle.site.token
-        )
-        self.restart_zoho_delivery()
-
-    def _poller(self, name: str, url: str, batch_size: int = 10, **overrides: str) -> QueuePoller:
-        invoke = self._load(name, **self.wiring, **overrides)
-        return QueuePoller(
-            self.queues.sqs, url, lambda event, _: invoke(event), name, batch_size=batch_size, retry_immediately=True
-        )
-
-    def restart_zoho_delivery(self, **overrides: str) -> None:
-        self.zoho_delivery = self._poller("ZohoDeliveryFunction", self.urls["zoho"], batch_size=100, **overrides)
-        check = self._load("ZohoDeliveryFunction", **self.wiring, ZOHO_NOTIFY_URL="http://127.0.0.1:9/notify")
-        self.check = lambda: check({"check": "zoho"})
-
-    def send(self, *samples: Sample) -> list[dict[str, Any]]:
-        answers = []
-        for sample in samples:
-            response = self.verifiers[sample.source](sample.event())
-            assert response["statusCode"] in (200, 202), response
-            answers.append(json.loads(response["body"]))
-        return answers
-
-    def run(self) -> None:
-        for _ in range(30):
-            moved = sum(p.drain() for p in self.processors)
-            moved += self.moodle_delivery.drain() + self.zoho_delivery.drain()
-            if moved == 0:
-                return
-        raise AssertionError("the pipeline did not settle")
-
-    def upserts(self) -> int:
-        return self.zoho.org.calls["POST /crm/v8/BTEC_Grades/upsert"]
-
-
-@pytest.fixture
-def zoho_standin() -> Iterator[ZohoStandIn]:
-    server = ZohoStandIn().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def moodle_standin_site() -> Iterator[MoodleStandIn]:
-    server = MoodleStandIn().start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def pipeline(
-    load: Callable[..., Invoke],
-    queues: Queues,
-    zoho_standin: ZohoStandIn,
-    moodle_standin_site: MoodleStandIn,
-    db: Engine,  # emptied first: no token of another test's Zoho
-) -> ZohoPipeline:
-    return ZohoPipeline(load, queues, zoho_standin, moodle_standin_site, db)
-
-
 def student_in_both(pipeline: ZohoPipeline, moodle_user: int, number: str = "BTEC-1") -> str:
-    """A student Zoho holds and the mirror knows with its Moodle user (as after its provisioning)."""
+    """A student Zoho holds, mirrored, whose Moodle account the router manages (as after its provisioning)."""
     fields = {"Name": "Ada Example", "Student_ID_Number": number, "Moodle_User_ID": str(moodle_user)}
     zoho_id = pipeline.zoho.org.create("BTEC_Students", fields)
     pipeline.send(zoho("student", zoho_id, "insert", T1, **fields))
     pipeline.run()
+    manage(pipeline, zoho_id, moodle_user)
     return zoho_id
+
+
+def manage(pipeline: ZohoPipeline, zoho_id: str, moodle_user: int) -> None:
+    """The router's record that it made the student's Moodle account."""
+    with pipeline.db.begin() as connection:
+        connection.execute(
+            text(
+                "INSERT INTO moodle_accounts (student_zoho_id, moodle_user_id, origin) VALUES (:s, :u, 'created') "
+                "ON CONFLICT (student_zoho_id) DO UPDATE SET moodle_user_id = EXCLUDED.moodle_user_id"
+            ),
+            {"s": zoho_id, "u": moodle_user},
+        )
 
 
 # ------------------------------------------------------------------ grades to Zoho
@@ -211,6 +128,7 @@ def test_one_record_zoho_refuses_fails_alone(pipeline: ZohoPipeline, db: Engine)
     ghost = "5725767999999999999"  # in the mirror, but not in Zoho: the lookup is invalid
     pipeline.send(zoho("student", ghost, "insert", T1, Name="Ghost", Moodle_User_ID="349"))
     pipeline.run()
+    manage(pipeline, ghost, 349)
 
     pipeline.send(user_graded(348, 1, 50.0, 1_764_000_000), user_graded(349, 1, 50.0, 1_764_000_000))
     pipeline.run()

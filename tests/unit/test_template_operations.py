@@ -119,6 +119,8 @@ def test_each_alarm_watches_metrics_of_resources_that_exist_and_notifies_the_top
         "ProcessorErrorsAlarm",
         "DestinationPausedAlarm",
         "WatchRenewalAlarm",
+        "ConflictAlarm",
+        "ReconcileFailedAlarm",
     }
     for name, alarm in alarms.items():
         props = alarm["Properties"]

@@ -75,6 +75,18 @@ def test_each_function_writes_only_to_its_own_log_group(function: str) -> None:
         ("MonitorFunction", []),
         ("MigrateFunction", []),
         ("PrivacyFunction", []),
+        # what it reads enters the pipeline; its repairs go to Moodle; it carries on through its own queue
+        (
+            "ReconcileFunction",
+            [
+                "StudentsQueue",
+                "EnrollmentsQueue",
+                "GradesQueue",
+                "PaymentsQueue",
+                "MoodleDeliveryQueue",
+                "ReconcileQueue",
+            ],
+        ),
     ],
 )
 def test_a_function_may_send_only_to_the_queues_it_has_business_with(function: str, queues: list[str]) -> None:
@@ -96,6 +108,7 @@ def test_a_function_may_send_only_to_the_queues_it_has_business_with(function: s
         ("MoodleWebhookFunction", []),
         ("MonitorFunction", []),
         ("MigrateFunction", []),
+        ("ReconcileFunction", ["ReconcileQueue"]),  # its own follow-ups
     ],
 )
 def test_a_function_may_consume_only_its_own_queue(function: str, queues: list[str]) -> None:
@@ -110,7 +123,9 @@ ZOHO_CALLERS = (
     "PaymentsProcessor",
     "MoodleDeliveryFunction",
     "ZohoDeliveryFunction",
+    "ReconcileFunction",
 )
+MOODLE_CALLERS = ("MoodleDeliveryFunction", "ReconcileFunction")
 
 
 @pytest.mark.parametrize("function", list(FUNCTIONS))
@@ -118,7 +133,7 @@ def test_a_function_reads_its_database_login_and_at_most_its_own_webhook_secret(
     expected = {json.dumps({"Ref": "AppDatabaseSecret"})}
     if function == "MigrateFunction":  # the owner login, to run the migrations and create the app login
         expected.add(json.dumps({"Ref": "DatabaseSecretArn"}))
-    if function == "MoodleDeliveryFunction":  # the Moodle web-service token
+    if function in MOODLE_CALLERS:  # the Moodle web-service token
         token = {"Fn::If": ["CreateMoodleTokenSecret", {"Ref": "MoodleTokenSecret"}, {"Ref": "MoodleTokenSecretArn"}]}
         expected.add(json.dumps(token))
     if function in (*ZOHO_CALLERS,):  # the Zoho API client: to fetch notified records, classes, deliver
@@ -169,6 +184,7 @@ def test_only_the_verifiers_and_replay_may_send_to_module_queues_and_only_over_t
     allowed = senders["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
     assert sorted(a["Fn::GetAtt"][0] for a in allowed) == [
         "MoodleWebhookFunctionRole",
+        "ReconcileFunctionRole",  # the records it reads enter the pipeline as events
         "ReplayFunctionRole",
         "ZohoWebhookFunctionRole",
     ]

@@ -11,8 +11,9 @@ from typing import Literal, NamedTuple
 Source = Literal["zoho", "moodle"]
 Module = Literal["students", "enrollments", "grades", "payments"]
 Operation = Literal["create", "update", "delete"]
-# How a verifier authenticated a webhook: its signature, a per-route token, or Zoho's channel token.
-AuthMethod = Literal["signature", "token", "channel_token"]
+# How an event was authenticated: a webhook's signature, a per-route token, Zoho's channel token; or
+# read by the router itself (the reconciliation).
+AuthMethod = Literal["signature", "token", "channel_token", "reconciliation"]
 
 SOURCES: tuple[Source, ...] = ("zoho", "moodle")
 MODULES: tuple[Module, ...] = ("students", "enrollments", "grades", "payments")

@@ -58,6 +58,32 @@ class SqsPublisher:
         except (BotoCoreError, ClientError) as error:
             raise QueueUnavailable(type(error).__name__) from None
 
+    def publish_many(self, events: list[EventMessage]) -> list[EventMessage]:
+        """Send events ten to a call; the ones SQS took (the rest stay for the sweep)."""
+        sent: list[EventMessage] = []
+        by_module: dict[Module, list[EventMessage]] = {}
+        for event in events:
+            by_module.setdefault(event.module, []).append(event)
+        for module, batch in by_module.items():
+            for start in range(0, len(batch), 10):
+                chunk = batch[start : start + 10]
+                entries = [
+                    {
+                        "Id": str(n),
+                        "MessageBody": event.model_dump_json(),
+                        "MessageAttributes": message_attributes(event),
+                    }
+                    for n, event in enumerate(chunk)
+                ]
+                try:
+                    answer = self._client.send_message_batch(QueueUrl=self._queue_urls[module], Entries=entries)
+                except (BotoCoreError, ClientError) as error:
+                    logger.warning("could not queue events; the sweep will", error=type(error).__name__)
+                    continue
+                refused = {int(f["Id"]) for f in answer.get("Failed", [])}
+                sent += [event for n, event in enumerate(chunk) if n not in refused]
+        return sent
+
 
 @dataclass(frozen=True)
 class DeadLetter:

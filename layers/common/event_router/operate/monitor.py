@@ -21,6 +21,7 @@ from event_router.queues import DeadLetterQueue, queues_answer, sqs_client
 from event_router.settings import Settings, load_settings
 from event_router.store.connection import PreparedConnection, connection_params
 from event_router.store.operations import EventLogOperations
+from event_router.store.reconcile import ReconcileStore
 
 RECENT = 10
 Answer = tuple[int, dict[str, Any]]  # HTTP status, JSON body
@@ -36,7 +37,9 @@ class Monitor:
         delivery_queues: list[str] | None = None,
         health_cache_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
+        reconciliation: ReconcileStore | None = None,
     ) -> None:
+        self._reconciliation = reconciliation
         self._health_cache_seconds = health_cache_seconds
         self._clock = clock
         self._health: tuple[float, Answer] | None = None  # (when checked, the answer)
@@ -73,6 +76,7 @@ class Monitor:
         try:
             facts = self._log.stats(RECENT)
             deliveries = self._log.delivery_stats(RECENT)
+            reconciliation = self._reconciliation_stats()
         except StorageUnavailable as error:
             logger.warning("stats: database unavailable", error=str(error))
             return 503, {"success": False, "error": "unavailable", "message": "Database unavailable"}
@@ -108,10 +112,25 @@ class Monitor:
                 "waiting": [_jsonable(r) for r in deliveries["attention"]["waiting"]],
                 "failed": [_jsonable(r) for r in deliveries["attention"]["failed"]],
                 "paused": [_jsonable(r) for r in deliveries["attention"]["paused"]],
+                "conflicts": [_jsonable(r) for r in deliveries["attention"]["conflict"]],
                 "destinations": {name: _jsonable(d) for name, d in deliveries["destinations"].items()},
             },
+            "reconciliation": reconciliation,
         }
         return 200, body
+
+    def _reconciliation_stats(self) -> dict[str, Any]:
+        """The last runs, and the webhooks Zoho failed to deliver next to the router's own refusals."""
+        if self._reconciliation is None:
+            return {}
+        return {
+            "runs": [_jsonable(run.summary()) for run in self._reconciliation.recent_runs(5)],
+            "zoho_webhook_failures": {
+                key: [_jsonable(r) for r in value] if isinstance(value, list) else value
+                for key, value in self._reconciliation.failures().items()
+            },
+            "router_rejections_24h": self._reconciliation.rejections(),
+        }
 
 
 def _jsonable(row: dict[str, Any]) -> dict[str, Any]:
@@ -132,4 +151,5 @@ def build_monitor(settings: Settings | None = None) -> Monitor:
         DeadLetterQueue(sqs, settings.dead_letter_queue_url),
         [url for url in (settings.moodle_delivery_queue_url, settings.zoho_delivery_queue_url) if url],
         health_cache_seconds=settings.health_cache_seconds,
+        reconciliation=ReconcileStore(connection),
     )

@@ -36,7 +36,9 @@ DEFAULT_STATUSES: tuple[ReplayableStatus, ...] = ("failed", "dead_lettered", "re
 SWEPT_STATUSES: tuple[ReplayableStatus, ...] = ("received", "replayed")
 # "delivered" too: sending a delivered one again makes the destination match the mirror once more
 # (after someone changed the Moodle user by hand, say); the rules converge, so nothing doubles.
-ReplayableDelivery = Literal["failed", "dead_lettered", "paused", "waiting", "pending", "delivered", "superseded"]
+ReplayableDelivery = Literal[
+    "failed", "dead_lettered", "paused", "waiting", "pending", "delivered", "superseded", "conflict"
+]
 RETENTION_BATCH, RETENTION_BATCHES = 500, 20  # payloads redacted per statement, statements per sweep
 OVERDUE_DELIVERY_SECONDS = 900  # a pending delivery not taken for this long has lost its message
 

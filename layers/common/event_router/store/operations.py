@@ -202,7 +202,7 @@ class EventLogOperations:
                 dict(zip(DELIVERY_COLUMNS, r, strict=True))
                 for r in self._connection.run(DELIVERY_ATTENTION_SQL, status=status, limit=recent)
             ]
-            for status in ("waiting", "failed", "paused")
+            for status in ("waiting", "failed", "paused", "conflict")
         }
         destinations = {
             name: {
