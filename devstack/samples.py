@@ -15,7 +15,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlencode
 
 from devstack.apigw import http_api_event
@@ -23,6 +23,9 @@ from devstack.poller import lambda_sqs_event
 from event_router.contract import WEBHOOK_ROUTES, ZOHO_MODULE_NAMES, Module, route_of
 from event_router.verify.payloads import decode_body, parse_event
 from event_router.verify.signatures import SIGNATURE_HEADERS, sign
+
+if TYPE_CHECKING:
+    from devstack.zoho_standin import Org
 
 DEV_SECRETS = {"zoho": "dev-zoho-secret-NOT-FOR-PRODUCTION", "moodle": "dev-moodle-secret-NOT-FOR-PRODUCTION"}
 DEV_TOKENS = {"moodle": "dev-moodle-token-NOT-FOR-PRODUCTION"}
@@ -485,3 +488,18 @@ def main(directory: Path = EVENTS_DIR) -> None:
 
 if __name__ == "__main__":
     main(Path(sys.argv[1]) if len(sys.argv) > 1 else EVENTS_DIR)
+
+
+def enrolled_in_zoho(org: Org, student: str, course_idnumber: str, name: str, status: str = "Active") -> str:
+    """An enrolment a person made in the Zoho stand-in for ``student`` in the Moodle course
+    ``course_idnumber`` (what a college's Zoho holds on the day the router is switched on)."""
+    return org.create(
+        "BTEC_Enrollments",
+        {
+            "Name": name,
+            "Enrolled_Students": {"id": student},
+            "Classes": {"id": CLASS_ID},
+            "Enrollment_Status": status,
+            "Moodle_Course_ID": course_idnumber,
+        },
+    )

@@ -46,6 +46,7 @@ import time
 import urllib.error
 import urllib.request
 from collections import Counter, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -350,26 +351,16 @@ class Org:
                         return False
                     continue
                 wanted = number if number is not None else text_value
-                if name == "id":
-                    current, wanted_key = int(str(value)), int(str(wanted))
-                    ok = (
-                        current > wanted_key
-                        if operator == ">"
-                        else current >= wanted_key
-                        if operator == ">="
-                        else current == wanted_key
-                    )
-                elif name.endswith("_Time"):
-                    current_time, wanted_time = datetime.fromisoformat(str(value)), datetime.fromisoformat(str(wanted))
-                    ok = (
-                        current_time > wanted_time
-                        if operator == ">"
-                        else current_time >= wanted_time
-                        if operator == ">="
-                        else current_time == wanted_time
-                    )
-                else:
-                    ok = str(value) == str(wanted) if operator == "=" else str(value) > str(wanted)
+                # Zoho compares ids as numbers, times as times, anything else as text
+                as_value: Callable[[Any], Any] = (
+                    (lambda v: int(str(v)))
+                    if name == "id"
+                    else (lambda v: datetime.fromisoformat(str(v)))
+                    if name.endswith("_Time")
+                    else str
+                )
+                current, bound = as_value(value), as_value(wanted)
+                ok = current > bound if operator == ">" else current >= bound if operator == ">=" else current == bound
                 if not ok:
                     return False
             return True

@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from devstack.process import RunningStack
+from devstack.samples import enrolled_in_zoho
 from devstack.zoho_standin import ZohoStandIn
 from event_router.deliver.moodle import MoodleRestClient
 from tests.e2e.conftest import FAST_RETRIES, wait_for
@@ -96,16 +97,7 @@ def test_day_one_imports_everyone_safely_and_night_two_repairs_what_drifted(
         if n == EXISTING:
             fields["Moodle_User_ID"] = str(teacher)  # a teacher's id typed into Zoho
         students[n] = zoho.org.create("BTEC_Students", fields)
-        zoho.org.create(
-            "BTEC_Enrollments",
-            {
-                "Name": f"Student {n} - Day one",
-                "Enrolled_Students": {"id": students[n]},
-                "Classes": {"id": "5725767000000520011"},
-                "Enrollment_Status": "Active",
-                "Moodle_Course_ID": course_idnumber,
-            },
-        )
+        enrolled_in_zoho(zoho.org, students[n], course_idnumber, f"Student {n} - Day one")
     [teacher_before] = moodle.call("core_user_get_users_by_field", {"field": "id", "values": [teacher]})
     [admin_before] = moodle.call("core_user_get_users_by_field", {"field": "id", "values": [admin["id"]]})
     zoho_before = json.dumps(zoho.org.records, sort_keys=True)

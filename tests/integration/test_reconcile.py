@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy import Engine
 
-from devstack.samples import http_api_event
+from devstack.samples import enrolled_in_zoho, http_api_event
 from event_router.operate.reconcile import build_reconciler
 from event_router.settings import Settings
 from tests.integration.conftest import Invoke
@@ -43,16 +43,7 @@ def college(pipeline: ZohoPipeline, students: int = 12) -> dict[str, Any]:
         if n == 3:
             fields["Moodle_User_ID"] = str(teacher)  # a teacher's id, typed into Zoho
         ids[n] = org.create("BTEC_Students", fields)
-        org.create(
-            "BTEC_Enrollments",
-            {
-                "Name": f"Student {n} - L3 IT",
-                "Enrolled_Students": {"id": ids[n]},
-                "Classes": {"id": "5725767000000520011"},
-                "Enrollment_Status": "Active",
-                "Moodle_Course_ID": COURSE,
-            },
-        )
+        enrolled_in_zoho(org, ids[n], COURSE, f"Student {n} - L3 IT")
     return {"course": course, "learners": learners, "teacher": teacher, "students": ids, "count": students}
 
 

@@ -31,8 +31,27 @@ class queue {
      * @return int the row's id
      */
     public static function add(string $route, array $payload): int {
+        $id = self::keep($route, $payload);
+        try {
+            self::queue_task($id);
+        } catch (\Throwable $e) {
+            // The row is kept: requeue_events gives it a task within 15 minutes.
+            debugging('local_eventrouter: the event is kept, its task will be queued later: ' . $e->getMessage(),
+                DEBUG_NORMAL);
+        }
+        return $id;
+    }
+
+    /**
+     * Keep an event in the table (without a task to send it).
+     *
+     * @param string $route enrollment or grade
+     * @param array $payload the router's event shape
+     * @return int the row's id
+     */
+    public static function keep(string $route, array $payload): int {
         global $DB;
-        $id = $DB->insert_record(self::TABLE, (object) [
+        return $DB->insert_record(self::TABLE, (object) [
             'eventid' => $payload['eventid'],
             'route' => $route,
             'userid' => (int) ($payload['userid'] ?? 0),
@@ -42,14 +61,6 @@ class queue {
             'timecreated' => time(),
             'attempts' => 0,
         ]);
-        try {
-            self::queue_task($id);
-        } catch (\Throwable $e) {
-            // The row is kept: requeue_events gives it a task within 15 minutes.
-            debugging('local_eventrouter: the event is kept, its task will be queued later: ' . $e->getMessage(),
-                DEBUG_NORMAL);
-        }
-        return $id;
     }
 
     /**

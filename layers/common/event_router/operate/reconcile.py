@@ -88,7 +88,7 @@ class ReconcileRequest(BaseModel):
     dry_run: bool = False
     full: bool = False
     run_id: int | None = None  # continue this run (the function's own follow-up message)
-    requested_by: str = Field("manual", max_length=200)
+    requested_by: str = Field(default="manual", max_length=200)
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ class send_event extends \core\task\adhoc_task {
             // A task queued by version 1.0 carries the event itself: keep it in the table first.
             $payload = json_decode($data->body, true);
             $id = $DB->get_field(\local_eventrouter\queue::TABLE, 'id', ['eventid' => $payload['eventid'] ?? '']);
-            $data = (object) ['id' => $id ?: $this->keep_old($data->route, $payload)];
+            $data = (object) ['id' => $id ?: \local_eventrouter\queue::keep($data->route, $payload)];
         }
         $row = $DB->get_record(\local_eventrouter\queue::TABLE, ['id' => $data->id]);
         if (!$row) {
@@ -58,26 +58,5 @@ class send_event extends \core\task\adhoc_task {
             throw new \moodle_exception($reason, 'local_eventrouter', '', $answer->summary);
         }
         mtrace("local_eventrouter: {$row->route} event sent ({$answer->summary})");
-    }
-
-    /**
-     * Keep a 1.0 task's event in the table, without queueing a second task for it.
-     *
-     * @param string $route
-     * @param array $payload
-     * @return int
-     */
-    private function keep_old(string $route, array $payload): int {
-        global $DB;
-        return $DB->insert_record(\local_eventrouter\queue::TABLE, (object) [
-            'eventid' => $payload['eventid'],
-            'route' => $route,
-            'userid' => (int) ($payload['userid'] ?? 0),
-            'relateduserid' => $payload['relateduserid'] ?? null,
-            'courseid' => (int) ($payload['courseid'] ?? 0),
-            'body' => json_encode($payload),
-            'timecreated' => time(),
-            'attempts' => 0,
-        ]);
     }
 }
