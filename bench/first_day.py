@@ -107,9 +107,9 @@ def first_day_import(h: Harness, students: int = 10_000) -> list[Row]:
         )
         enrolled_in_zoho(zoho.org, record, COURSE, f"Student {n} - L3")
     with zoho.org.lock:  # years of data: nothing was changed in the minutes before the router came
-        for records in zoho.org.records.values():
-            for record in records.values():
-                record["Modified_Time"] = "2026-09-01T08:00:00+00:00"
+        for module_records in zoho.org.records.values():
+            for stored in module_records.values():
+                stored["Modified_Time"] = "2026-09-01T08:00:00+00:00"
     os.environ["AWS_ENDPOINT_URL_SQS"] = h.sqs_endpoint  # the functions' clients are made after their import
     # The processors write deliveries only for a destination with a queue: one is named (and not made).
     delivery_queue = f"{h.sqs_endpoint}/123456789012/bench-first-day-not-there"
