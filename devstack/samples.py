@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 DEV_SECRETS = {"zoho": "dev-zoho-secret-NOT-FOR-PRODUCTION", "moodle": "dev-moodle-secret-NOT-FOR-PRODUCTION"}
 DEV_TOKENS = {"moodle": "dev-moodle-token-NOT-FOR-PRODUCTION"}
+DEV_ERASURE_KEY = "dev-erasure-key-NOT-FOR-PRODUCTION"
 EVENTS_DIR = Path(__file__).resolve().parent.parent / "events"
 
 Signing = Literal["signed", "signed-bare", "signed-upper", "unsigned", "bad-signature", "token"]
@@ -436,6 +437,7 @@ def dev_environment() -> dict[str, str]:
         "ZOHO_WEBHOOK_SECRET": DEV_SECRETS["zoho"],
         "MOODLE_WEBHOOK_SECRET": DEV_SECRETS["moodle"],
         "MOODLE_WEBHOOK_TOKEN": DEV_TOKENS["moodle"],
+        "ERASURE_KEY": DEV_ERASURE_KEY,
     }
 
 

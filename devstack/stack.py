@@ -30,7 +30,7 @@ from devstack.invoke import Handler, LocalContext, load_function
 from devstack.moodle_standin import MoodleStandIn
 from devstack.poller import QueuePoller
 from devstack.postgres import create_database, start_embedded, with_database
-from devstack.samples import SAMPLE_COURSE, dev_environment
+from devstack.samples import DEV_ERASURE_KEY, SAMPLE_COURSE, dev_environment
 from devstack.server import Route, WebhookServer, free_port
 from devstack.template import ROOT, FunctionSpec, Resolver, functions, load_template, resources_of_type
 from devstack.zoho_standin import ZohoStandIn
@@ -225,6 +225,8 @@ class LocalStack:
             value: dict[str, Any]
             if name == "MoodleTokenSecret":
                 value = {"token": self.moodle_token or ""}
+            elif name == "ErasureKeySecret":
+                value = {"key": DEV_ERASURE_KEY}
             elif name == "ZohoCredentialsSecret":
                 value = dict(self.zoho_credentials or {})
             elif name in ("ZohoWebhookSecret", "MoodleWebhookSecret"):

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import Engine, text
 
 from devstack.poller import QueuePoller
-from devstack.samples import STUDENT_ID, ZOHO_RECORDS, Sample
+from devstack.samples import STUDENT_ID, ZOHO_RECORDS, Sample, dev_environment
 from event_router.messages import EventMessage
 from event_router.store.schema import metadata
 from tests.conftest import Queues
@@ -277,6 +277,145 @@ def test_an_event_message_in_the_dead_letter_queue_is_recognised_by_the_moodle_u
     )
     assert event is not None
 
-    assert _mentions(event.model_dump_json(), [], {348}, set()) is True
-    assert _mentions(event.model_dump_json(), [], {777}, set()) is False
-    assert _mentions('{"delivery_id": 5, "destination": "moodle"}', [], set(), {5}) is True
+    assert _mentions(event.model_dump_json(), {("moodle_user_id", "348")}, set()) is True
+    assert _mentions(event.model_dump_json(), {("moodle_user_id", "777")}, set()) is False
+    assert _mentions(event.model_dump_json(), {("student_number", "348")}, set()) is False  # a kind, not a number
+    assert _mentions('{"delivery_id": 5, "destination": "moodle"}', set(), {5}) is True
+
+
+# ------------------------------------------------------------------ an erasure that holds
+
+
+def drain(load: Callable[..., Invoke], queues: Queues, **overrides: str) -> None:
+    for module, name in PROCESSORS.items():
+        invoke = load(name, **overrides)
+        QueuePoller(queues.sqs, queues.urls[module], lambda e, _, i=invoke: i(e), name, retry_immediately=True).drain()
+
+
+def test_an_erased_student_never_comes_back_from_a_module_queue_the_dead_letter_queue_or_a_replay(
+    load: Callable[..., Invoke], queues: Queues, send: Callable[[Sample], dict[str, Any]], db: Engine
+) -> None:
+    """The processors are stopped while Ada's history and Grace's wait in the module queues; one event
+    of Ada's waits in the dead-letter queue, in flight (someone is looking at it) when the erasure
+    runs, and one was queued while Postgres was down (no row in the log). After the erasure the
+    processors start, the dead letter is replayed: Grace arrives whole, nothing of Ada comes back."""
+    deliveries_url = queues.sqs.create_queue(QueueName=f"moodle-deliveries-{id(queues)}")["QueueUrl"]
+    for sample in [*history(ADA, "Ada Example"), *history(GRACE, "Grace Hopper")]:
+        send(sample)
+    failed = send(
+        zoho("student", ADA["zoho"], "update", "2026-11-25T12:00:00+00:00", Name="Ada", Academic_Email=ADA["email"])
+    )
+    waiting = queues.receive_all(queues.urls["students"])
+    [dead] = [m for m in waiting if failed["event_id"] in m["Body"]]
+    queues.sqs.send_message(QueueUrl=queues.dlq_url, MessageBody=dead["Body"])
+    unlogged = EventMessage.from_json(next(m["Body"] for m in waiting if m is not dead and ADA["zoho"] in m["Body"]))
+    assert unlogged is not None
+    for message in waiting:
+        if message is not dead:
+            queues.sqs.send_message(QueueUrl=queues.urls["students"], MessageBody=message["Body"])
+    with db.begin() as connection:  # one of her events the verifier queued while Postgres was down
+        connection.execute(text("DELETE FROM integration_events_log WHERE event_id = :e"), {"e": unlogged.event_id})
+        connection.execute(  # her Moodle account, as the router made it
+            text("INSERT INTO moodle_accounts (student_zoho_id, moodle_user_id, origin) VALUES (:s, 348, 'created')"),
+            {"s": ADA["zoho"]},
+        )
+    [in_flight] = queues.sqs.receive_message(QueueUrl=queues.dlq_url, VisibilityTimeout=30)["Messages"]
+
+    erased = load("PrivacyFunction", DEAD_LETTER_QUEUE_URL=queues.dlq_url)(
+        {"action": "erase", "student": {"zoho_record_id": ADA["zoho"]}}
+    )
+    queues.sqs.change_message_visibility(
+        QueueUrl=queues.dlq_url, ReceiptHandle=in_flight["ReceiptHandle"], VisibilityTimeout=0
+    )
+    replayed = load("ReplayFunction")({"mode": "dlq", "max_messages": 10})
+    drain(load, queues, MOODLE_DELIVERY_QUEUE_URL=deliveries_url)
+    drain(load, queues, MOODLE_DELIVERY_QUEUE_URL=deliveries_url)  # what the replay put back
+
+    assert erased["success"] is True, erased
+    assert erased["counts"]["dead_letters_unread"] == 1  # the one in flight: said, not hidden
+    assert "could not be read" in erased["warning"]
+    assert replayed["success"] is True, replayed
+    stored = everything(db)
+    assert [v for v in values(ADA) if v in stored] == []
+    assert rows(db, "SELECT * FROM students WHERE zoho_record_id = :z", z=ADA["zoho"]) == []
+    assert rows(db, "SELECT * FROM moodle_enrolments WHERE moodle_user_id = 348") == []
+    assert rows(db, "SELECT * FROM moodle_grades WHERE moodle_user_id = 348") == []
+    assert rows(db, "SELECT * FROM deliveries WHERE target_key = :z", z=ADA["zoho"]) == []
+    grace = rows(db, "SELECT * FROM students WHERE zoho_record_id = :z", z=GRACE["zoho"])
+    assert [g["name"] for g in grace] == ["Grace Hopper (updated)"]
+    assert len(rows(db, "SELECT * FROM deliveries WHERE target_key = :z", z=GRACE["zoho"])) == 2  # created, changed
+    reasons = rows(db, "SELECT result->>'reason' AS reason FROM integration_events_log WHERE record_id = 'erased'")
+    assert {r["reason"] for r in reasons} == {"erased"}
+
+
+def test_the_erasure_record_and_register_hold_keyed_hashes_only(
+    router: Callable[[dict[str, Any]], dict[str, Any]], db: Engine
+) -> None:
+    import hashlib
+    import hmac
+
+    answer = router({"action": "erase", "student": {"student_number": ADA["number"]}})
+
+    [erasure] = rows(db, "SELECT * FROM erasures")
+    register = {r["digest"] for r in rows(db, "SELECT digest FROM erased_identities")}
+    key = dev_environment()["ERASURE_KEY"].encode()
+    keyed = hmac.new(key, f"student_number:{ADA['number']}".encode(), hashlib.sha256).hexdigest()
+    plain = hashlib.sha256(f"student_number:{ADA['number']}".encode()).hexdigest()
+    assert answer["success"] is True
+    assert erasure["identifiers"]["student_number"] == [keyed]
+    assert plain not in json.dumps(erasure["identifiers"])
+    assert keyed in register
+    assert len(register) == 4  # her Zoho record id, number, e-mail and Moodle account
+
+
+def test_an_erasure_without_its_key_is_refused_and_changes_nothing(
+    load: Callable[..., Invoke], queues: Queues, db: Engine, router: Callable[[dict[str, Any]], dict[str, Any]]
+) -> None:
+    before = everything(db)
+
+    answer = load("PrivacyFunction", DEAD_LETTER_QUEUE_URL=queues.dlq_url, ERASURE_KEY="")(
+        {"action": "erase", "student": {"zoho_record_id": ADA["zoho"]}}
+    )
+
+    assert answer["success"] is False
+    assert answer["error"] == "erasure_key_missing"
+    assert everything(db) == before
+
+
+def test_identifiers_are_matched_whole_never_as_part_of_another_students_value(
+    load: Callable[..., Invoke], queues: Queues, send: Callable[[Sample], dict[str, Any]], db: Engine
+) -> None:
+    """Erasing student number B-1200 leaves B-120012's events and dead letters alone (a substring
+    match would take them), and a student number 12 is not a mark of 12."""
+    short = {"zoho": "5725767000000413001", "number": "B-1200", "email": "b1200@students.example.ac.uk", "moodle": 901}
+    longer = {"zoho": "5725767000000413002", "number": "B-120012", "email": "b120012@students.example.ac.uk"}
+    send(zoho("student", short["zoho"], "insert", T1, Name="Short", Student_ID_Number=short["number"]))
+    send(zoho("student", longer["zoho"], "insert", T1, Name="Longer", Student_ID_Number=longer["number"]))
+    grade = zoho(
+        "grade", "G413003", "insert", T1, Name="Unit 1", Student={"id": longer["zoho"], "name": "L"}, Grade="12"
+    )
+    send(grade)
+    for module in ("students", "grades"):  # every waiting message: straight to the dead-letter queue
+        for message in queues.receive_all(queues.urls[module]):
+            queues.sqs.send_message(QueueUrl=queues.dlq_url, MessageBody=message["Body"])
+    privacy = load("PrivacyFunction", DEAD_LETTER_QUEUE_URL=queues.dlq_url)
+
+    by_number = privacy({"action": "erase", "student": {"student_number": short["number"]}})
+    twelve = privacy({"action": "erase", "student": {"student_number": "12"}})
+
+    assert by_number["counts"]["dead_letters_removed"] == 1
+    assert by_number["counts"]["events_redacted"] == 1
+    assert twelve["counts"]["dead_letters_removed"] == 0
+    assert twelve["counts"]["events_redacted"] == 0
+    bodies = " ".join(b for b in dead_letters_all(queues))
+    assert f'"{longer["number"]}"' in bodies
+    assert f'"{short["number"]}"' not in bodies
+    logged = rows(db, "SELECT payload FROM integration_events_log WHERE record_id <> 'erased'")
+    assert len(logged) == 2  # the longer number's student and grade, whole
+
+
+def dead_letters_all(queues: Queues) -> list[str]:
+    bodies = [m["Body"] for m in queues.receive_all(queues.dlq_url)]
+    for body in bodies:
+        queues.sqs.send_message(QueueUrl=queues.dlq_url, MessageBody=body)
+    return bodies

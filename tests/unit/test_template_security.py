@@ -126,6 +126,8 @@ ZOHO_CALLERS = (
     "ReconcileFunction",
 )
 MOODLE_CALLERS = ("MoodleDeliveryFunction", "ReconcileFunction")
+# The privacy function writes the erasure register; the processors of modules with students' rows read it.
+ERASURE_KEY_READERS = ("PrivacyFunction", "StudentsProcessor", "EnrollmentsProcessor", "GradesProcessor")
 
 
 @pytest.mark.parametrize("function", list(FUNCTIONS))
@@ -149,6 +151,8 @@ def test_a_function_reads_its_database_login_and_at_most_its_own_webhook_secret(
         expected.add(
             json.dumps({"Fn::If": ["CreateZohoSecret", {"Ref": "ZohoWebhookSecret"}, {"Ref": "ZohoWebhookSecretArn"}]})
         )
+    if function in ERASURE_KEY_READERS:  # the erasure register's key
+        expected.add(json.dumps({"Ref": "ErasureKeySecret"}))
     source = next((s for s, name in VERIFIERS.items() if name == function), None)
     if source is not None:
         secret = f"{source.capitalize()}WebhookSecret"

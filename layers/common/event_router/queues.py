@@ -98,14 +98,15 @@ class DeadLetterQueue:
         self._client = client
         self.url = url
 
-    def receive(self, at_most: int) -> list[DeadLetter]:
-        """Up to ``at_most`` (and 10) messages, hidden from others for a minute while replay decides."""
+    def receive(self, at_most: int, wait_seconds: int = 0) -> list[DeadLetter]:
+        """Up to ``at_most`` (and 10) messages, hidden from others for a minute while replay decides
+        (``wait_seconds`` > 0: long polling, which asks every SQS server rather than a sample)."""
         messages = self._client.receive_message(
             QueueUrl=self.url,
             MaxNumberOfMessages=min(10, at_most),
             VisibilityTimeout=60,
             MessageAttributeNames=["All"],
-            WaitTimeSeconds=0,
+            WaitTimeSeconds=wait_seconds,
         ).get("Messages", [])
         return [DeadLetter(m["Body"], m["ReceiptHandle"]) for m in messages]
 
@@ -116,6 +117,18 @@ class DeadLetterQueue:
         """Make messages visible again at once (replay left them where they were)."""
         for receipt in receipts:
             self._client.change_message_visibility(QueueUrl=self.url, ReceiptHandle=receipt, VisibilityTimeout=0)
+
+    def total(self) -> int:
+        """Messages held, waiting or in flight (approximate, as SQS counts them); raises when SQS
+        does not answer."""
+        try:
+            attributes = self._client.get_queue_attributes(
+                QueueUrl=self.url,
+                AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+            )["Attributes"]
+        except (BotoCoreError, ClientError) as error:
+            raise QueueUnavailable(type(error).__name__) from None
+        return int(attributes["ApproximateNumberOfMessages"]) + int(attributes["ApproximateNumberOfMessagesNotVisible"])
 
     def depth(self) -> int | None:
         """Messages waiting; None when SQS does not answer."""

@@ -101,6 +101,10 @@ class Settings(BaseModel):
     reconcile_zoho_credits: int = Field(5000, ge=1, alias="RECONCILE_ZOHO_CREDITS")
     reconcile_moodle_calls: int = Field(5000, ge=1, alias="RECONCILE_MOODLE_CALLS")
     reconcile_queue_url: str | None = Field(None, alias="RECONCILE_QUEUE_URL")
+    # The key of the erasure register's keyed hashes (event_router/erasure.py): a Secrets Manager
+    # secret deployed, a fake value in local development.
+    erasure_key: str | None = Field(None, alias="ERASURE_KEY")
+    erasure_key_secret_arn: str | None = Field(None, alias="ERASURE_KEY_SECRET_ARN")
 
     def queue_urls(self) -> dict[Module, str]:
         """The configured module queues."""

@@ -14,15 +14,19 @@ with the student given by ``zoho_record_id``, ``student_number``, ``email`` or `
 
 from __future__ import annotations
 
-import hashlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from event_router.deliver.outbox import DeliveryMessage
+from event_router.erasure import ErasureKey, Identity, erasure_key, row_identities
 from event_router.errors import QueueUnavailable
 from event_router.messages import EventMessage, MoodleFacts
 from event_router.observability import logger
+from event_router.process.processor import RULES
+from event_router.process.rules import MirrorWrite
 from event_router.queues import DeadLetterQueue, sqs_client
 from event_router.settings import Settings, load_settings
 from event_router.store.connection import PreparedConnection, connection_params
@@ -30,6 +34,8 @@ from event_router.store.privacy import PrivacyStore, Student
 from event_router.verify.payloads import problems
 
 MAX_DLQ_MESSAGES = 10_000
+EMPTY_RECEIVES = 3  # long-polled empty answers in a row before the sweep gives up on what it expected
+NO_KEY = {"field": "ERASURE_KEY_SECRET_ARN", "problem": "is not set: erasures are recorded with a keyed hash"}
 
 
 class StudentIdentifier(BaseModel):
@@ -68,9 +74,12 @@ class PrivacyRequest(BaseModel):
 class Privacy:
     """Erasure and export for one student at a time."""
 
-    def __init__(self, store: PrivacyStore, dead_letters: DeadLetterQueue | None) -> None:
+    def __init__(
+        self, store: PrivacyStore, dead_letters: DeadLetterQueue | None, key: Callable[[], ErasureKey | None]
+    ) -> None:
         self._store = store
         self._dead_letters = dead_letters
+        self._key = key  # the erasure register's (event_router/erasure.py)
 
     def run(self, payload: dict[str, Any]) -> dict[str, Any]:
         try:
@@ -85,43 +94,63 @@ class Privacy:
         return self._erase(request, student)
 
     def _erase(self, request: PrivacyRequest, student: Student) -> dict[str, Any]:
-        event_ids = self._store.event_ids(student)
-        deliveries = self._store.deliveries(student)
-        delivery_ids = set(deliveries)
+        key = self._key()
+        if key is None and not request.dry_run:
+            return {"success": False, "error": "erasure_key_missing", "details": [NO_KEY]}
+        erasure_id = None
         if request.dry_run:
+            deliveries = self._store.deliveries(student)
             counts: dict[str, int] = {
-                "events_redacted": len(event_ids),
+                "events_redacted": len(self._store.event_ids(student)),
                 "deliveries_cancelled": sum(deliveries.values()),
                 "deliveries_scrubbed": len(deliveries),
             }
             counts |= {f"{table}_deleted": n for table, n in self._store.count_mirror_rows(student).items()}
         else:
+            assert key is not None
             with self._store.transaction():
-                counts = self._store.erase(student, event_ids)
-        counts["dead_letters_removed"] = self._dead_letter_sweep(student, delivery_ids, request.dry_run)
-        erasure_id = None
-        if not request.dry_run:  # a dry run changes nothing, not even the record of erasures
-            hashed = {kind: [_sha256(kind, v) for v in values] for kind, values in _identifiers(student).items()}
-            erasure_id = self._store.record_erasure(request.requested_by, hashed, counts, dry_run=False)
+                self._store.lock_register()  # batches in flight finish first; later ones see the register
+                deliveries = self._store.deliveries(student)
+                counts = self._store.erase(student, self._store.event_ids(student), key)
+                digests = key.digests(student.identities())
+                hashed: dict[str, list[str]] = {}
+                for digest, (kind, _) in sorted(digests.items()):
+                    hashed.setdefault(kind, []).append(digest)
+                erasure_id = self._store.record_erasure(request.requested_by, hashed, counts, dry_run=False)
+                self._store.register(list(digests), erasure_id)
+        sweep = self._dead_letter_sweep(student, set(deliveries), request.dry_run)
+        counts |= {"dead_letters_removed": sweep.matched, "dead_letters_unread": sweep.unread}
+        if erasure_id is not None:  # the sweep's figures join the record
+            self._store.update_counts(erasure_id, counts)
         message = "student erasure dry run" if request.dry_run else "student erased"
         logger.info(message, extra={"erasure_id": erasure_id, "counts": counts})
         answer = {"success": True, "action": "erase", "dry_run": request.dry_run, "erasure_id": erasure_id}
+        if sweep.unread:
+            answer["warning"] = (
+                f"{sweep.unread} dead-letter message(s) could not be read (in flight or SQS did not answer); "
+                "the erasure register keeps them from applying, and erasing again removes them"
+            )
         return {**answer, "counts": counts}
 
-    def _dead_letter_sweep(self, student: Student, delivery_ids: set[int], dry_run: bool) -> int:
-        """Remove (or, in a dry run, count) the student's messages from the dead-letter queue."""
+    def _dead_letter_sweep(self, student: Student, delivery_ids: set[int], dry_run: bool) -> Sweep:
+        """Remove (or, in a dry run, count) the student's messages from the dead-letter queue.
+
+        The queue is read until every message it held when the sweep began has been seen (SQS's
+        approximate count of visible and in-flight messages), with long polling, so that an empty
+        answer means empty rather than "not on the servers sampled"; what could not be seen is
+        reported as unread."""
         if self._dead_letters is None:
-            return 0
-        values = [v.lower() for v in student.values()]
-        matched, kept, examined = 0, [], 0
+            return Sweep(0, 0)
+        identities = student.identities()
+        matched, kept, examined, empty, expected = 0, [], 0, 0, 0
         try:
-            while examined < MAX_DLQ_MESSAGES:
-                messages = self._dead_letters.receive(min(10, MAX_DLQ_MESSAGES - examined))
-                if not messages:
-                    break
+            expected = min(self._dead_letters.total(), MAX_DLQ_MESSAGES)
+            while examined < expected and empty < EMPTY_RECEIVES:
+                messages = self._dead_letters.receive(min(10, MAX_DLQ_MESSAGES - examined), wait_seconds=1)
+                empty = 0 if messages else empty + 1
                 for message in messages:
                     examined += 1
-                    if _mentions(message.body, values, student.moodle, delivery_ids):
+                    if _mentions(message.body, identities, delivery_ids):
                         matched += 1
                         if not dry_run:
                             self._dead_letters.delete(message.receipt)
@@ -129,19 +158,43 @@ class Privacy:
                     kept.append(message.receipt)
         except QueueUnavailable as error:
             logger.error("dead-letter queue unavailable; erase again once it is back", error=str(error))
+            expected = max(expected, examined + 1)  # at least one message may be there, unread
         finally:
             self._dead_letters.release(kept)
-        return matched
+        return Sweep(matched, max(0, expected - examined))
 
 
-def _mentions(body: str, values: list[str], moodle: set[int], delivery_ids: set[int]) -> bool:
+@dataclass(frozen=True)
+class Sweep:
+    matched: int  # the student's messages removed (or, in a dry run, found)
+    unread: int  # messages the sweep expected but could not read
+
+
+def _mentions(body: str, identities: set[Identity], delivery_ids: set[int]) -> bool:
+    """Whether a dead-letter message is about the student: a delivery of theirs, or an event whose
+    record, or a mirror row it would write, names one of their identifiers whole."""
     delivery = DeliveryMessage.from_json(body)
     if delivery is not None:
         return delivery.delivery_id in delivery_ids
-    if any(v in body.lower() for v in values):
-        return True
     event = EventMessage.from_json(body)
-    return event is not None and isinstance(event.facts, MoodleFacts) and event.facts.student in moodle
+    return event is not None and bool(event_identities(event) & identities)
+
+
+def event_identities(event: EventMessage) -> set[Identity]:
+    """Whom an event is about: its Zoho student record, the Moodle user of a Moodle event, and the
+    identifiers of the mirror row its sync rule would write."""
+    found: set[Identity] = set()
+    if isinstance(event.facts, MoodleFacts):
+        found.add(("moodle_user_id", str(event.facts.student)))
+    elif event.module == "students":
+        found.add(("zoho_record_id", event.record_id))
+    try:
+        change = RULES[event.module](event)
+    except Exception:  # noqa: BLE001 - an event its rule cannot read names nobody more than the above
+        return found
+    if isinstance(change, MirrorWrite):
+        found |= row_identities(change.table, {**change.key, **change.values})
+    return found
 
 
 def _identifiers(student: Student) -> dict[str, list[str]]:
@@ -153,10 +206,6 @@ def _identifiers(student: Student) -> dict[str, list[str]]:
     }
 
 
-def _sha256(kind: str, value: str) -> str:
-    return hashlib.sha256(f"{kind}:{value}".encode()).hexdigest()
-
-
 def build_privacy(settings: Settings | None = None) -> Privacy:
     settings = settings or load_settings()
     connection = PreparedConnection(connection_params(settings, "privacy"), settings.db_idle_ping_seconds)
@@ -165,4 +214,4 @@ def build_privacy(settings: Settings | None = None) -> Privacy:
         if settings.dead_letter_queue_url
         else None
     )
-    return Privacy(PrivacyStore(connection), dead_letters)
+    return Privacy(PrivacyStore(connection), dead_letters, lambda: erasure_key(settings))

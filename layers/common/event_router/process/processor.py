@@ -16,6 +16,7 @@ One invocation handles one SQS batch, in one transaction when all goes well:
 
 from __future__ import annotations
 
+import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Callable
@@ -30,6 +31,7 @@ from event_router.contract import Module
 from event_router.deliver.intents import Identity, delivery_for, is_echo
 from event_router.deliver.outbox import DeliveryPublisher
 from event_router.deliver.records import ZohoRecords, with_record, zoho_client
+from event_router.erasure import ErasureKey, erasure_key, row_identities
 from event_router.errors import DataRejected, DeliveryError, Problem, StorageUnavailable
 from event_router.messages import EventMessage, ZohoRecord
 from event_router.observability import Metric, count, emit, logger
@@ -101,6 +103,7 @@ class ModuleProcessor:
         deliveries: Deliveries | None = None,
         router: Callable[[], Identity] = Identity,
         records: RecordSource | None = None,
+        erasure: Callable[[], ErasureKey | None] = lambda: None,
     ) -> None:
         self.module = module
         self.store = store
@@ -110,6 +113,7 @@ class ModuleProcessor:
         self.deliveries = deliveries or NoDeliveries()
         self.router = router
         self.records = records  # where the records of events that name them without fields are fetched
+        self.erasure = erasure  # the erasure register's key (None: nobody can have been erased)
         self._batch_processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
     def write(self, claim: Claim, event: EventMessage, change: MirrorWrite) -> Write:
@@ -149,6 +153,7 @@ class _Batch:
         self.deliveries: list[tuple[int, str]] = []  # written by this batch: (delivery id, destination)
         self._unfetched: dict[str, str] = {}  # message id → why its record could not be fetched
         self._timings: defaultdict[tuple[Metric, str], list[float]] = defaultdict(list)  # (metric, source) → ms
+        self._key: ErasureKey | None = None  # the erasure register's, read once per batch
 
     def run(self) -> None:
         """Settle every event: the whole batch in one transaction, or event by event if that fails."""
@@ -156,7 +161,11 @@ class _Batch:
         # The rules are pure: every decision is made before the database is touched.
         decisions = {m: self._decide(e) for m, e in self._events.items() if e is not None}
         events = [e for m, e in self._events.items() if e is not None and m not in self._unfetched]
-        together = len(events) > 1  # one statement is a transaction by itself: no BEGIN and COMMIT
+        self._key = self._processor.erasure()
+        # One statement is a transaction by itself: no BEGIN and COMMIT, unless the erasure register
+        # is read: its lock must last until the writes commit.
+        guarded = self._key is not None and any(isinstance(d, MirrorWrite) for d in decisions.values())
+        together = len(events) > 1 or guarded
         started = time.monotonic()
         self._store.begin_batch()
         try:
@@ -180,6 +189,7 @@ class _Batch:
         """The fast path: every change of one kind in one statement, every other ending in one more."""
         outcomes: dict[str, str | EventNotProcessed] = {}
         claimed: dict[str, Claim] = {}
+        claimed_events: dict[str, tuple[EventMessage, Claim, Decision]] = {}
         writes: list[Write] = []
         settles: list[Outcome] = []
         for message_id, event in self._events.items():
@@ -194,13 +204,18 @@ class _Batch:
                 outcomes[message_id] = "settled"  # already completed, skipped or failed
                 continue
             claimed[message_id] = claim
-            decision = decisions[message_id]
+            claimed_events[message_id] = (event, claim, decisions[message_id])
+        erased = self._erased(claimed_events)
+        for message_id, (event, claim, decision) in claimed_events.items():
+            if message_id in erased:
+                continue
             if isinstance(decision, MirrorWrite):
                 writes.append(self._processor.write(claim, event, decision))
             else:
                 settles.append((claim, *decision))
         statuses, deliveries = self._store.apply_many(writes)
         statuses |= self._store.settle_many(settles)
+        statuses |= self._store.forget(list(erased.values()))
         self.deliveries = deliveries
         for message_id, claim in claimed.items():
             outcomes[message_id] = statuses.get(claim.log_id, "settled")
@@ -237,13 +252,43 @@ class _Batch:
         if not isinstance(decision, MirrorWrite):
             return self._store.settle_many([(claim, *decision)]).get(claim.log_id, "settled")
         try:
-            statuses, deliveries = self._store.apply_many([self._processor.write(claim, event, decision)])
+            with self._store.connection.transaction(needed=self._key is not None):
+                erased = self._erased({"one": (event, claim, decision)})
+                if erased:
+                    return self._store.forget(list(erased.values())).get(claim.log_id, "settled")
+                statuses, deliveries = self._store.apply_many([self._processor.write(claim, event, decision)])
             self.deliveries += deliveries
         except DataRejected as refused:
             # The database will refuse these values every time: park the event, do not retry it.
             error = f"the database refused a value of this event ({refused})"
             statuses = self._store.settle_many([(claim, "failed", {"reason": "refused_by_database"}, error)])
         return statuses.get(claim.log_id, "settled")
+
+    def _erased(
+        self, candidates: dict[str, tuple[EventMessage, Claim, Decision]]
+    ) -> dict[str, tuple[Claim, str | None]]:
+        """Which of these claimed events would write about an identity erased after the event's own
+        time (the source's timestamp, else its arrival): message id → (claim, the new event id when
+        theirs names the student). Those are forgotten, not applied (event_router/erasure.py)."""
+        if self._key is None:
+            return {}
+        about = {
+            m: self._key.digests(row_identities(d.table, {**d.key, **d.values}))
+            for m, (_, _, d) in candidates.items()
+            if isinstance(d, MirrorWrite)
+        }
+        digests = sorted({digest for found in about.values() for digest in found})
+        if not digests:
+            return {}
+        register = self._store.erased(digests)
+        erased: dict[str, tuple[Claim, str | None]] = {}
+        for message_id, found in about.items():
+            event, claim, _ = candidates[message_id]
+            at = event.occurred_at.timestamp() * 1000 if event.occurred_at is not None else claim.received_ms
+            if any(register.get(digest, -1) >= at for digest in found):
+                names = set(re.split(r"[^A-Za-z0-9]+", event.event_id)) & {v for _, v in found.values()}
+                erased[message_id] = (claim, f"erased-{self._key.label(event.event_id)}" if names else None)
+        return erased
 
     def _fetch(self) -> None:
         """Read from Zoho the records that events name without their fields (an ids-only notification,
@@ -384,6 +429,7 @@ def build_processor(settings: Settings | None = None) -> ModuleProcessor:
         DeliveryPublisher(settings),
         identity.current,
         records,
+        lambda: erasure_key(settings),
     )
 
 

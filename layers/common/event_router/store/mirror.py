@@ -34,6 +34,7 @@ from pydantic_core import to_json
 from event_router.messages import EventMessage
 from event_router.store.connection import PreparedConnection
 from event_router.store.deliveries import Intent
+from event_router.store.privacy import TOMBSTONE
 from event_router.store.tables import DELIVERIES, DONE, EVENT_LOG, LOGGED_FIELDS, MIRRORS, Column, MirrorTable
 
 STALE = {"reason": "stale"}
@@ -172,6 +173,36 @@ RETURNING log.id, log.status,
     (SELECT jsonb_agg(jsonb_build_array(made.id, made.destination)) FROM made WHERE made.event_log_id = log.id)"""
 
 
+# The erasure register's entries among a batch's identities. ``FOR SHARE`` takes the table's ROW
+# SHARE lock until the batch commits, so an erasure (which locks the register EXCLUSIVE first)
+# waits for the batches in flight and every later batch sees it: none slips between.
+ERASED_SQL = f"""
+SELECT digest, {_epoch_ms("erased_at")} FROM erased_identities
+WHERE digest = ANY(CAST(:digests AS text[])) FOR SHARE"""
+
+# An event about an erased identity, received before the erasure: it ends ``skipped`` (reason
+# ``erased``) with nothing left that says whom it was about, as the erasure leaves its own events.
+# A copy of an event the erasure already renamed (its row was written again by the claim, because
+# its event id no longer matched) is dropped: the log keeps the erased original.
+FORGET_SQL = f"""
+WITH forgotten AS (
+    SELECT * FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS forgotten (log_id bigint, event_id text)
+), dropped AS (
+    DELETE FROM {EVENT_LOG} AS log USING forgotten
+    WHERE log.id = forgotten.log_id AND EXISTS (
+        SELECT 1 FROM {EVENT_LOG} AS kept WHERE kept.source = log.source AND kept.event_id = forgotten.event_id)
+    RETURNING log.id
+), ended AS (
+    UPDATE {EVENT_LOG} AS log SET
+        status = 'skipped', result = jsonb_build_object('reason', 'erased'), error_message = NULL,
+        payload = {TOMBSTONE}, record_id = 'erased', event_id = coalesce(forgotten.event_id, log.event_id),
+        {_SETTLED}
+    FROM forgotten
+    WHERE log.id = forgotten.log_id AND log.status NOT IN ({_DONE}) AND log.id NOT IN (SELECT id FROM dropped)
+    RETURNING log.id, log.status
+)
+SELECT id, status FROM ended UNION ALL SELECT id, 'skipped' FROM dropped"""
+
 _KINDS = [
     (name, tombstone)
     for name, table in MIRRORS.items()
@@ -246,6 +277,22 @@ class MirrorStore:
             rows = self.connection.run(CLAIM_UNLOGGED_SQL, batch=json.dumps(batch, ensure_ascii=False))
             claims |= {(source, event_id): Claim(log_id, ms) for log_id, source, event_id, ms in rows}
         return claims
+
+    def erased(self, digests: Sequence[str]) -> dict[str, int]:
+        """Which of these identity digests the erasure register holds: digest → erased at (epoch ms).
+        Run inside the batch's transaction (it holds off erasures until the batch commits)."""
+        rows = self.connection.run(ERASED_SQL, digests=list(digests))
+        return {str(digest): int(erased_ms) for digest, erased_ms in rows}
+
+    def forget(self, events: Sequence[tuple[Claim, str | None]]) -> dict[int, str]:
+        """Settle events about erased identities (claim, and a new event id when theirs named the
+        student): log id → status."""
+        if not events:
+            return {}
+        rows = json.dumps([{"log_id": claim.log_id, "event_id": renamed} for claim, renamed in events])
+        return {
+            int(i): str(status) for i, status in self.connection.run(FORGET_SQL, rows=rows, started_ms=self.started_ms)
+        }
 
     def apply_many(self, writes: Sequence[Write]) -> tuple[dict[int, str], list[tuple[int, str]]]:
         """Apply a batch's mirror changes, one statement per kind of change: (log id → final status,

@@ -16,12 +16,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from event_router.erasure import ErasureKey, Identity
 from event_router.store.connection import PreparedConnection
 from event_router.store.tables import EVENT_LOG
 
 TOMBSTONE = "jsonb_build_object('redacted', true, 'sha256', encode(sha256(convert_to(payload::text, 'UTF8')), 'hex'))"
 SETTLED = "('completed', 'skipped', 'failed')"  # never received, queued, processing, replayed or dead-lettered
-MIN_NEEDLE = 4  # identifiers shorter than this are not searched for in payload text (too many false matches)
 
 RETENTION_SQL = f"""
 WITH old AS (
@@ -40,36 +40,71 @@ SELECT students.zoho_record_id, students.student_id_number, students.academic_em
 FROM students LEFT JOIN moodle_accounts AS account ON account.student_zoho_id = students.zoho_record_id
 WHERE students.zoho_record_id = ANY(CAST(:zoho AS text[])) OR students.student_id_number = ANY(CAST(:numbers AS text[]))
    OR lower(students.academic_email) = ANY(CAST(:emails AS text[]))
-   OR account.moodle_user_id = ANY(CAST(:moodle AS bigint[]))"""
+   OR account.moodle_user_id = ANY(CAST(:moodle AS bigint[]))
+UNION ALL  -- the account also when the students row is not there (yet, or any more)
+SELECT account.student_zoho_id, NULL, NULL, account.moodle_user_id FROM moodle_accounts AS account
+WHERE account.student_zoho_id = ANY(CAST(:zoho AS text[])) OR account.moodle_user_id = ANY(CAST(:moodle AS bigint[]))"""
 
 # Events that mention the student: their Zoho records (by id, or a lookup to them in the payload), a
 # payload holding their number or e-mail, a Moodle event about their Moodle user — also once
 # retention has redacted the payload, by what the row itself still says (its record and event ids).
-NEEDLE_IN = "EXISTS (SELECT 1 FROM unnest(CAST(:needles AS text[])) AS n(v) WHERE strpos(lower({}), n.v) > 0)"
+# Identifiers are matched whole, in the fields that hold them: a student number "12" is not part of
+# "B-120012", nor a mark of 12.
+EVENT_ID_NAMES = "regexp_split_to_array(event_id, '[^A-Za-z0-9]+') && CAST(:zoho AS text[])"
+_FIELD = (
+    "EXISTS (SELECT 1 FROM jsonb_path_query(payload, 'lax $.**.{field}') AS v"
+    " WHERE {value} = ANY(CAST(:{kind} AS text[])))"
+)
+PAYLOAD_NAMES = " OR ".join(
+    _FIELD.format(field=field, value=value, kind=kind)
+    for field, value, kind in (
+        ("id", "v #>> '{}'", "zoho"),  # the record's own id, and every lookup to a record
+        ("ids[*]", "v #>> '{}'", "zoho"),  # an ids-only notification
+        ("Student_ID_Number", "v #>> '{}'", "numbers"),
+        ("Academic_Email", "lower(v #>> '{}')", "emails"),
+    )
+)
 MENTIONS = f"""
     record_id <> 'erased' AND (
         record_id = ANY(CAST(:zoho AS text[]))
         OR (source = 'moodle' AND record_id LIKE '%:%'
             AND split_part(record_id, ':', 1) = ANY(CAST(:moodle_text AS text[])))
-        OR {NEEDLE_IN.format("event_id")}
+        OR {EVENT_ID_NAMES}
         OR (payload->>'redacted' IS NULL AND (
-            {NEEDLE_IN.format("payload::text")}
+            {PAYLOAD_NAMES}
             OR (source = 'moodle'
                 AND coalesce(payload->>'relateduserid', payload->>'userid') = ANY(CAST(:moodle_text AS text[]))))))"""
 EVENTS_SQL = f"SELECT id FROM {EVENT_LOG} WHERE {MENTIONS} ORDER BY id"
-# The row stays (it is what keeps the router from applying a resend twice, unless its event id names
-# the student: then that goes too, as a hash), with nothing left that says whom it was about.
+# The row stays (it is what keeps the router from applying a resend twice), with nothing left that
+# says whom it was about. An event still waiting to be applied (in a queue, in flight, dead-lettered)
+# ends here: ``skipped``, reason ``erased``, so no copy of it can be applied later.
+_UNSETTLED = "status NOT IN ('completed', 'skipped', 'failed')"
+_RESULT_NAMES = """EXISTS (SELECT 1 FROM jsonb_path_query(coalesce(result, '{}'), 'strict $.**') AS v
+    WHERE jsonb_typeof(v) IN ('string', 'number') AND lower(v #>> '{}') = ANY(CAST(:values AS text[])))"""
 REDACT_SQL = f"""
 UPDATE {EVENT_LOG} SET
     payload = CASE WHEN payload->>'redacted' IS NULL THEN {TOMBSTONE} ELSE payload END,
     record_id = 'erased',
-    event_id = CASE WHEN {NEEDLE_IN.format("event_id")}
-        THEN 'erased-' || encode(sha256(convert_to(event_id, 'UTF8')), 'hex') ELSE event_id END,
-    result = CASE WHEN {NEEDLE_IN.format("coalesce(result::text, '')")}
-        THEN jsonb_build_object('redacted', true) ELSE result END,
+    result = CASE WHEN {_UNSETTLED} THEN jsonb_build_object('reason', 'erased')
+        WHEN {_RESULT_NAMES} THEN jsonb_build_object('redacted', true) ELSE result END,
+    error_message = CASE WHEN {_UNSETTLED} THEN NULL ELSE error_message END,
+    status = CASE WHEN {_UNSETTLED} THEN 'skipped' ELSE status END,
     updated_at = now()
 WHERE id = ANY(CAST(:ids AS bigint[])) AND record_id <> 'erased'
 RETURNING id"""
+# Event ids that name the student (a component is their Zoho record id) are replaced by a keyed hash.
+NAMING_IDS_SQL = f"SELECT id, event_id FROM {EVENT_LOG} WHERE id = ANY(CAST(:ids AS bigint[])) AND {EVENT_ID_NAMES}"
+RENAME_SQL = f"""
+UPDATE {EVENT_LOG} AS log SET event_id = renamed.event_id
+FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS renamed (id bigint, event_id text)
+WHERE log.id = renamed.id"""
+# The erasure register (event_router/erasure.py); an erasure locks it first, so that processor
+# batches in flight finish before it looks, and later ones see it (they read it FOR SHARE).
+LOCK_REGISTER_SQL = "LOCK TABLE erased_identities IN EXCLUSIVE MODE"
+REGISTER_SQL = """
+INSERT INTO erased_identities (digest, erasure_id)
+SELECT digest, :erasure_id FROM unnest(CAST(:digests AS text[])) AS d(digest)
+ON CONFLICT (digest) DO UPDATE SET erased_at = now(), erasure_id = EXCLUDED.erasure_id"""
 EXPORT_EVENTS_SQL = f"""
 SELECT json_build_object('event_id', event_id, 'source', source, 'module', module, 'event_type', event_type,
     'status', status, 'received_at', received_at, 'processed_at', processed_at, 'payload', payload)
@@ -115,19 +150,24 @@ class Student:
     moodle: set[int] = field(default_factory=set)
 
     def params(self) -> dict[str, Any]:
-        needles = {n.lower() for n in (*self.zoho, *self.numbers, *self.emails) if len(n) >= MIN_NEEDLE}
+        moodle_text = [str(m) for m in sorted(self.moodle)]
         return {
             "zoho": sorted(self.zoho),
             "numbers": sorted(self.numbers),
             "emails": sorted(self.emails),
             "moodle": sorted(self.moodle),
-            "moodle_text": [str(m) for m in sorted(self.moodle)],
-            "needles": sorted(needles),
+            "moodle_text": moodle_text,
+            "values": sorted({v.lower() for v in (*self.zoho, *self.numbers, *self.emails)} | set(moodle_text)),
         }
 
-    def values(self) -> list[str]:
-        """The identifiers as text, to look for in a queue message."""
-        return [*self.zoho, *self.numbers, *self.emails]
+    def identities(self) -> set[Identity]:
+        """Every identifier, by kind (the erasure register's entries)."""
+        return {
+            *(("zoho_record_id", z) for z in self.zoho),
+            *(("student_number", n) for n in self.numbers),
+            *(("email", e) for e in self.emails),
+            *(("moodle_user_id", str(m)) for m in self.moodle),
+        }
 
     def known(self) -> bool:
         return bool(self.zoho or self.numbers or self.emails or self.moodle)
@@ -182,14 +222,23 @@ class PrivacyStore:
         with self.connection.transaction():
             yield
 
-    def erase(self, student: Student, event_ids: list[int]) -> dict[str, int]:
-        """Redact the events, delete the mirror rows, cancel and scrub the deliveries: one transaction."""
+    def lock_register(self) -> None:
+        """Hold off processor batches until this transaction commits (and wait for those in flight)."""
+        self.connection.run(LOCK_REGISTER_SQL)
+
+    def erase(self, student: Student, event_ids: list[int], key: ErasureKey) -> dict[str, int]:
+        """Redact the events, delete the mirror rows, cancel and scrub the deliveries; inside the
+        caller's transaction, after ``lock_register``."""
         params = student.params()
         enrolments = self.enrolment_ids(student)
         counts: dict[str, int] = {}
         for start in range(0, len(event_ids), 1000):
             ids = event_ids[start : start + 1000]
+            naming = self._run(NAMING_IDS_SQL, {**params, "ids": ids})
             done = self._run(REDACT_SQL, {**params, "ids": ids})
+            if naming:
+                renamed = [{"id": i, "event_id": f"erased-{key.label(str(e))}"} for i, e in naming]
+                self.connection.run(RENAME_SQL, rows=json.dumps(renamed))
             counts["events_redacted"] = counts.get("events_redacted", 0) + len(done)
         counts.setdefault("events_redacted", 0)
         statuses = [s for (s,) in self._run(SCRUB_DELIVERIES_SQL, {**params, "enrolments": enrolments})]
@@ -211,6 +260,17 @@ class PrivacyStore:
             dry_run=dry_run,
         )
         return int(erasure_id)
+
+    def update_counts(self, erasure_id: int, counts: dict[str, int]) -> None:
+        self.connection.run(
+            "UPDATE erasures SET counts = CAST(:counts AS jsonb) WHERE id = :id",
+            id=erasure_id,
+            counts=json.dumps(counts),
+        )
+
+    def register(self, digests: list[str], erasure_id: int) -> None:
+        """Enter the student's identifiers in the erasure register."""
+        self.connection.run(REGISTER_SQL, digests=sorted(digests), erasure_id=erasure_id)
 
     def export(self, student: Student) -> dict[str, Any]:
         """Every row about the student: mirror rows, event history with payloads, deliveries."""

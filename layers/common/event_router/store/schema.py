@@ -259,6 +259,15 @@ erasures = Table(
     Column("dry_run", Boolean, nullable=False),
 )
 
+# The erasure register (event_router/erasure.py): each erased identifier as a keyed hash, and when.
+erased_identities = Table(
+    "erased_identities",
+    metadata,
+    Column("digest", Text, primary_key=True),
+    _timestamp("erased_at", nullable=False, default=True),
+    Column("erasure_id", BigInteger, nullable=True),
+)
+
 
 def _counter(name: str, *keys: str) -> Table:
     """Totals by status, kept by triggers (migration 0008), in shards summed when read."""
