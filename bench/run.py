@@ -518,6 +518,45 @@ def verdict(met: bool) -> str:
     return "met" if met else "NOT met"
 
 
+def erasure_register_cost(h: Harness, batches: int = 60) -> list[Row]:
+    """What the erasure register's look-up costs a processor: the same batches through a processor
+    with the register's key and one without (no look-up), taken in turns so both see the same
+    machine, with 1,000 students already in the register."""
+    say("processor, with and without the erasure register ...")
+    url = h.fresh_database()
+    connection = pg(url)
+    connection.run(  # four identifiers each, hashes of the register's length
+        "INSERT INTO erased_identities (digest) "
+        "SELECT md5(g::text) || md5((g + 1)::text) FROM generate_series(1, 4000) AS g"
+    )
+    connection.close()
+    log = verifier_log(url)
+    with_key = h.function("functions/module_processor", "StudentsProcessor", MODULE="students", DATABASE_URL=url)
+    without = h.function(
+        "functions/module_processor", "StudentsProcessor", MODULE="students", DATABASE_URL=url, ERASURE_KEY=""
+    )
+    serial = iter(range(10**9))
+    rows: list[Row] = []
+    for size in (1, 10):
+        times: dict[str, list[float]] = {"with": [], "without": []}
+        with quiet():
+            for b in range(2 * batches + 2):  # the first of each warms up
+                name, processor = ("with", with_key) if b % 2 else ("without", without)
+                events = [event_of(student_webhook(next(serial), f"e{size}")) for _ in range(size)]
+                log_as_verified(log, events)
+                started = time.perf_counter()
+                response = processor(sqs_batch(events))
+                elapsed = time.perf_counter() - started
+                assert response == {"batchItemFailures": []}, response
+                if b >= 2:
+                    times[name].append(elapsed * 1000)
+        ratio = median(times["with"]) / median(times["without"])
+        value = f"{median(times['with']):.2f} ms vs {median(times['without']):.2f} ms: x{ratio:.2f}"
+        rows.append((f"erasure register, batch of {size}", value, "<= x1.5", verdict(ratio <= 1.5)))
+    log.close()
+    return rows
+
+
 def main(argv: list[str]) -> None:
     only = set(argv)
     rows: list[Row] = []
@@ -528,6 +567,8 @@ def main(argv: list[str]) -> None:
         if not only or "processor" in only:
             rows += processor_throughput(h, 10, 120)
             rows += processor_throughput(h, 100, 40)
+        if not only or "erasure" in only:
+            rows += erasure_register_cost(h)
         if not only or "roundtrips" in only:
             rows += round_trips(h)
         if not only or "burst" in only:
