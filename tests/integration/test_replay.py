@@ -153,3 +153,33 @@ def test_the_sweep_deletes_rejection_counts_older_than_the_retention(load: Calla
     assert swept["rejections_deleted"] == 2
     ages = rows(db, "SELECT extract(day FROM now() - received_at)::int AS d FROM rejected_requests ORDER BY 1")
     assert [r["d"] for r in ages] == [1, 29]
+
+
+def test_replay_forwards_only_dead_letters_the_event_log_vouches_for(
+    send: Callable[[Sample], Any],
+    pollers: Callable[..., QueuePoller],
+    load: Callable[..., Invoke],
+    queues: Queues,
+    poison: Callable[[], None],
+) -> None:
+    """Anyone who could put a message in the dead-letter queue would have replay forward it under its
+    own role: a forged event (a new id) and a genuine one with its payload changed stay where they are."""
+    send(zoho("grade", "POISON", "insert", T1, Student=STUDENT, Grade="P"))
+    pollers("grades").drain()
+    [genuine] = [json.loads(m["Body"]) for m in queues.receive_all(queues.dlq_url)]
+    queues.sqs.send_message(QueueUrl=queues.dlq_url, MessageBody=json.dumps(genuine))
+    altered = {**genuine, "payload": {**genuine["payload"], "forged": True}}
+    forged = {**genuine, "event_id": "forged-0001"}
+    for body in (altered, forged):
+        queues.sqs.send_message(QueueUrl=queues.dlq_url, MessageBody=json.dumps(body))
+    replay = load("ReplayFunction")
+
+    first = replay({"mode": "dlq"})
+    forwarded = [json.loads(m["Body"])["event_id"] for m in queues.receive_all(queues.urls["grades"])]
+    by_operator = replay({"mode": "dlq", "unlogged": "forward"})  # Postgres was down through every attempt
+
+    assert (first["replayed"], first["unverified"]) == (1, 2)
+    assert forwarded == [genuine["event_id"]]
+    assert (by_operator["replayed"], by_operator["unverified"]) == (1, 1)
+    assert by_operator["event_ids"] == ["forged-0001"]
+    assert queues.depth(queues.dlq_url) == 1  # the altered copy, for someone to look at

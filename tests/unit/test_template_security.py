@@ -245,3 +245,12 @@ def test_only_replay_and_privacy_may_delete_from_the_dead_letter_queue() -> None
     deleters = {name for name in FUNCTIONS if resources_for(name, "sqs:DeleteMessage") & queue_arns("DeadLetterQueue")}
 
     assert deleters == {"ReplayFunction", "PrivacyFunction"}
+
+
+def test_no_principal_may_send_to_the_dead_letter_queue_and_no_function_is_allowed_to() -> None:
+    statements = {s["Sid"]: s for s in properties("DeadLetterQueuePolicy")["PolicyDocument"]["Statement"]}
+    nobody = statements["NobodySends"]
+
+    assert (nobody["Effect"], nobody["Principal"], nobody["Action"]) == ("Deny", "*", "sqs:SendMessage")
+    assert nobody["Condition"] == {"Null": {"aws:PrincipalArn": "false"}}  # SQS's own redrive carries none
+    assert not {name for name in FUNCTIONS if resources_for(name, "sqs:SendMessage") & queue_arns("DeadLetterQueue")}

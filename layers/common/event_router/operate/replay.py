@@ -60,6 +60,9 @@ class ReplayRequest(BaseModel):
     received_grace_seconds: int = Field(60, ge=0)
     replayed_grace_seconds: int = Field(900, ge=0)
     dry_run: bool = False
+    # dlq mode: a dead letter whose event has no row in the log (Postgres was down through every
+    # attempt) is kept unless the operator says to forward it; one that differs from its row is kept.
+    unlogged: Literal["keep", "forward"] = "keep"
     # deliveries mode: which deliveries to send again (default: failed and dead-lettered ones)
     destination: Literal["moodle", "zoho"] | None = None
     delivery_ids: list[int] | None = None
@@ -86,6 +89,7 @@ class ReplayResult(BaseModel):
     replayed: int = 0
     skipped: int = 0
     failed: int = 0  # rows that could not be queued at all, now ``failed`` with the reason
+    unverified: int | None = None  # dlq mode: dead letters kept because the log does not vouch for them
     event_ids: list[str] = Field(default_factory=list)
     delivery_ids: list[int] | None = None  # deliveries mode and sweep, and dlq mode when it moved any
     rejections_deleted: int | None = None  # sweep only
@@ -108,7 +112,7 @@ class ReplayResult(BaseModel):
         self.replayed += len(deliveries)
 
     def answer(self) -> dict[str, Any]:
-        optional = ("rejections_deleted", "delivery_ids", "payloads_redacted")
+        optional = ("rejections_deleted", "delivery_ids", "payloads_redacted", "unverified")
         exclude = {"counts", *(k for k in optional if getattr(self, k) is None)}
         return {"success": True, **self.model_dump(exclude=exclude)}
 
@@ -173,7 +177,7 @@ class Replayer:
     # ------------------------------------------------------------ dead-letter queue
 
     def from_dlq(self, request: ReplayRequest) -> ReplayResult:
-        result = ReplayResult(mode="dlq", dry_run=request.dry_run)
+        result = ReplayResult(mode="dlq", dry_run=request.dry_run, unverified=0)
         left: list[str] = []  # receipt handles to make visible again
         while result.examined < request.max_messages:
             messages = self._dead_letters.receive(request.max_messages - result.examined)
@@ -186,6 +190,10 @@ class Replayer:
                     self._dead_letters.delete(message.receipt)
                     continue
                 event = EventMessage.from_json(message.body)
+                if event is not None and request.matches(event) and not self._vouched_for(event, request):
+                    left.append(message.receipt)
+                    result.unverified = (result.unverified or 0) + 1
+                    continue
                 if event is None or not request.matches(event) or request.dry_run:
                     left.append(message.receipt)
                     if event is not None and request.matches(event):
@@ -207,6 +215,25 @@ class Replayer:
                 result.add(event)
         self._dead_letters.release(left)
         return result
+
+    def _vouched_for(self, event: EventMessage, request: ReplayRequest) -> bool:
+        """Whether the event log says the router queued this very event: only then is a dead letter
+        forwarded (the dead-letter queue is no side door into the module queues)."""
+        try:
+            logged = self._log.logged_as(event.source, event.event_id, event.payload)
+        except StorageUnavailable as error:
+            logger.warning("could not check the dead letter against the log; kept", error=str(error))
+            return False
+        if logged is None and request.unlogged == "forward":
+            return True
+        if not logged:
+            logger.set_correlation_id(event.event_id)
+            logger.warning(
+                "dead letter kept: the event log does not vouch for it",
+                reason="no row" if logged is None else "differs from its row",
+            )
+            logger.set_correlation_id(None)
+        return bool(logged)
 
     # ------------------------------------------------------------ event log
 

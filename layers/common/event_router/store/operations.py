@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -36,6 +37,10 @@ MARK_REPLAYED_FROM_SQL = _MARK_REPLAYED + "status = :status RETURNING id"
 # A dead-lettered message's row may be in any state, or missing; a settled event is left alone.
 MARK_REPLAYED_UNLESS_SETTLED_SQL = _MARK_REPLAYED + "status NOT IN ('completed', 'skipped') RETURNING id"
 
+# A dead letter is what the router queued only if its event-log row says the same (a message anyone
+# else put in the dead-letter queue has no row, or another payload).
+LOGGED_AS_SQL = f"""
+SELECT payload = CAST(:payload AS jsonb) FROM {EVENT_LOG} WHERE source = :source AND event_id = :event_id"""
 RESTORE_SQL = f"""
 UPDATE {EVENT_LOG} SET status = :status, replay_count = replay_count - 1, updated_at = now()
 WHERE source = :source AND event_id = :event_id AND status = 'replayed'"""
@@ -143,6 +148,13 @@ class EventLogOperations:
         else:
             rows = self._connection.run(MARK_REPLAYED_FROM_SQL, source=source, event_id=event_id, status=from_status)
         return bool(rows)
+
+    def logged_as(self, source: str, event_id: str, payload: dict[str, Any]) -> bool | None:
+        """Whether the event's row holds this payload; None when the event has no row."""
+        rows = self._connection.run(
+            LOGGED_AS_SQL, source=source, event_id=event_id, payload=json.dumps(payload, ensure_ascii=False)
+        )
+        return bool(rows[0][0]) if rows else None
 
     def restore(self, source: str, event_id: str, status: str) -> None:
         """Undo ``mark_replayed`` when the message could not be sent."""
