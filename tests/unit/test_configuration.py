@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import json
+import re
 import ssl
 from typing import Any
 
 import boto3
 import pytest
 from moto import mock_aws
+from pydantic import ValidationError
 
 from event_router.errors import CredentialsUnavailable
 from event_router.settings import Settings
 from event_router.store.connection import connect_params, connection_params, describe_error
 from event_router.verify.credentials import SecretsManagerCredentials, credentials_for, parse_secret
 from event_router.verify.signatures import WebhookCredentials
+from tests.unit.stack import TEMPLATE
 
 
 def params(url: str) -> dict[str, Any]:
@@ -182,3 +185,26 @@ def test_unreadable_database_secret_is_a_connection_error_without_details() -> N
 def test_a_database_must_be_configured() -> None:
     with pytest.raises(ValueError, match="DATABASE_URL"):
         connection_params(Settings(), "test")
+
+
+@pytest.mark.parametrize(
+    ("url", "accepted"),
+    [
+        ("https://moodle.example.ac.uk", True),
+        ("http://127.0.0.1:8089", True),  # a Moodle on this machine: development and tests
+        ("http://localhost:8089", True),
+        ("http://[::1]:8089", True),
+        ("http://moodle.example.ac.uk", False),  # the token would cross the network in clear
+        ("http://10.0.0.5", False),
+        ("ftp://moodle.example.ac.uk", False),
+        ("moodle.example.ac.uk", False),
+    ],
+)
+def test_moodle_url_is_https_unless_it_is_this_machine(url: str, accepted: bool) -> None:
+    if accepted:
+        assert Settings.model_validate({"MOODLE_URL": url}).moodle_url == url
+    else:
+        with pytest.raises(ValidationError, match="https://"):
+            Settings.model_validate({"MOODLE_URL": url})
+    pattern = TEMPLATE["Parameters"]["MoodleUrl"]["AllowedPattern"]
+    assert bool(re.fullmatch(pattern, url)) is url.startswith("https://")

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import os
 from functools import cache
+from ipaddress import ip_address
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 
 from event_router.contract import Module, Source
 
@@ -24,6 +26,31 @@ def _comma_separated(value: Any) -> Any:
 
 
 CommaSeparated = Annotated[tuple[str, ...], BeforeValidator(_comma_separated)]
+
+
+def _https_or_loopback(value: Any) -> Any:
+    """A destination's address: https, or plain http only to this machine (local development and
+    tests). A Moodle web-service token must never cross a network in clear."""
+    if not isinstance(value, str) or not value:
+        return value
+    parts = urlsplit(value)
+    if parts.scheme == "https" and parts.hostname:
+        return value
+    if parts.scheme == "http" and parts.hostname and _loopback(parts.hostname):
+        return value
+    raise ValueError("must be an https:// address (http:// is accepted only for 127.0.0.1, ::1 or localhost)")
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+SecureUrl = Annotated[str, AfterValidator(_https_or_loopback)]
 
 
 class Settings(BaseModel):
@@ -62,7 +89,7 @@ class Settings(BaseModel):
 
     source: Source | None = Field(None, alias="SOURCE")
 
-    moodle_url: str | None = Field(None, alias="MOODLE_URL")
+    moodle_url: SecureUrl | None = Field(None, alias="MOODLE_URL")
     moodle_token: str | None = Field(None, alias="MOODLE_TOKEN")
     moodle_token_secret_arn: str | None = Field(None, alias="MOODLE_TOKEN_SECRET_ARN")
     moodle_timeout_seconds: float = Field(10.0, gt=0, alias="MOODLE_TIMEOUT_SECONDS")
