@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import uuid
 from collections.abc import Callable, Iterator
@@ -13,7 +14,8 @@ import boto3
 import pytest
 from alembic.config import Config
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from scramp import ScramMechanism
+from sqlalchemy import Engine, event, inspect, text
 from sqlalchemy.exc import DBAPIError
 
 from event_router.operate.migrate import MIGRATIONS, make_engine
@@ -105,10 +107,31 @@ def test_create_gives_the_functions_a_login_that_may_read_and_write_but_not_chan
         Name=f"app-login-{username}", SecretString=json.dumps({"username": username, "password": "fake-pw-1"})
     )["ARN"]
     owner = make_engine(url)
+    statements: list[str] = []
+
+    def record(*args: Any) -> None:  # every statement any engine in this process sends
+        statements.append(str(args[2]))
+
+    event.listen(Engine, "before_cursor_execute", record)
     try:
         # When CloudFormation creates the migration resource
         load("MigrateFunction", DATABASE_URL=url, APP_DATABASE_SECRET_ARN=arn)(request("Create"))
         assert cloudformation.responses[0]["Status"] == "SUCCESS"
+
+        # Then the password never reached Postgres: its SCRAM verifier did, and it checks out
+        assert any("ROLE" in s for s in statements)
+        assert not [s for s in statements if "fake-pw-1" in s]
+        with owner.connect() as connection:
+            stored = connection.execute(
+                text("SELECT rolpassword FROM pg_authid WHERE rolname = :n"), {"n": username}
+            ).scalar_one()
+        method, rest = stored.split("$", 1)
+        iterations, salt = rest.split("$")[0].split(":")
+        stored_key = rest.split("$")[1].split(":")[0]
+        _, again, _, _ = ScramMechanism("SCRAM-SHA-256").make_auth_info(
+            "fake-pw-1", iteration_count=int(iterations), salt=base64.b64decode(salt)
+        )
+        assert (method, base64.b64encode(again).decode()) == ("SCRAM-SHA-256", stored_key)
 
         # Then that login may read and write the router's tables
         app = make_engine(with_user(url, username))
@@ -140,6 +163,7 @@ def test_create_gives_the_functions_a_login_that_may_read_and_write_but_not_chan
         )(request("Update"))
         assert [r["Status"] for r in cloudformation.responses] == ["SUCCESS", "SUCCESS"]
     finally:
+        event.remove(Engine, "before_cursor_execute", record)
         with owner.begin() as connection:
             connection.execute(text(f'DROP ROLE IF EXISTS "{username}"'))
         owner.dispose()

@@ -8,6 +8,7 @@ router uses SQLAlchemy at run time (Alembic needs it); the functions run plain S
 
 from __future__ import annotations
 
+import base64
 import os
 from pathlib import Path
 from typing import Any
@@ -96,24 +97,39 @@ def read_login(secret_arn: str) -> dict[str, str]:
 
 def ensure_app_login(engine: Engine, username: str, password: str) -> None:
     """Create (or update the password of) the login the functions use: a member of ``APP_ROLE``,
-    which may read and write the router's tables and nothing else (migration 0003)."""
-    dialect = engine.dialect
-    name = dialect.identifier_preparer.quote(username)
-    process = String().literal_processor(dialect)
+    which may read and write the router's tables and nothing else (migration 0003).
+
+    The password itself never reaches Postgres: it is given as its SCRAM-SHA-256 verifier, so no
+    statement log, ``pg_stat_statements`` or error message can show it."""
+    name = engine.dialect.identifier_preparer.quote(username)
+    process = String().literal_processor(engine.dialect)
     assert process is not None
-    secret = process(password)
+    verifier = process(scram_verifier(password))
     with engine.begin() as connection:
         exists = connection.execute(text("SELECT 1 FROM pg_roles WHERE rolname = :name"), {"name": username}).first()
         try:
-            # Role statements take no bound parameters; the password is quoted as a literal.
+            # Role statements take no bound parameters; the verifier is quoted as a literal.
             verb = "ALTER" if exists else "CREATE"
             connection.exec_driver_sql(
-                f"{verb} ROLE {name} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {secret}"
+                f"{verb} ROLE {name} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {verifier}"
             )
             connection.exec_driver_sql(f"GRANT {APP_ROLE} TO {name}")
-        except DBAPIError as error:  # its message would quote the statement, password included
+        except DBAPIError as error:  # its message would quote the statement
             cause = type(error.orig).__name__
             raise RuntimeError(f"could not set up the functions' database login ({cause})") from None
+
+
+def scram_verifier(password: str, iterations: int = 4096) -> str:
+    """Postgres's stored form of a SCRAM-SHA-256 password
+    (``SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>``), made by scramp, the SCRAM
+    library pg8000 signs in with."""
+    from scramp import ScramMechanism  # noqa: PLC0415 - only the deploy step needs it
+
+    salt, stored_key, server_key, count = ScramMechanism("SCRAM-SHA-256").make_auth_info(
+        password, iteration_count=iterations
+    )
+    salt_text, stored_text, server_text = (base64.b64encode(raw).decode() for raw in (salt, stored_key, server_key))
+    return f"SCRAM-SHA-256${count}:{salt_text}${stored_text}:{server_text}"
 
 
 if __name__ == "__main__":
