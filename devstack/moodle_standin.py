@@ -26,6 +26,7 @@ import itertools
 import json
 import re
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -393,6 +394,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         length = int(self.headers.get("content-length") or 0)
         form = parse_form(self.rfile.read(length).decode())
+        time.sleep(self.server.latency_seconds)  # a site under load answers slowly
         body = json.dumps(self.server.site.answer(form)).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
@@ -411,6 +413,7 @@ class MoodleStandIn(ThreadingHTTPServer):
 
     def __init__(self, site: Site | None = None, port: int = 0) -> None:
         self.site = site or Site()
+        self.latency_seconds = 0.0  # how long each answer takes (a slow Moodle, for tests)
         super().__init__(("127.0.0.1", port), _Handler)
         self._thread = threading.Thread(target=self.serve_forever, name="moodle-standin", daemon=True)
 

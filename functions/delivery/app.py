@@ -22,4 +22,4 @@ deliverer = build_zoho_deliverer() if load_settings().destination == "zoho" else
 
 @logger.inject_lambda_context(clear_state=True)
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    return deliverer.handle(event)
+    return deliverer.handle(event, context.get_remaining_time_in_millis)

@@ -9,17 +9,19 @@ local stack, in ``tests/e2e/test_delivery_to_moodle.py``.
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import Engine, text
 
+from devstack.invoke import LocalContext, load_function
 from devstack.moodle_standin import MoodleStandIn
-from devstack.poller import QueuePoller
+from devstack.poller import QueuePoller, lambda_sqs_event
 from event_router.deliver.moodle import MoodleRestClient
 from tests.conftest import Queues, closed_port
-from tests.integration.conftest import Invoke, load_event, refuse_writes
+from tests.integration.conftest import FUNCTIONS, Invoke, load_event, refuse_writes
 from tests.integration.flow import CLASS, T1, T2, T3, moodle, rows, zoho
 
 COURSE = "L3-IT-2026"
@@ -511,3 +513,55 @@ def test_a_moodle_event_the_router_caused_is_mirrored_as_an_echo(pipeline: Pipel
     results = [r["result"] for r in rows(pipeline.db, "SELECT result FROM integration_events_log ORDER BY id")]
     assert [r.get("echo", False) for r in results] == [True, False]
     assert len(rows(pipeline.db, "SELECT * FROM moodle_enrolments")) == 1  # the same enrolment, mirrored
+
+
+def test_a_slow_moodle_never_times_out_a_batch_what_is_left_is_handed_back_untried(
+    pipeline: Pipeline, function_environment: dict[str, str], queues: Queues
+) -> None:
+    """Each Moodle call takes a quarter of a second and the invocation has 6 s: the function stops
+    starting deliveries while it still has twice Moodle's call timeout in hand, and hands the rest
+    back at once (visible again, not postponed, not attempted), instead of being killed mid-batch."""
+    course_id(pipeline)
+    students = [ada(Student_ID_Number=f"S-{n}", Academic_Email=f"s{n}@students.example.ac.uk") for n in range(10)]
+    pipeline.send(*(zoho("student", f"57257670000004130{n:02}", "insert", T1, **s) for n, s in enumerate(students)))
+    for processor in pipeline.processors:
+        processor.drain()
+    messages: list[dict[str, Any]] = []
+    while len(messages) < 10:
+        messages += queues.sqs.receive_message(
+            QueueUrl=pipeline.delivery_url, MaxNumberOfMessages=10, AttributeNames=["All"]
+        ).get("Messages", [])
+    arn = queues.sqs.get_queue_attributes(QueueUrl=pipeline.delivery_url, AttributeNames=["QueueArn"])["Attributes"]
+    spec = FUNCTIONS["MoodleDeliveryFunction"]
+    fixed = {k: v for k, v in spec.environment.items() if isinstance(v, str)}
+    handler = load_function(
+        spec.code_uri,
+        spec.handler,
+        {
+            **fixed,
+            **function_environment,
+            "MOODLE_URL": pipeline.moodle_url,
+            "MOODLE_TOKEN": pipeline.token,
+            "MOODLE_TIMEOUT_SECONDS": "1.5",  # three seconds in hand
+            "MOODLE_DELIVERY_QUEUE_URL": pipeline.delivery_url,
+            "RETRY_BASE_SECONDS": "60",
+        },
+        "slow-moodle",
+    )
+    pipeline.site.latency_seconds = 0.25
+
+    started = time.monotonic()
+    answer = handler(lambda_sqs_event(messages, arn["QueueArn"]), LocalContext("slow", timeout_seconds=6.0))
+    elapsed = time.monotonic() - started
+
+    handed_back = {f["itemIdentifier"] for f in answer["batchItemFailures"]}
+    statuses = [d["status"] for d in pipeline.deliveries()]
+    assert elapsed < 6.0  # it returned before Lambda would have killed it
+    assert 1 <= statuses.count("delivered") <= 9
+    assert len(handed_back) == 10 - statuses.count("delivered")
+    assert statuses.count("pending") == len(handed_back)
+    assert {d["attempts"] for d in pipeline.deliveries() if d["status"] == "pending"} == {0}
+    visible = queues.sqs.get_queue_attributes(
+        QueueUrl=pipeline.delivery_url, AttributeNames=["ApproximateNumberOfMessages"]
+    )["Attributes"]["ApproximateNumberOfMessages"]
+    assert int(visible) == len(handed_back)  # visible again at once

@@ -34,6 +34,7 @@ class Work:
 
     to_send: list[tuple[int, str]] = field(default_factory=list)
     retry: list[dict[str, Any]] = field(default_factory=list)
+    handed_back: list[dict[str, Any]] = field(default_factory=list)  # not tried: the invocation ran out of time
     counts: dict[tuple[Metric, str], int] = field(default_factory=dict)  # (metric, action) → deliveries
 
     def count(self, metric: Metric, action: str) -> None:
@@ -53,20 +54,44 @@ class DeliveryFunction:
         max_receive_count: int = 5,
         retry_base_seconds: int = 120,
         backoff: Backoff | None = None,
+        reserve_seconds: float = 20.0,
     ) -> None:
         self._store = store
+        # Time kept in hand: no delivery starts with less than this left before the function's
+        # deadline (twice the destination's call timeout, at most half the invocation), so a slow
+        # destination never times out a whole batch; what is left is handed back untried.
+        self._reserve_ms = reserve_seconds * 1000
+        self._remaining_ms: Callable[[], int] | None = None
+        self._handed_back: list[dict[str, Any]] = []
+        self._reserve_now = 0.0
         self._send = send
         self._max_receive_count = max_receive_count
         self._retry_base_seconds = retry_base_seconds
         self._backoff = backoff or NoBackoff()
 
-    def handle(self, event: dict[str, Any]) -> dict[str, Any]:
-        """An SQS batch in, the partial batch response out; or, from the schedule, a health check."""
+    def handle(self, event: dict[str, Any], remaining_ms: Callable[[], int] | None = None) -> dict[str, Any]:
+        """An SQS batch in, the partial batch response out; or, from the schedule, a health check.
+        ``remaining_ms``: the invocation's time left (Lambda's context)."""
         if "Records" not in event:
             return self.check()
+        self._remaining_ms, self._handed_back = remaining_ms, []
+        # At most half the invocation's time is kept in hand: the first delivery always starts.
+        self._reserve_now = min(self._reserve_ms, remaining_ms() / 2) if remaining_ms is not None else 0.0
         retry = self.deliver_batch(event["Records"])
-        self._backoff.postpone(retry)
+        untried = {r["messageId"] for r in self._handed_back}
+        self._backoff.postpone([r for r in retry if r["messageId"] not in untried])
+        self._backoff.release(self._handed_back)
+        if self._handed_back:
+            logger.warning("out of time: deliveries handed back untried", count=len(self._handed_back))
         return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in retry]}
+
+    def out_of_time(self, work: Work, records: list[dict[str, Any]]) -> bool:
+        """True (and ``records`` handed back) when too little time is left to start more deliveries."""
+        if self._remaining_ms is None or self._remaining_ms() >= self._reserve_now:
+            return False
+        work.handed_back += records
+        work.retry += records
+        return True
 
     def deliver_batch(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         raise NotImplementedError
@@ -77,6 +102,7 @@ class DeliveryFunction:
     def finish(self, work: Work) -> list[dict[str, Any]]:
         """Send what the batch woke or created, count what it did; the records to retry."""
         self._send(work.to_send)
+        self._handed_back = work.handed_back
         for (metric, action), value in work.counts.items():
             count(metric, value=value, destination=self.destination, action=action)
         return work.retry

@@ -94,9 +94,15 @@ class MoodleDeliverer(DeliveryFunction):
         zoho_enabled: bool = False,
         classes: ClassCourses | None = None,
         policy: AccountPolicy | None = None,
+        reserve_seconds: float = 20.0,
     ) -> None:
         super().__init__(
-            store, send, max_receive_count=max_receive_count, retry_base_seconds=retry_base_seconds, backoff=backoff
+            store,
+            send,
+            max_receive_count=max_receive_count,
+            retry_base_seconds=retry_base_seconds,
+            backoff=backoff,
+            reserve_seconds=reserve_seconds,
         )
         self._moodle = moodle  # built on first use: the token may come from Secrets Manager
         self._mapping = mapping
@@ -111,7 +117,9 @@ class MoodleDeliverer(DeliveryFunction):
     def deliver_batch(self, records: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Deliver every record of an SQS batch; the records SQS should deliver again."""
         work = Work()
-        for record in records:
+        for n, record in enumerate(records):
+            if self.out_of_time(work, records[n:]):
+                break
             message = DeliveryMessage.from_json(record.get("body", ""))
             if message is None:
                 logger.error("delivery message is not a delivery; SQS will retry it until it is dead-lettered")
@@ -309,6 +317,7 @@ def build_moodle_deliverer(settings: Settings | None = None) -> MoodleDeliverer:
         mapping,
         max_receive_count=settings.max_receive_count,
         retry_base_seconds=settings.retry_base_seconds,
+        reserve_seconds=2 * settings.moodle_timeout_seconds,  # a slow call twice over
         student_role_id=settings.moodle_student_role_id,
         user_auth=settings.moodle_user_auth,
         backoff=backoff,

@@ -53,9 +53,15 @@ class ZohoDeliverer(DeliveryFunction):
         backoff: Backoff | None = None,
         notify_url: str | None = None,
         webhook_secret: Callable[[], bytes | None] = lambda: None,
+        reserve_seconds: float = 20.0,
     ) -> None:
         super().__init__(
-            store, send, max_receive_count=max_receive_count, retry_base_seconds=retry_base_seconds, backoff=backoff
+            store,
+            send,
+            max_receive_count=max_receive_count,
+            retry_base_seconds=retry_base_seconds,
+            backoff=backoff,
+            reserve_seconds=reserve_seconds,
         )
         self._zoho = zoho
         self._mapping = mapping
@@ -76,9 +82,11 @@ class ZohoDeliverer(DeliveryFunction):
                     work.retry.append(record)
                 elif delivery is not None and delivery.status in OPEN:
                     by_action.setdefault(delivery.action, []).append((record, delivery))
-            for action, items in by_action.items():
-                for start in range(0, len(items), 100):
-                    self._deliver(action, items[start : start + 100], work)
+            chunks = [(a, items[i : i + 100]) for a, items in by_action.items() for i in range(0, len(items), 100)]
+            for n, (action, chunk) in enumerate(chunks):
+                if self.out_of_time(work, [record for _, later in chunks[n:] for record, _ in later]):
+                    break
+                self._deliver(action, chunk, work)
         except StorageUnavailable as error:
             logger.error("could not settle deliveries; SQS will retry them", error=str(error))
             work.retry = list(records)
@@ -258,6 +266,7 @@ def build_zoho_deliverer(settings: Settings | None = None) -> ZohoDeliverer:
         field_mapping(settings),
         max_receive_count=settings.max_receive_count,
         retry_base_seconds=settings.retry_base_seconds,
+        reserve_seconds=2 * settings.zoho_timeout_seconds,  # a slow call twice over
         backoff=backoff,
         notify_url=settings.zoho_notify_url,
         webhook_secret=webhook_secret,

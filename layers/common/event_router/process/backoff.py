@@ -19,12 +19,16 @@ FACTOR = 4  # each wait is four times the last: 2, 8, 32, 128 minutes with the t
 
 class Backoff(Protocol):
     def postpone(self, records: list[dict[str, Any]]) -> None: ...
+    def release(self, records: list[dict[str, Any]]) -> None: ...
 
 
 class NoBackoff:
     """Retries come back after the queue's visibility timeout (tests that drive SQS by hand)."""
 
     def postpone(self, records: list[dict[str, Any]]) -> None:
+        return None
+
+    def release(self, records: list[dict[str, Any]]) -> None:
         return None
 
 
@@ -64,6 +68,14 @@ class VisibilityBackoff:
         """Hide each record's message for its delay; failures are logged (the queue's own timeout applies).
         A message on its last receive is left alone, so it reaches the dead-letter queue without delay."""
         records = [r for r in records if receive_count(r) < self._max_receive_count]
+        delays = [retry_delay(receive_count(r), self._base_seconds, self._max_seconds) for r in records]
+        self._hide(records, delays, "postpone failed messages")
+
+    def release(self, records: list[dict[str, Any]]) -> None:
+        """Make messages visible again at once: work handed back untried (the invocation ran out of time)."""
+        self._hide(records, [0] * len(records), "hand back messages")
+
+    def _hide(self, records: list[dict[str, Any]], delays: list[int], doing: str) -> None:
         if not records:
             return
         if self._client is None:
@@ -75,9 +87,9 @@ class VisibilityBackoff:
             {
                 "Id": str(n),
                 "ReceiptHandle": record["receiptHandle"],
-                "VisibilityTimeout": retry_delay(receive_count(record), self._base_seconds, self._max_seconds),
+                "VisibilityTimeout": delay,
             }
-            for n, record in enumerate(records)
+            for n, (record, delay) in enumerate(zip(records, delays, strict=True))
         ]
         for start in range(0, len(entries), 10):
             try:
@@ -85,7 +97,7 @@ class VisibilityBackoff:
                     QueueUrl=self._queue_url, Entries=entries[start : start + 10]
                 )
             except Exception as error:  # noqa: BLE001 - best effort: the queue's own timeout still applies
-                logger.warning("could not postpone failed messages", error=type(error).__name__)
+                logger.warning(f"could not {doing}", error=type(error).__name__)
                 continue
             if answer.get("Failed"):
-                logger.warning("could not postpone some failed messages", count=len(answer["Failed"]))
+                logger.warning(f"could not {doing} (some of them)", count=len(answer["Failed"]))
