@@ -413,7 +413,7 @@ def sqs_batches() -> dict[str, dict[str, Any]]:
     return batches
 
 
-# Operator inputs of ReplayFunction (SPEC §8); the sweep is what the schedule sends.
+# Operator inputs of ReplayFunction (docs/operate.md); the sweep is what the schedule sends.
 REPLAY_INPUTS: dict[str, dict[str, Any]] = {
     "replay-dlq": {"mode": "dlq", "max_messages": 100},
     "replay-dlq-dry-run": {"mode": "dlq", "max_messages": 100, "dry_run": True},

@@ -1,4 +1,4 @@
-"""The whole pipeline on one machine, with no AWS and no Docker (SPEC §9): ``make dev``.
+"""The whole pipeline on one machine, with no AWS and no Docker (docs/operate.md): ``make dev``.
 
 Everything is read from ``template.yaml``: the HTTP routes and the function
 behind each, the queues with their visibility timeout and redrive policy, the

@@ -1,4 +1,4 @@
-"""Delivery (SPEC §11): make a destination match what the mirror holds.
+"""Delivery (docs/connect-moodle.md): make a destination match what the mirror holds.
 
 Deployed twice: MoodleDeliveryFunction (``DESTINATION=moodle``: a student's Moodle user, an
 enrolment) and ZohoDeliveryFunction (``DESTINATION=zoho``: Moodle grades as ``BTEC_Grades``

@@ -1,4 +1,4 @@
-"""Module processors (SPEC §7, §8): mirror the events of one module's queue into Postgres, exactly once.
+"""Module processors (docs/operate.md): mirror the events of one module's queue into Postgres, exactly once.
 
 Deployed four times (StudentsProcessor, EnrollmentsProcessor, GradesProcessor, PaymentsProcessor);
 ``MODULE`` says which queue and sync rules each serves.

@@ -1,4 +1,4 @@
-"""Health and stats of the router (SPEC §10).
+"""Health and stats of the router (docs/operate.md).
 
 In: an API Gateway HTTP API request for ``GET /api/v1/events/health`` (public) or
 ``GET /api/v1/events/stats`` (IAM auth). Out: 200 with the checks or the figures; 503 naming what

@@ -1,4 +1,4 @@
-"""Reconciliation (SPEC §12): import what Zoho and Moodle already hold, and repair what drifted.
+"""Reconciliation (docs/first-day.md): import what Zoho and Moodle already hold, and repair what drifted.
 
 Invoked nightly by its schedule, by an operator (``aws lambda invoke``, ``make reconcile`` locally)
 with ``{"dry_run": true}`` or ``{"full": true}``, and by its own follow-up queue when a run needs more

@@ -1,4 +1,4 @@
-"""Replay (SPEC §8): move dead-lettered events back to their module queue, or re-queue event-log rows.
+"""Replay (docs/operate.md): move dead-lettered events back to their module queue, or re-queue event-log rows.
 
 Invoked by an operator (``aws lambda invoke``, ``make replay`` locally) and every five minutes by
 the sweep schedule. In: ``{"mode": "dlq" | "log" | "sweep", "max_messages", "module", "event_ids",

@@ -1,4 +1,4 @@
-"""Webhook verifiers (SPEC §3-§6): authenticate a Zoho CRM or Moodle webhook, log it, queue it.
+"""Webhook verifiers (docs/api.md): authenticate a Zoho CRM or Moodle webhook, log it, queue it.
 
 Deployed twice, as ZohoWebhookFunction and MoodleWebhookFunction; ``SOURCE`` says which.
 In: an API Gateway HTTP API request (payload format 2.0) on one of the source's routes.

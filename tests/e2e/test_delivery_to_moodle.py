@@ -1,4 +1,4 @@
-"""Zoho students and enrolments reach Moodle through the running local stack (SPEC §11): signed
+"""Zoho students and enrolments reach Moodle through the running local stack (docs/connect-moodle.md): signed
 webhooks in over HTTP, and Moodle's web services asked what they hold. Each test runs against the
 stand-in, and against the real Moodle when ``MOODLE_URL``/``MOODLE_TOKEN`` are set (``.ci/run``
 starts the one of ``../shared/moodle`` for this).

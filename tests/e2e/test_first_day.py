@@ -1,4 +1,4 @@
-"""Day one in a college through the running local stack (SPEC §12), on the Moodle stand-in and on the
+"""Day one in a college through the running local stack (docs/first-day.md), on the Moodle stand-in and on the
 real Moodle: 500 students and their enrolments already in Zoho, 50 of them already with learner
 accounts in Moodle, a teacher and the administrator sharing e-mails with two of them, and a student
 whose Moodle_User_ID names the teacher's account. A dry run changes nothing anywhere; the import gives

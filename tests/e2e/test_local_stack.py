@@ -1,4 +1,4 @@
-"""The local stack end to end (SPEC §9): ``make dev`` as a subprocess, webhooks over real HTTP.
+"""The local stack end to end (docs/operate.md): ``make dev`` as a subprocess, webhooks over real HTTP.
 
 These tests prove what a newcomer sees: signed webhooks become mirror rows and
 ``/stats`` numbers, a poison event reaches the dead-letter queue and comes back

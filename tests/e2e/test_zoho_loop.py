@@ -1,4 +1,4 @@
-"""The whole loop through the running local stack (SPEC §11): Moodle grades reach the Zoho stand-in,
+"""The whole loop through the running local stack (docs/connect-moodle.md): Moodle grades reach the Zoho stand-in,
 Moodle ids go back to Zoho, and a change made in Zoho reaches Moodle through the Notification API —
 without loops. The Zoho stand-in belongs to the test (so it can count every call and callback);
 Moodle is the stand-in, and also the real one when ``MOODLE_URL``/``MOODLE_TOKEN`` are set.

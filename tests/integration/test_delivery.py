@@ -1,4 +1,4 @@
-"""The delivery stage (SPEC §11) against the Moodle stand-in: signed webhooks in through the
+"""The delivery stage (docs/connect-moodle.md) against the Moodle stand-in: signed webhooks in through the
 verifiers, the processors writing deliveries with their mirror change, the Moodle delivery function
 behind its queue, and Moodle's state checked through its own web services.
 

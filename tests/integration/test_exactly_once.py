@@ -1,4 +1,4 @@
-"""Every accepted event changes its mirror row once, in the order its source changed it (SPEC §8):
+"""Every accepted event changes its mirror row once, in the order its source changed it (docs/operate.md):
 redeliveries, crashes mid-batch, events out of order, deletes, equal timestamps.
 """
 

@@ -1,4 +1,4 @@
-"""Each module's events land in its mirror tables, mapped as SPEC §7 says (real Postgres and moto's SQS).
+"""Each module's events land in its mirror tables, mapped as docs/decisions.md says (real Postgres and moto's SQS).
 
 Webhooks go in through the verifiers, so every test exercises the real path:
 verifier → event log → module queue → Lambda-style poller → processor → mirror.

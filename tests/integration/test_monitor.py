@@ -1,4 +1,4 @@
-"""``/health`` and ``/stats`` (SPEC §10): health names what is down; stats equal the event log."""
+"""``/health`` and ``/stats`` (docs/operate.md): health names what is down; stats equal the event log."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC §10 for the verifiers: what their logs and metrics say, and what they never say."""
+"""docs/operate.md for the verifiers: what their logs and metrics say, and what they never say."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What happens to events that fail (SPEC §8): retried and dead-lettered when the cause may pass,
+"""What happens to events that fail (docs/operate.md): retried and dead-lettered when the cause may pass,
 `failed` at once when it cannot, one event's failure never the others'.
 """
 

@@ -1,4 +1,4 @@
-"""Day one in a college (SPEC §12): the import of what Zoho and Moodle already hold, the accounts the
+"""Day one in a college (docs/first-day.md): the import of what Zoho and Moodle already hold, the accounts the
 router may and may not take, and the nightly repair of what drifted — against the Zoho and Moodle
 stand-ins, every function behind its queue. (``tests/e2e/test_first_day.py`` runs the same on the
 real Moodle at the size of a college.)"""

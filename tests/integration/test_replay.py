@@ -1,4 +1,4 @@
-"""Replay and the sweep (SPEC §8): what they pick, what they change, and that nothing is left stranded."""
+"""Replay and the sweep (docs/operate.md): what they pick, what they change, and that nothing is left stranded."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The verifiers against real Postgres and moto's SQS, driven by the committed events of ``events/``.
 
-Each test states one row of SPEC §6 or one durability rule, and checks all
+Each test states one row of docs/api.md or one durability rule, and checks all
 three places an event can be: the response, the event log, the module queue.
 """
 

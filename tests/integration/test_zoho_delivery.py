@@ -1,4 +1,4 @@
-"""The Zoho half of the delivery stage (SPEC §11) against the Zoho stand-in: Moodle grades become
+"""The Zoho half of the delivery stage (docs/connect-moodle.md) against the Zoho stand-in: Moodle grades become
 ``BTEC_Grades`` records, Moodle ids go back to the students, ids-only notifications are fetched and
 mirrored, and Zoho's limits and errors are respected — with every function loaded as Lambda loads
 it, behind its queue.

@@ -1,4 +1,4 @@
-"""Tampering with signed webhooks (SPEC §4).
+"""Tampering with signed webhooks (docs/api.md).
 
 Figure proved: for one real event of each source, every single-bit flip of the body
 (2,600 to 4,000 per source), every bit flip of the signature's digest (256), every truncation

@@ -1,4 +1,4 @@
-"""SPEC §5: every body shape Zoho and Moodle send, normalised; the event id rules."""
+"""docs/api.md: every body shape Zoho and Moodle send, normalised; the event id rules."""
 
 from __future__ import annotations
 

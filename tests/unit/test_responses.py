@@ -1,4 +1,4 @@
-"""SPEC §6: every domain outcome maps to one status, error code and body."""
+"""docs/api.md: every domain outcome maps to one status, error code and body."""
 
 from __future__ import annotations
 

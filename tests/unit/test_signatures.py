@@ -1,4 +1,4 @@
-"""SPEC §4: which requests authenticate, and why the others do not."""
+"""docs/api.md: which requests authenticate, and why the others do not."""
 
 from __future__ import annotations
 

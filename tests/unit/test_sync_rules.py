@@ -1,4 +1,4 @@
-"""The sync rules (SPEC §7): what one event means for its module's mirror, as pure functions of the
+"""The sync rules (docs/decisions.md): what one event means for its module's mirror, as pure functions of the
 message. No database: the integration tests check the same rules end to end."""
 
 from __future__ import annotations

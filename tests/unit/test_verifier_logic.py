@@ -1,4 +1,4 @@
-"""The verifier's logic (SPEC §4-§6) against in-memory fakes of its ports: what it answers, what it
+"""The verifier's logic (docs/api.md) against in-memory fakes of its ports: what it answers, what it
 writes where, and what it does when a store is down. The same rules run against real Postgres and
 moto in ``tests/integration/test_verifier.py``."""
 

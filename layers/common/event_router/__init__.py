@@ -1,6 +1,6 @@
 """The BTEC event router's shared package: everything the Lambda functions have in common.
 
-The folders follow a webhook through the system (SPEC §2):
+The folders follow a webhook through the system (README.md):
 
 - ``verify/``   a webhook in: signatures and credentials, body shapes → ``messages.EventMessage``,
                 the verifier (event log + module queue), the API Gateway adapter;

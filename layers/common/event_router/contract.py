@@ -1,4 +1,4 @@
-"""The router's vocabulary (SPEC §3, §5): sources, modules, the webhook routes, and the events they carry.
+"""The router's vocabulary (docs/api.md): sources, modules, the webhook routes, and the events they carry.
 
 Every other module takes these names from here; ``template.yaml`` declares the same routes and a
 test keeps the two in step.
@@ -19,7 +19,7 @@ SOURCES: tuple[Source, ...] = ("zoho", "moodle")
 MODULES: tuple[Module, ...] = ("students", "enrollments", "grades", "payments")
 OPERATIONS: tuple[Operation, ...] = ("create", "update", "delete")
 
-# Zoho CRM API names of the custom modules (SPEC §1).
+# Zoho CRM API names of the custom modules (docs/connect-zoho.md).
 ZOHO_MODULE_NAMES: dict[Module, str] = {
     "students": "BTEC_Students",
     "enrollments": "BTEC_Enrollments",

@@ -1,4 +1,4 @@
-"""Structured logs and CloudWatch metrics (SPEC §10).
+"""Structured logs and CloudWatch metrics (docs/operate.md).
 
 Logs are JSON lines from Powertools' Logger with the event id as correlation
 id, from verifier to processor to replay. Metrics use the embedded metric

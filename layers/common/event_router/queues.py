@@ -1,8 +1,8 @@
-"""Module queues (SPEC §8): each event goes to the standard SQS queue of its module.
+"""Module queues (docs/operate.md): each event goes to the standard SQS queue of its module.
 
 The message body is the ``EventMessage`` as JSON, payload included, so a
 processor can write the event-log row itself when the verifier could not (the
-Postgres-down path of SPEC §6). Bodies are capped at 256 KiB, so a message
+Postgres-down path of docs/api.md). Bodies are capped at 256 KiB, so a message
 (the body, and the facts drawn from it) stays under SQS's 1 MiB limit.
 """
 

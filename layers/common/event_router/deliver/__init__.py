@@ -1,1 +1,1 @@
-"""A mirror change out (SPEC §11): deliveries to Moodle and Zoho CRM, made idempotent and retried."""
+"""A mirror change out (docs/connect-moodle.md): deliveries to Moodle and Zoho CRM, made idempotent and retried."""

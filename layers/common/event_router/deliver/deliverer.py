@@ -1,4 +1,4 @@
-"""The delivery functions (SPEC §11): take deliveries off a destination's queue and make the
+"""The delivery functions (docs/connect-moodle.md): take deliveries off a destination's queue and make the
 destination match what the mirror holds.
 
 For each delivery of a batch, one at a time per target (an advisory lock): skip it when it is done

@@ -1,4 +1,4 @@
-"""Which deliveries a mirror change calls for (SPEC §11): pure rules the processors apply in the
+"""Which deliveries a mirror change calls for (docs/connect-moodle.md): pure rules the processors apply in the
 transaction of the change.
 
 - a Zoho student (created, changed or deleted) → the student's Moodle user;

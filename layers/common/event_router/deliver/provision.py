@@ -1,4 +1,4 @@
-"""Provisioning rules (SPEC §11, §12): a Zoho student becomes a Moodle user, a Zoho enrolment a
+"""Provisioning rules (docs/connect-moodle.md): a Zoho student becomes a Moodle user, a Zoho enrolment a
 manual enrolment in the course whose ``idnumber`` it names, and the router changes only the Moodle
 accounts it **manages**.
 
@@ -36,7 +36,7 @@ EnrolmentState = Literal["active", "suspended", "absent"]
 
 
 class FieldMapping(BaseModel):
-    """Which Zoho fields make a Moodle user and enrolment. The defaults are SPEC §11's; a college
+    """Which Zoho fields make a Moodle user and enrolment. The defaults are docs/connect-moodle.md's; a college
     changes any of them with the ``FIELD_MAPPING`` setting (JSON, e.g. ``{"email": "Email"}``)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -110,7 +110,7 @@ class MoodleUser:
 
     @classmethod
     def of(cls, record: dict[str, Any], deleted: bool, mapping: FieldMapping) -> MoodleUser:
-        """The user a student record maps to (SPEC §11's default mapping, or the college's)."""
+        """The user a student record maps to (docs/connect-moodle.md's default mapping, or the college's)."""
 
         def text(name: str) -> str | None:
             value = record.get(name)

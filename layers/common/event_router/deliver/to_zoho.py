@@ -1,4 +1,4 @@
-"""The Zoho delivery function (SPEC §11): Moodle grades become ``BTEC_Grades`` records, and each
+"""The Zoho delivery function (docs/connect-moodle.md): Moodle grades become ``BTEC_Grades`` records, and each
 student's Moodle user id is written to their Zoho record, within Zoho's limits.
 
 Deliveries are batched: the deliveries of one SQS batch (up to 100 with its batching window) that

@@ -1,1 +1,1 @@
-"""What operators and deploys run: replay and the sweep, health and stats, migrations (SPEC §8-§10)."""
+"""What operators and deploys run: replay and the sweep, health and stats, migrations (docs/operate.md)."""

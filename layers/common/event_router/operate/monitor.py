@@ -1,4 +1,4 @@
-"""``GET /api/v1/events/health`` and ``GET /api/v1/events/stats`` (SPEC §3, §10).
+"""``GET /api/v1/events/health`` and ``GET /api/v1/events/stats`` (docs/api.md, docs/operate.md).
 
 Health says whether the database and the queues answer, and nothing else; its answer is kept for
 ``HEALTH_CACHE_SECONDS`` per container, so a flood of unauthenticated ``/health`` calls costs at
@@ -72,7 +72,7 @@ class Monitor:
         return (200 if healthy else 503), {"status": "ok" if healthy else "unavailable", "checks": checks}
 
     def stats(self) -> Answer:
-        """What the event log holds (SPEC §10); 503 when the database does not answer."""
+        """What the event log holds (docs/operate.md); 503 when the database does not answer."""
         try:
             facts = self._log.stats(RECENT)
             deliveries = self._log.delivery_stats(RECENT)

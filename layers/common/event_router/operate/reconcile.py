@@ -1,4 +1,4 @@
-"""The initial import and the scheduled reconciliation, one capability (SPEC §12, docs/first-day.md).
+"""The initial import and the scheduled reconciliation, one capability (docs/first-day.md).
 
 A run goes through its phases in order, each from a checkpoint kept after every page, so a run that
 runs out of its budget or its time stops where it is and the next invocation carries on:

@@ -1,4 +1,4 @@
-"""Replay (SPEC §8): bring failed events back to their module queue.
+"""Replay (docs/operate.md): bring failed events back to their module queue.
 
 ``dlq`` mode moves messages from the dead-letter queue back to their module queue (receive, send,
 delete; an at-least-once move, so a crash in between leaves a duplicate that the processor

@@ -1,1 +1,1 @@
-"""A module queue's batch in: claim its events, apply each module's sync rules, complete them (SPEC §7, §8)."""
+"""A module queue's batch in: claim its events, apply each module's sync rules, complete them (docs/operate.md)."""

@@ -1,4 +1,4 @@
-"""Retries spaced out: failed messages hidden for longer on each delivery (SPEC §8, README "Durability").
+"""Retries spaced out: failed messages hidden for longer on each delivery (docs/operate.md, README "Durability").
 
 With the queue's visibility timeout alone, a message that fails because Postgres is down comes back
 within minutes, and ``maxReceiveCount`` receives later it is in the dead-letter queue: a short outage

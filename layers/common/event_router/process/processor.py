@@ -1,4 +1,4 @@
-"""Processors (SPEC §8): consume a module queue, mirror each event exactly once, report failures.
+"""Processors (docs/operate.md): consume a module queue, mirror each event exactly once, report failures.
 
 One invocation handles one SQS batch, in one transaction when all goes well:
 

@@ -1,4 +1,4 @@
-"""The delivery stage's statements (SPEC §11): the ``deliveries`` outbox, the destinations' state,
+"""The delivery stage's statements (docs/connect-moodle.md): the ``deliveries`` outbox, the destinations' state,
 and what a delivery reads of the mirror.
 
 A processor writes deliveries in the transaction of the mirror change that calls for them. A

@@ -1,4 +1,4 @@
-"""The verifiers' side of the event log (SPEC §6, §7): record, mark queued, count rejections.
+"""The verifiers' side of the event log (docs/api.md, docs/decisions.md): record, mark queued, count rejections.
 
 This is the hot path of every webhook: plain SQL statements, prepared on the
 container's connection (``connection.py``), one round trip each.

@@ -71,7 +71,7 @@ LEFT JOIN LATERAL (
     FROM {EVENT_LOG} AS log WHERE log.source = incoming.source AND log.event_id = incoming.event_id
     FOR UPDATE
 ) AS logged ON true"""
-# Writes the rows of events queued while Postgres was down (SPEC §6), and locks those a concurrent
+# Writes the rows of events queued while Postgres was down (docs/api.md), and locks those a concurrent
 # delivery wrote first.
 CLAIM_UNLOGGED_SQL = f"""
 WITH incoming AS (
@@ -113,7 +113,7 @@ WHERE id = :log_id AND status NOT IN ({_DONE})"""
 
 
 def _stale_guard(table: MirrorTable, tombstone: bool) -> str:
-    """True when the incoming event is not older than the stored row (SPEC §8). Between two events
+    """True when the incoming event is not older than the stored row (docs/operate.md). Between two events
     with the same source timestamp the later arrival (higher event-log id) wins, so the outcome does
     not depend on the order they are processed in; a delete wins a tie with an update."""
     stored, incoming = f"{table.name}.source_modified_at", "EXCLUDED.source_modified_at"

@@ -56,7 +56,7 @@ DELETE_OLD_REJECTIONS_SQL = """
 WITH deleted AS (DELETE FROM rejected_requests WHERE received_at < now() - make_interval(days => :days) RETURNING 1)
 SELECT count(*) FROM deleted"""
 
-# ------------------------------------------------------------------ /stats (SPEC §10)
+# ------------------------------------------------------------------ /stats (docs/operate.md)
 
 # Every figure is read from data whose size does not grow with the log: the counter table for the
 # all-time totals (kept exact by triggers, migration 0008), and the last 24 hours of the log through
@@ -173,7 +173,7 @@ class EventLogOperations:
         self._connection.run("SELECT 1")
 
     def stats(self, recent: int) -> dict[str, Any]:
-        """What the event log holds (SPEC §10), as plain data; no statement reads more than a day of
+        """What the event log holds (docs/operate.md), as plain data; no statement reads more than a day of
         history, however long the log."""
         by: dict[str, dict[str, int]] = {"status": {}, "source": {}, "module": {}}
         for status, source, module, total in self._connection.run(STATS_TOTALS_SQL):

@@ -1,4 +1,4 @@
-"""The reconciliation's statements (SPEC §12): its runs and checkpoints, the events it enters into the
+"""The reconciliation's statements (docs/first-day.md): its runs and checkpoints, the events it enters into the
 pipeline, what it reads of the mirror and of the accounts the router manages, and Zoho's report of the
 webhooks it failed to deliver.
 """

@@ -1,4 +1,4 @@
-"""The Postgres tables of SPEC §7, as SQLAlchemy Core metadata: what the migrations must build.
+"""The Postgres tables of docs/decisions.md, as SQLAlchemy Core metadata: what the migrations must build.
 
 Migrations under ``migrations/versions`` create the tables; a test checks that the migrated
 database and this metadata agree. The functions never import this module (or SQLAlchemy): their
@@ -102,7 +102,7 @@ rejected_requests = Table(
 )
 
 
-# ---------------------------------------------------------------- mirror tables (SPEC §7)
+# ---------------------------------------------------------------- mirror tables (docs/decisions.md)
 
 _TYPES: dict[str, Any] = {
     "text": Text,
@@ -140,7 +140,7 @@ def _mirror(table: tables.MirrorTable) -> Table:
 mirrors = {name: _mirror(table) for name, table in tables.MIRRORS.items()}
 
 
-# ---------------------------------------------------------------- the delivery stage (SPEC §11)
+# ---------------------------------------------------------------- the delivery stage (docs/connect-moodle.md)
 
 deliveries = Table(
     tables.DELIVERIES,

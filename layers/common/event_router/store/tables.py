@@ -1,4 +1,4 @@
-"""The shape of the router's tables (SPEC §7), as plain data: defined once, read by the SQL of the
+"""The shape of the router's tables (docs/decisions.md), as plain data: defined once, read by the SQL of the
 stores (``eventlog.py``, ``mirror.py``) and by the SQLAlchemy schema the migrations are checked
 against (``schema.py``). Nothing here imports SQLAlchemy, so the functions do not either.
 """
@@ -50,7 +50,7 @@ class Column:
 
 
 # What a queue message carries into the event log when the processor writes the row itself
-# (the Postgres-down path of SPEC §6): the message's fields of the same names.
+# (the Postgres-down path of docs/api.md): the message's fields of the same names.
 LOGGED_FIELDS = (
     Column("event_id", "text", nullable=False),
     Column("source", "text", nullable=False),
@@ -75,7 +75,7 @@ class MirrorTable:
 
     @property
     def bookkeeping(self) -> tuple[Column, ...]:
-        """Columns every mirror row keeps: when the source changed it, by which event (SPEC §8)."""
+        """Columns every mirror row keeps: when the source changed it, by which event (docs/operate.md)."""
         deleted = (Column("deleted_at", "timestamptz"),) if self.tombstones else ()
         return (
             Column("source_modified_at", "timestamptz"),

@@ -1,1 +1,1 @@
-"""A webhook in: authenticate it, turn its body into an ``EventMessage``, log it, queue it (SPEC §4-§6)."""
+"""A webhook in: authenticate it, turn its body into an ``EventMessage``, log it, queue it (docs/api.md)."""

@@ -56,7 +56,7 @@ def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | N
 
 
 def receipt_response(receipt: Receipt | NotificationReceipt) -> dict[str, Any]:
-    """202 for a new event, 200 for a duplicate (SPEC §6); for a notification, 202 unless every
+    """202 for a new event, 200 for a duplicate (docs/api.md); for a notification, 202 unless every
     event it named was a duplicate."""
     if isinstance(receipt, NotificationReceipt):
         ids = list(receipt.event_ids)

@@ -1,4 +1,4 @@
-"""Webhook bodies (SPEC §5) turned into one ``EventMessage``.
+"""Webhook bodies (docs/api.md) turned into one ``EventMessage``.
 
 Every shape Zoho CRM and Moodle send is validated by a pydantic model of its own and then
 reduced to the same handful of facts: which record, what happened to it, when, an event id that
@@ -231,7 +231,7 @@ class ZohoNotification(BaseModel):
 
 
 def zoho_shape(fields: dict[str, Any]) -> Literal["full", "minimal", "record", "notification"]:
-    """Which of the Zoho shapes of SPEC §5 a body is (or an ids-only notification of Zoho's
+    """Which of the Zoho shapes of docs/api.md a body is (or an ids-only notification of Zoho's
     Notification API, one id to an event)."""
     if "channel_id" in fields and "ids" in fields:
         return "notification"

@@ -1,4 +1,4 @@
-"""Webhook authentication (SPEC §4): HMAC-SHA256 over the raw body, or an opt-in shared token."""
+"""Webhook authentication (docs/api.md): HMAC-SHA256 over the raw body, or an opt-in shared token."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""What a verifier does with one webhook (SPEC §4 to §6), and how a verifier function is wired.
+"""What a verifier does with one webhook (docs/api.md), and how a verifier function is wired.
 
 authenticate → parse into an ``EventMessage`` → record in the event log (dedup) → publish to the
 module queue → mark queued. The durability rule decides what happens when a store is down: the

@@ -1,4 +1,4 @@
-"""Sync rules: what one event means for the mirror tables of its module (SPEC §7, §8).
+"""Sync rules: what one event means for the mirror tables of its module (docs/decisions.md, docs/operate.md).
 
 Each module has a ``plan(event)`` that returns one of three changes, or raises ``CannotApply``
 when the event can never apply (a required field is missing):

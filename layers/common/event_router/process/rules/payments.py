@@ -1,4 +1,4 @@
-"""Payments (Zoho ``BTEC_Payments``): logged only; the event-log row is their record (SPEC §7)."""
+"""Payments (Zoho ``BTEC_Payments``): logged only; the event-log row is their record (docs/decisions.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Event log and rejected requests (SPEC §4, §7).
+"""Event log and rejected requests (docs/api.md, docs/decisions.md).
 
 Revision ID: 0001
 Revises:

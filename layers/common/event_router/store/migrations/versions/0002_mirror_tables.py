@@ -1,4 +1,4 @@
-"""Mirror tables of Zoho records and Moodle facts (SPEC §7).
+"""Mirror tables of Zoho records and Moodle facts (docs/decisions.md).
 
 Revision ID: 0002
 Revises: 0001

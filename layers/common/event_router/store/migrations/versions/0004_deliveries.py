@@ -1,4 +1,4 @@
-"""The delivery stage (SPEC §11): deliveries to Moodle and Zoho CRM, the destinations' state, and
+"""The delivery stage (docs/connect-moodle.md): deliveries to Moodle and Zoho CRM, the destinations' state, and
 the Moodle courses the router has looked up.
 
 Revision ID: 0004

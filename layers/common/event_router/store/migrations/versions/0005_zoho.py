@@ -1,4 +1,4 @@
-"""The Zoho connector (SPEC §11): the shared access token, the classes' Moodle courses, and what a
+"""The Zoho connector (docs/connect-moodle.md): the shared access token, the classes' Moodle courses, and what a
 Moodle grade says about its letter.
 
 - ``zoho_tokens``: the one access token every container uses (Zoho allows 10 refreshes in 10

@@ -1,6 +1,6 @@
 """Counts that do not grow with history: ``/stats`` reads the event log's and the deliveries' totals
 by status from small counter tables, kept exact by statement-level triggers in the very transactions
-that insert rows or change their status (SPEC §10).
+that insert rows or change their status (docs/operate.md).
 
 Each counter is split into shards by the writing session (``pg_backend_pid() % 16``), so concurrent
 verifiers and processors do not queue on one hot row; a statement's changes are applied in key order,
