@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 from functools import cache
-from ipaddress import ip_address
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
@@ -44,6 +43,8 @@ def _https_or_loopback(value: Any) -> Any:
 def _loopback(host: str) -> bool:
     if host == "localhost":
         return True
+    from ipaddress import ip_address  # noqa: PLC0415 - only when a Moodle address is set: not on a verifier's start
+
     try:
         return ip_address(host).is_loopback
     except ValueError:
