@@ -16,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import boto3
 import pytest
@@ -27,7 +28,7 @@ from devstack.postgres import create_database, drop_database, start_embedded
 from devstack.server import free_port
 from event_router.contract import MODULES
 from event_router.observability import logger
-from event_router.operate.migrate import make_engine, upgrade
+from event_router.operate.migrate import FUNCTION_ROLES, ensure_login, make_engine, upgrade
 from event_router.store.schema import metadata
 from tests.moodle_sites import SITES, MoodleSite, StandInSite, real_moodle, real_moodles
 
@@ -95,6 +96,29 @@ def database_url(fresh_database: Callable[[str], str]) -> str:
     url = fresh_database("test")
     upgrade(url)
     return url
+
+
+def login_url(url: str, username: str, password: str) -> str:
+    """``url`` signing in as another login (same server, same database)."""
+    parts = urlsplit(url)
+    host = parts.netloc.rsplit("@", 1)[-1]
+    return urlunsplit(parts._replace(netloc=f"{quote(username, safe='')}:{quote(password, safe='')}@{host}"))
+
+
+@pytest.fixture(scope="session")
+def function_logins(database_url: str, engine: Engine) -> Iterator[dict[str, str]]:
+    """The test database's URL for each kind of function, signing in as a login of its own made by
+    the migration's ``ensure_login`` (``{"event_router_ingest": url, ...}``): the functions the
+    tests load run with only the rights the deployed ones have. The logins are dropped at the end."""
+    suffix = uuid.uuid4().hex[:8]
+    logins = {role: (f"{role}_t{suffix}", f"fake-login-{uuid.uuid4().hex}") for role in FUNCTION_ROLES}
+    for role, (username, password) in logins.items():
+        ensure_login(engine, username, password, role)
+    yield {role: login_url(database_url, username, password) for role, (username, password) in logins.items()}
+    engine.dispose()  # nothing of ours may hold a login's session
+    with engine.begin() as connection:
+        for username, _ in logins.values():
+            connection.exec_driver_sql(f'DROP ROLE IF EXISTS "{username}"')
 
 
 @pytest.fixture(scope="session")

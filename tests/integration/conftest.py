@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, text
 
+from devstack.apigw import http_api_event
 from devstack.invoke import LocalContext, load_function
 from devstack.moodle_standin import MoodleStandIn
 from devstack.poller import QueuePoller
@@ -22,7 +23,23 @@ from tests.integration.flow import rows
 from tests.integration.pipelines import Invoke, ZohoPipeline
 
 ROOT = Path(__file__).resolve().parents[2]
-FUNCTIONS = functions(load_template())  # code, handler and the fixed part of each environment
+TEMPLATE = load_template()
+FUNCTIONS = functions(TEMPLATE)  # code, handler and the fixed part of each environment
+# Which database role each login secret is for, as MigrateFunction is told ({"Ref": secret} → role).
+LOGIN_ROLES = {
+    secret.strip("${}"): role
+    for role, secret in json.loads(
+        TEMPLATE["Resources"]["MigrateFunction"]["Properties"]["Environment"]["Variables"]["DATABASE_LOGINS"]["Fn::Sub"]
+    ).items()
+}
+
+
+def login_role(function: str) -> str | None:
+    """The database role ``function`` signs in with when deployed (None: the owner, MigrateFunction)."""
+    secret = FUNCTIONS[function].environment.get("DATABASE_SECRET_ARN")
+    return LOGIN_ROLES.get(secret["Ref"]) if isinstance(secret, dict) else None
+
+
 VERIFIERS = {"zoho": "ZohoWebhookFunction", "moodle": "MoodleWebhookFunction"}
 PROCESSORS: dict[Module, str] = {
     "students": "StudentsProcessor",
@@ -41,6 +58,21 @@ def body(response: dict[str, Any]) -> dict[str, Any]:
     return json.loads(response["body"])  # type: ignore[no-any-return]
 
 
+OFFICER = "arn:aws:iam::123456789012:role/college-data-protection-officer"
+
+
+def privacy_route(invoke: Invoke, caller: str | None = OFFICER) -> Callable[[dict[str, Any]], dict[str, Any]]:
+    """The privacy function as its callers reach it: ``POST /api/v1/privacy``, signed with IAM as
+    ``caller`` (None: unsigned, as a direct invoke shaped like a request would be); the answer's body."""
+
+    def request(payload: dict[str, Any]) -> dict[str, Any]:
+        raw = json.dumps(payload).encode()
+        event = http_api_event("POST", "/api/v1/privacy", raw, {"content-type": "application/json"}, iam_caller=caller)
+        return body(invoke(event))
+
+    return request
+
+
 @pytest.fixture
 def function_environment(database_url: str, queues: Queues, sqs_endpoint: str) -> dict[str, str]:
     """What every function of the stack is configured with in the tests."""
@@ -55,13 +87,20 @@ def function_environment(database_url: str, queues: Queues, sqs_endpoint: str) -
 
 
 @pytest.fixture
-def load(function_environment: dict[str, str]) -> Callable[..., Invoke]:
-    """``load("GradesProcessor", MODULE="grades")``: a fresh container of that function."""
+def load(function_environment: dict[str, str], function_logins: dict[str, str]) -> Callable[..., Invoke]:
+    """``load("GradesProcessor", MODULE="grades")``: a fresh container of that function, signed in to
+    the test database with its own kind's login (as deployed), unless ``DATABASE_URL`` is given."""
 
     def start(name: str, **overrides: str) -> Invoke:
         spec = FUNCTIONS[name]
         fixed = {key: value for key, value in spec.environment.items() if isinstance(value, str)}  # SOURCE, MODULE
-        environment = {**fixed, **function_environment, **overrides}
+        role = login_role(name)
+        login = {"DATABASE_URL": function_logins[role]} if role else {}
+        environment = {**fixed, **function_environment, **login, **overrides}
+        if environment.get("ZOHO_CREDENTIALS") and "ZOHO_CREDENTIALS_SECRET_ARN" not in spec.environment:
+            # Deployed, only the Zoho delivery function holds Zoho's client secret; the others call
+            # Zoho with the token it keeps fresh in Postgres.
+            environment |= {"ZOHO_CREDENTIALS": "", "ZOHO_API": "true"}
         handler = load_function(spec.code_uri, spec.handler, environment, name)
 
         def invoke(event: dict[str, Any]) -> dict[str, Any]:
@@ -111,13 +150,14 @@ def send(load_verifier: Callable[..., Invoke]) -> Callable[[Sample], dict[str, A
 
 @pytest.fixture
 def mirror_writes(db: Engine) -> Iterator[Callable[[], dict[str, int]]]:
-    """Counts every INSERT or UPDATE of a mirror row, keyed by table and row key."""
+    """Counts every INSERT or UPDATE of a mirror row, keyed by table and row key (the counting runs
+    as the test's owner login: the functions' logins may not write the test's table)."""
     tables = ("students", "enrollments", "grades", "moodle_enrolments", "moodle_grades")
     with db.begin() as connection:
         connection.execute(text("CREATE TABLE mirror_writes (table_name text, row_key text)"))
         connection.execute(
             text("""
-            CREATE FUNCTION count_mirror_write() RETURNS trigger AS $$
+            CREATE FUNCTION count_mirror_write() RETURNS trigger SECURITY DEFINER AS $$
             BEGIN
               INSERT INTO mirror_writes VALUES (TG_TABLE_NAME, coalesce(
                 to_jsonb(NEW)->>'zoho_record_id',
@@ -212,5 +252,6 @@ def pipeline(
     zoho_standin: ZohoStandIn,
     moodle_standin_site: MoodleStandIn,
     db: Engine,  # emptied first: no token of another test's Zoho
+    database_url: str,
 ) -> ZohoPipeline:
-    return ZohoPipeline(load, queues, zoho_standin, moodle_standin_site, db)
+    return ZohoPipeline(load, queues, zoho_standin, moodle_standin_site, db, database_url)

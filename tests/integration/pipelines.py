@@ -13,6 +13,9 @@ from devstack.moodle_standin import MoodleStandIn
 from devstack.poller import QueuePoller
 from devstack.samples import Sample
 from devstack.zoho_standin import ZohoStandIn
+from event_router.deliver.records import zoho_client
+from event_router.settings import Settings
+from event_router.store.connection import PreparedConnection, connection_params
 from tests.conftest import Queues
 
 Invoke = Callable[[dict[str, Any]], dict[str, Any]]
@@ -23,7 +26,13 @@ class ZohoPipeline:
     and Moodle stand-ins the test owns."""
 
     def __init__(
-        self, load: Callable[..., Invoke], queues: Queues, zoho: ZohoStandIn, moodle: MoodleStandIn, db: Engine
+        self,
+        load: Callable[..., Invoke],
+        queues: Queues,
+        zoho: ZohoStandIn,
+        moodle: MoodleStandIn,
+        db: Engine,
+        database_url: str,
     ) -> None:
         self.queues, self.zoho, self.moodle, self._load, self.db = queues, zoho, moodle, load, db
         sqs = queues.sqs
@@ -54,12 +63,23 @@ class ZohoPipeline:
             "MoodleDeliveryFunction", self.urls["moodle"], MOODLE_URL=moodle.url, MOODLE_TOKEN=moodle.site.token
         )
         self.restart_zoho_delivery()
+        self.seed_zoho_token(database_url)
 
     def _poller(self, name: str, url: str, batch_size: int = 10, **overrides: str) -> QueuePoller:
         invoke = self._load(name, **self.wiring, **overrides)
         return QueuePoller(
             self.queues.sqs, url, lambda event, _: invoke(event), name, batch_size=batch_size, retry_immediately=True
         )
+
+    def seed_zoho_token(self, database_url: str) -> None:
+        """The shared access token, as the Zoho delivery function's first scheduled check leaves it:
+        the other functions hold no Zoho secret and call Zoho with this token."""
+        settings = Settings.model_validate({**self.wiring, "DATABASE_URL": database_url})
+        connection = PreparedConnection(connection_params(settings, "tests"))
+        try:
+            zoho_client(settings, connection)().check_token()
+        finally:
+            connection.close()
 
     def restart_zoho_delivery(self, **overrides: str) -> None:
         self.zoho_delivery = self._poller("ZohoDeliveryFunction", self.urls["zoho"], batch_size=100, **overrides)

@@ -91,7 +91,7 @@ def head_revision() -> str:
     return head
 
 
-def test_create_gives_the_functions_a_login_that_may_read_and_write_but_not_change_the_schema(
+def test_create_gives_each_kind_of_function_a_login_that_may_read_and_write_but_not_change_the_schema(
     load: Callable[..., Invoke],
     fresh_database: Callable[[str], str],
     cloudformation: CloudFormation,
@@ -106,6 +106,11 @@ def test_create_gives_the_functions_a_login_that_may_read_and_write_but_not_chan
     arn = secrets.create_secret(
         Name=f"app-login-{username}", SecretString=json.dumps({"username": username, "password": "fake-pw-1"})
     )["ARN"]
+    verifiers = f"event_router_ingest_fn_{uuid.uuid4().hex[:8]}"
+    verifiers_arn = secrets.create_secret(
+        Name=f"login-{verifiers}", SecretString=json.dumps({"username": verifiers, "password": "fake-pw-3"})
+    )["ARN"]
+    logins = json.dumps({"event_router_app": arn, "event_router_ingest": verifiers_arn})
     owner = make_engine(url)
     statements: list[str] = []
 
@@ -115,7 +120,7 @@ def test_create_gives_the_functions_a_login_that_may_read_and_write_but_not_chan
     event.listen(Engine, "before_cursor_execute", record)
     try:
         # When CloudFormation creates the migration resource
-        load("MigrateFunction", DATABASE_URL=url, APP_DATABASE_SECRET_ARN=arn)(request("Create"))
+        load("MigrateFunction", DATABASE_URL=url, DATABASE_LOGINS=logins)(request("Create"))
         assert cloudformation.responses[0]["Status"] == "SUCCESS"
 
         # Then the password never reached Postgres: its SCRAM verifier did, and it checks out
@@ -133,7 +138,27 @@ def test_create_gives_the_functions_a_login_that_may_read_and_write_but_not_chan
         )
         assert (method, base64.b64encode(again).decode()) == ("SCRAM-SHA-256", stored_key)
 
-        # Then that login may read and write the router's tables
+        # Then each kind of function's login is a member of its own role, and of no other
+        with owner.connect() as connection:
+            roles = dict(
+                connection.execute(
+                    text("""SELECT m.rolname, r.rolname FROM pg_auth_members a
+                            JOIN pg_roles m ON m.oid = a.member JOIN pg_roles r ON r.oid = a.roleid
+                            WHERE m.rolname IN (:app, :verifiers)"""),
+                    {"app": username, "verifiers": verifiers},
+                ).all()
+            )
+        assert roles == {username: "event_router_app", verifiers: "event_router_ingest"}
+        # and Postgres closes what an idle (frozen) container leaves open
+        with owner.connect() as connection:
+            settings = connection.execute(
+                text("""SELECT s.setconfig FROM pg_db_role_setting s JOIN pg_roles r ON r.oid = s.setrole
+                        WHERE r.rolname = :name"""),
+                {"name": verifiers},
+            ).scalar_one()
+        assert settings == ["idle_session_timeout=5min"]
+
+        # And the operators' login may read and write the router's tables
         app = make_engine(with_user(url, username))
         with app.begin() as connection:
             connection.execute(
@@ -158,7 +183,7 @@ def test_create_gives_the_functions_a_login_that_may_read_and_write_but_not_chan
         load(
             "MigrateFunction",
             DATABASE_URL=url,
-            APP_DATABASE_SECRET_ARN=arn,
+            DATABASE_LOGINS=logins,
             AWS_ENDPOINT_URL_SECRETS_MANAGER=sqs_endpoint,
         )(request("Update"))
         assert [r["Status"] for r in cloudformation.responses] == ["SUCCESS", "SUCCESS"]
@@ -166,6 +191,7 @@ def test_create_gives_the_functions_a_login_that_may_read_and_write_but_not_chan
         event.remove(Engine, "before_cursor_execute", record)
         with owner.begin() as connection:
             connection.execute(text(f'DROP ROLE IF EXISTS "{username}"'))
+            connection.execute(text(f'DROP ROLE IF EXISTS "{verifiers}"'))
         owner.dispose()
 
 

@@ -417,7 +417,7 @@ def test_a_thousand_forged_requests_cost_a_bounded_number_of_database_writes(
     with db.begin() as connection:
         connection.execute(text("CREATE TABLE rejection_writes (at timestamptz DEFAULT clock_timestamp())"))
         connection.execute(
-            text("""CREATE FUNCTION count_rejection_write() RETURNS trigger AS $$
+            text("""CREATE FUNCTION count_rejection_write() RETURNS trigger SECURITY DEFINER AS $$
                     BEGIN INSERT INTO rejection_writes DEFAULT VALUES; RETURN NULL; END $$ LANGUAGE plpgsql""")
         )
         connection.execute(

@@ -14,10 +14,12 @@ from typing import Any
 
 from sqlalchemy import Engine, text
 
+from devstack.poller import QueuePoller
 from devstack.samples import DEV_SECRETS, Sample, http_api_event, user_graded
 from devstack.zoho_standin import API_USER
 from event_router.contract import ZOHO_NOTIFY_ROUTE
 from event_router.derived import channel_token
+from tests.conftest import Queues
 from tests.integration.conftest import Invoke
 from tests.integration.flow import T1, T2, rows, zoho
 from tests.integration.pipelines import ZohoPipeline
@@ -448,3 +450,31 @@ def set_identity(pipeline: ZohoPipeline, value: dict[str, Any]) -> None:
         connection.execute(
             text("UPDATE destinations SET identity = CAST(:v AS jsonb) WHERE name = 'zoho'"), {"v": json.dumps(value)}
         )
+
+
+def test_a_processor_holds_no_zoho_secret_and_reads_with_the_token_the_zoho_delivery_keeps_fresh(
+    pipeline: ZohoPipeline, load: Callable[..., Invoke], queues: Queues, db: Engine
+) -> None:
+    # Given a students processor configured as deployed: Zoho's API on, no client credentials
+    reader = load("StudentsProcessor", **pipeline.wiring)
+    processor = QueuePoller(
+        queues.sqs, queues.urls["students"], lambda event, _: reader(event), "reader", retry_immediately=True
+    )
+    record = pipeline.zoho.org.create("BTEC_Students", {"Name": "Student R", "Student_ID_Number": "R1"})
+    pipeline.send(notification("BTEC_Students", [record], "insert"))
+    with db.begin() as connection:  # no token yet (a new deployment, before the first check)
+        connection.execute(text("DELETE FROM zoho_tokens"))
+    issued = pipeline.zoho.org.tokens_issued
+
+    # When the processor meets the notification, the event waits: it asks Zoho for no token itself
+    processor.poll_once()
+    assert pipeline.zoho.org.tokens_issued == issued
+    assert rows(db, "SELECT * FROM students") == []
+    [waiting] = rows(db, "SELECT status FROM integration_events_log")
+    assert waiting["status"] not in ("processed", "skipped", "failed")
+
+    # Then once the Zoho delivery function's check has made the shared token, the record is read with it
+    pipeline.check()
+    processor.drain()
+    assert [r["student_id_number"] for r in rows(db, "SELECT * FROM students")] == ["R1"]
+    assert pipeline.zoho.org.tokens_issued == issued + 1  # the delivery function's, and no other

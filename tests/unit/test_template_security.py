@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from event_router.operate.migrate import FUNCTION_ROLES
 from tests.unit.stack import (
     FUNCTIONS,
     QUEUES,
@@ -116,15 +117,31 @@ def test_a_function_may_consume_only_its_own_queue(function: str, queues: list[s
         assert resources_for(function, action) == queue_arns(*queues)
 
 
-ZOHO_CALLERS = (
-    "StudentsProcessor",
-    "EnrollmentsProcessor",
-    "GradesProcessor",
-    "PaymentsProcessor",
-    "MoodleDeliveryFunction",
-    "ZohoDeliveryFunction",
-    "ReconcileFunction",
-)
+# Only the Zoho delivery function refreshes the shared Zoho token, so only it holds the client
+# secret; the processors, the Moodle delivery and the reconciliation call Zoho with that token.
+ZOHO_CREDENTIAL_HOLDERS = ("ZohoDeliveryFunction",)
+# Each kind of function signs in to Postgres with a login of its own (migration 0012).
+DATABASE_LOGINS = {
+    "ZohoWebhookFunction": "IngestDatabaseSecret",
+    "MoodleWebhookFunction": "IngestDatabaseSecret",
+    "StudentsProcessor": "ProcessDatabaseSecret",
+    "EnrollmentsProcessor": "ProcessDatabaseSecret",
+    "GradesProcessor": "ProcessDatabaseSecret",
+    "PaymentsProcessor": "ProcessDatabaseSecret",
+    "MoodleDeliveryFunction": "DeliverDatabaseSecret",
+    "ZohoDeliveryFunction": "DeliverDatabaseSecret",
+    "ReconcileFunction": "ReconcileDatabaseSecret",
+    "ReplayFunction": "AppDatabaseSecret",
+    "PrivacyFunction": "AppDatabaseSecret",
+    "MonitorFunction": "AppDatabaseSecret",
+}
+LOGIN_ROLES = {
+    "IngestDatabaseSecret": "event_router_ingest",
+    "ProcessDatabaseSecret": "event_router_process",
+    "DeliverDatabaseSecret": "event_router_deliver",
+    "ReconcileDatabaseSecret": "event_router_reconcile",
+    "AppDatabaseSecret": "event_router_app",
+}
 MOODLE_CALLERS = ("MoodleDeliveryFunction", "ReconcileFunction")
 # The privacy function writes the erasure register; the processors of modules with students' rows read it.
 ERASURE_KEY_READERS = ("PrivacyFunction", "StudentsProcessor", "EnrollmentsProcessor", "GradesProcessor")
@@ -132,13 +149,14 @@ ERASURE_KEY_READERS = ("PrivacyFunction", "StudentsProcessor", "EnrollmentsProce
 
 @pytest.mark.parametrize("function", list(FUNCTIONS))
 def test_a_function_reads_its_database_login_and_at_most_its_own_webhook_secret(function: str) -> None:
-    expected = {json.dumps({"Ref": "AppDatabaseSecret"})}
-    if function == "MigrateFunction":  # the owner login, to run the migrations and create the app login
-        expected.add(json.dumps({"Ref": "DatabaseSecretArn"}))
+    if function == "MigrateFunction":  # the owner login, to run the migrations and create the others
+        expected = {json.dumps({"Ref": secret}) for secret in (*LOGIN_ROLES, "DatabaseSecretArn")}
+    else:
+        expected = {json.dumps({"Ref": DATABASE_LOGINS[function]})}
     if function in MOODLE_CALLERS:  # the Moodle web-service token
         token = {"Fn::If": ["CreateMoodleTokenSecret", {"Ref": "MoodleTokenSecret"}, {"Ref": "MoodleTokenSecretArn"}]}
         expected.add(json.dumps(token))
-    if function in (*ZOHO_CALLERS,):  # the Zoho API client: to fetch notified records, classes, deliver
+    if function in ZOHO_CREDENTIAL_HOLDERS:  # to refresh the shared Zoho access token
         zoho = {
             "Fn::If": [
                 "CreateZohoCredentialsSecret",
@@ -162,16 +180,24 @@ def test_a_function_reads_its_database_login_and_at_most_its_own_webhook_secret(
     assert resources_for(function, "secretsmanager:GetSecretValue") == expected
 
 
-def test_only_the_migrations_use_the_owner_login_and_the_rest_connect_as_the_app_login() -> None:
+def test_only_the_migrations_use_the_owner_login_and_each_kind_of_function_has_its_own() -> None:
     shared = TEMPLATE["Globals"]["Function"]["Environment"]["Variables"]
     migrate = properties("MigrateFunction")["Environment"]["Variables"]
 
-    assert shared["DATABASE_SECRET_ARN"] == {"Ref": "AppDatabaseSecret"}
+    assert "DATABASE_SECRET_ARN" not in shared
     assert migrate["DATABASE_SECRET_ARN"] == {"Ref": "DatabaseSecretArn"}
-    assert migrate["APP_DATABASE_SECRET_ARN"] == {"Ref": "AppDatabaseSecret"}
+    # The migration creates every login, each a member of the role its kind of function is given.
+    assert set(LOGIN_ROLES.values()) == set(FUNCTION_ROLES)
+    assert json.loads(migrate["DATABASE_LOGINS"]["Fn::Sub"]) == {
+        role: f"${{{secret}}}" for secret, role in LOGIN_ROLES.items()
+    }
     for name in FUNCTIONS:
         if name != "MigrateFunction":
-            assert "DATABASE_SECRET_ARN" not in properties(name).get("Environment", {}).get("Variables", {})
+            own = properties(name)["Environment"]["Variables"]["DATABASE_SECRET_ARN"]
+            assert own == {"Ref": DATABASE_LOGINS[name]}, name
+    # The functions that face the internet sign in with a login of their own.
+    assert {DATABASE_LOGINS[name] for name in VERIFIERS.values()} == {"IngestDatabaseSecret"}
+    assert "IngestDatabaseSecret" not in {DATABASE_LOGINS.get(n) for n in FUNCTIONS if n not in VERIFIERS.values()}
 
 
 def test_database_tls_defaults_to_verify_full() -> None:
@@ -254,3 +280,18 @@ def test_no_principal_may_send_to_the_dead_letter_queue_and_no_function_is_allow
     assert (nobody["Effect"], nobody["Principal"], nobody["Action"]) == ("Deny", "*", "sqs:SendMessage")
     assert nobody["Condition"] == {"Null": {"aws:PrincipalArn": "false"}}  # SQS's own redrive carries none
     assert not {name for name in FUNCTIONS if resources_for(name, "sqs:SendMessage") & queue_arns("DeadLetterQueue")}
+
+
+def test_privacy_requests_come_only_through_an_iam_signed_route_a_named_policy_opens() -> None:
+    # The privacy function's one way in is POST /api/v1/privacy, signed with IAM (API Gateway names
+    # the caller); SAM's permission for that route is its resource policy.
+    [event] = properties("PrivacyFunction")["Events"].values()
+    assert event["Type"] == "HttpApi"
+    assert (event["Properties"]["Method"], event["Properties"]["Path"]) == ("POST", "/api/v1/privacy")
+    assert event["Properties"]["Auth"] == {"Authorizer": "AWS_IAM"}
+    # Who may call it: whoever the college attaches PrivacyRequesterPolicy to, and for nothing else.
+    [statement] = RESOURCES["PrivacyRequesterPolicy"]["Properties"]["PolicyDocument"]["Statement"]
+    assert statement["Effect"] == "Allow"
+    assert statement["Action"] == "execute-api:Invoke"
+    assert statement["Resource"]["Fn::Sub"].endswith(":${WebhookApi}/*/POST/api/v1/privacy")
+    assert TEMPLATE["Outputs"]["PrivacyRequesterPolicyArn"]["Value"] == {"Ref": "PrivacyRequesterPolicy"}

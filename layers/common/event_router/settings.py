@@ -13,7 +13,7 @@ from functools import cache
 from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, Json
 
 from event_router.contract import Module, Source
 
@@ -66,7 +66,8 @@ class Settings(BaseModel):
     database_name: str = Field("event_router", alias="DATABASE_NAME")
     database_sslmode: str = Field("verify-full", alias="DATABASE_SSLMODE")
     database_sslrootcert: str | None = Field(None, alias="DATABASE_SSLROOTCERT")
-    app_database_secret_arn: str | None = Field(None, alias="APP_DATABASE_SECRET_ARN")
+    # The migration's list of the functions' logins: {"<database role>": "<login secret ARN>"}.
+    database_logins: Json[dict[str, str]] | None = Field(None, alias="DATABASE_LOGINS")
     db_connect_timeout: float = Field(3.0, gt=0, alias="DB_CONNECT_TIMEOUT")
     db_statement_timeout_ms: int = Field(2500, gt=0, alias="DB_STATEMENT_TIMEOUT_MS")
     db_idle_ping_seconds: float = Field(30.0, ge=0, alias="DB_IDLE_PING_SECONDS")
@@ -108,6 +109,7 @@ class Settings(BaseModel):
     zoho_accounts_url: str | None = Field(None, alias="ZOHO_ACCOUNTS_URL")  # wins over the data centre
     zoho_credentials: str | None = Field(None, alias="ZOHO_CREDENTIALS")  # JSON; local development and tests
     zoho_credentials_secret_arn: str | None = Field(None, alias="ZOHO_CREDENTIALS_SECRET_ARN")
+    zoho_api: bool = Field(False, alias="ZOHO_API")  # call Zoho with the shared token, without credentials
     zoho_max_concurrent_calls: int = Field(5, ge=1, le=25, alias="ZOHO_MAX_CONCURRENT_CALLS")
     zoho_timeout_seconds: float = Field(15.0, gt=0, alias="ZOHO_TIMEOUT_SECONDS")
     zoho_delivery_queue_url: str | None = Field(None, alias="ZOHO_DELIVERY_QUEUE_URL")
@@ -155,6 +157,11 @@ class Settings(BaseModel):
 
     def zoho_configured(self) -> bool:
         """Whether the router may call Zoho's API (to deliver, or to fetch what a notification names)."""
+        return self.zoho_api or self.zoho_refreshes()
+
+    def zoho_refreshes(self) -> bool:
+        """Whether this function holds Zoho's client credentials, and so refreshes the shared token
+        (deployed, the Zoho delivery function alone; the others only read that token)."""
         return bool(self.zoho_credentials or self.zoho_credentials_secret_arn)
 
 

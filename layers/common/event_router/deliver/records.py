@@ -80,7 +80,8 @@ def with_record(event: EventMessage, record: dict[str, Any]) -> EventMessage:
 def zoho_client(settings: Settings, connection: PreparedConnection) -> Callable[[], ZohoClient]:
     """The Zoho client of this container, made on first use: the data centre's accounts server (or
     ``ZOHO_ACCOUNTS_URL``), the credentials of ``ZOHO_CREDENTIALS`` or the Secrets Manager secret
-    (read again every ``SECRETS_MAX_AGE``), the token and call slots shared through Postgres."""
+    (read again every ``SECRETS_MAX_AGE``), the token and call slots shared through Postgres. A
+    function given no credentials (``ZOHO_API=true`` alone) calls with the shared token only."""
     made: list[ZohoClient] = []
 
     def client() -> ZohoClient:
@@ -99,7 +100,7 @@ def zoho_client(settings: Settings, connection: PreparedConnection) -> Callable[
             made.append(
                 ZohoClient(
                     accounts,
-                    lambda: credentials(settings),
+                    (lambda: credentials(settings)) if settings.zoho_refreshes() else None,
                     state,
                     state,
                     timeout=settings.zoho_timeout_seconds,

@@ -60,7 +60,10 @@ DATA_CENTRES: dict[str, DataCentre] = {
 API_DOMAINS = frozenset(dc.api for dc in DATA_CENTRES.values())
 API = "/crm/v8"
 MAX_RECORDS = 100  # per upsert, update or get by ids
-REFRESH_MARGIN_SECONDS = 300  # refresh this long before the access token expires
+# The Zoho delivery function refreshes the shared access token this long before it expires; its
+# check runs every 5 minutes, so the token always has over 5 minutes left when anyone reads it.
+REFRESH_MARGIN_SECONDS = 600
+READ_MARGIN_SECONDS = 60  # a function that cannot refresh uses the token until this close to its expiry
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 # The OAuth scopes the router needs, and no more (docs/connect-zoho.md).
 SCOPES = (
@@ -136,8 +139,8 @@ class AccessToken:
     expires_at: float  # epoch seconds
     accounts_url: str = ""  # the accounts server that issued it
 
-    def fresh(self, now: float) -> bool:
-        return now < self.expires_at - REFRESH_MARGIN_SECONDS
+    def fresh(self, now: float, margin: float = REFRESH_MARGIN_SECONDS) -> bool:
+        return now < self.expires_at - margin
 
 
 def origin(url: str) -> str:
@@ -174,7 +177,7 @@ class ZohoClient:
     def __init__(
         self,
         accounts_url: str,
-        credentials: Callable[[], Credentials],
+        credentials: Callable[[], Credentials] | None,
         tokens: TokenStore,
         slots: CallSlots,
         *,
@@ -292,8 +295,18 @@ class ZohoClient:
 
     def _token(self, rejected: AccessToken | None = None) -> AccessToken:
         """The shared access token; refreshed (by one container at a time) when it is about to
-        expire or Zoho has just refused it."""
+        expire or Zoho has just refused it.
+
+        A client without credentials (the processors, the Moodle delivery, the reconciliation: they
+        never hold Zoho's client secret) only reads the token the Zoho delivery function keeps
+        fresh; when there is none it can use, the call fails as transient and is tried again later."""
         current = self._tokens.current()
+        if self._credentials is None:
+            if self._usable(current, rejected, READ_MARGIN_SECONDS):
+                return current  # type: ignore[return-value]
+            raise ZohoError(
+                "transient", "token_not_ready", "no fresh Zoho token yet: the Zoho delivery function makes it"
+            )
         if self._usable(current, rejected):
             return current  # type: ignore[return-value]
         with self._tokens.refreshing():
@@ -304,17 +317,20 @@ class ZohoClient:
             self._tokens.save(token)
             return token
 
-    def _usable(self, token: AccessToken | None, rejected: AccessToken | None) -> bool:
+    def _usable(
+        self, token: AccessToken | None, rejected: AccessToken | None, margin: float = REFRESH_MARGIN_SECONDS
+    ) -> bool:
         """A token fresh enough, issued by this accounts server, for an API domain of Zoho's."""
         return (
             token is not None
             and token != rejected
-            and token.fresh(self._clock())
+            and token.fresh(self._clock(), margin)
             and token.accounts_url == self._accounts_url
             and origin(token.api_domain) in self._api_domains
         )
 
     def _refresh(self) -> AccessToken:
+        assert self._credentials is not None  # _token never refreshes without them
         credentials = self._credentials()
         # In the form body, as OAuth 2 has it: a URL is written to proxies' and servers' logs.
         form = urlencode(

@@ -1,4 +1,4 @@
-"""Bring a database's schema up to date with Alembic, and give the functions their own login.
+"""Bring a database's schema up to date with Alembic, and give each kind of function its own login.
 
 ``python -m event_router.operate.migrate`` (``make migrate``) migrates ``DATABASE_URL``;
 ``MigrateFunction`` migrates the deployed database on every deploy. This is the one place the
@@ -24,7 +24,16 @@ from event_router.settings import Settings
 from event_router.store.connection import ParamsProvider, connect_params, connection_params
 
 MIGRATIONS = Path(__file__).resolve().parent.parent / "store" / "migrations"
-APP_ROLE = "event_router_app"  # created by migration 0003
+APP_ROLE = "event_router_app"  # created by migration 0003: replay, monitor, privacy
+IDLE_SESSION_TIMEOUT = "5min"
+# One role per kind of function (migration 0012), each with only the rights its statements use.
+FUNCTION_ROLES = (
+    "event_router_ingest",
+    "event_router_process",
+    "event_router_deliver",
+    "event_router_reconcile",
+    APP_ROLE,
+)
 
 
 def _engine(params: ParamsProvider, **options: Any) -> Engine:
@@ -73,13 +82,13 @@ def upgrade(database_url: str, revision: str = "head") -> str | None:
 
 def upgrade_configured(settings: Settings) -> str | None:
     """Migrate the database the settings point at (``DATABASE_URL`` or the owner secret), then give
-    the functions' login (``APP_DATABASE_SECRET_ARN``, when set) its password and the app role."""
+    each kind of function its login (``DATABASE_LOGINS``: database role → login secret)."""
     engine = _engine(connection_params(settings, "event-router-migrate"), pool_pre_ping=True)
     try:
         revision = upgrade_engine(engine)
-        if settings.app_database_secret_arn:
-            login = read_login(settings.app_database_secret_arn)
-            ensure_app_login(engine, login["username"], login["password"])
+        for role, secret_arn in (settings.database_logins or {}).items():
+            login = read_login(secret_arn)
+            ensure_login(engine, login["username"], login["password"], role)
         return revision
     finally:
         engine.dispose()
@@ -95,12 +104,15 @@ def read_login(secret_arn: str) -> dict[str, str]:
     return {"username": str(secret["username"]), "password": str(secret["password"])}
 
 
-def ensure_app_login(engine: Engine, username: str, password: str) -> None:
-    """Create (or update the password of) the login the functions use: a member of ``APP_ROLE``,
-    which may read and write the router's tables and nothing else (migration 0003).
+def ensure_login(engine: Engine, username: str, password: str, role: str = APP_ROLE) -> None:
+    """Create (or update the password of) one kind of function's login: a member of ``role`` (one
+    of ``FUNCTION_ROLES``, which migrations 0003 and 0012 give only the rights that kind uses) and
+    of no other router role.
 
     The password itself never reaches Postgres: it is given as its SCRAM-SHA-256 verifier, so no
     statement log, ``pg_stat_statements`` or error message can show it."""
+    if role not in FUNCTION_ROLES:
+        raise ValueError(f"{role!r} is not one of the functions' database roles")
     name = engine.dialect.identifier_preparer.quote(username)
     process = String().literal_processor(engine.dialect)
     assert process is not None
@@ -113,7 +125,15 @@ def ensure_app_login(engine: Engine, username: str, password: str) -> None:
             connection.exec_driver_sql(
                 f"{verb} ROLE {name} LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD {verifier}"
             )
-            connection.exec_driver_sql(f"GRANT {APP_ROLE} TO {name}")
+            for other in FUNCTION_ROLES:
+                if other != role:  # a login that changed kind keeps nothing of the old one
+                    connection.exec_driver_sql(f"REVOKE {other} FROM {name}")
+            connection.exec_driver_sql(f"GRANT {role} TO {name}")
+            if int(connection.exec_driver_sql("SHOW server_version_num").scalar_one()) >= 140000:
+                # A container Lambda froze keeps its connection; Postgres closes it after this long
+                # idle, so the connections in use follow the containers at work (docs/decisions.md,
+                # "No RDS Proxy"). A thawed container reconnects on its next statement.
+                connection.exec_driver_sql(f"ALTER ROLE {name} SET idle_session_timeout = '{IDLE_SESSION_TIMEOUT}'")
         except DBAPIError as error:  # its message would quote the statement
             cause = type(error.orig).__name__
             raise RuntimeError(f"could not set up the functions' database login ({cause})") from None

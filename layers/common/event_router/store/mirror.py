@@ -173,12 +173,13 @@ RETURNING log.id, log.status,
     (SELECT jsonb_agg(jsonb_build_array(made.id, made.destination)) FROM made WHERE made.event_log_id = log.id)"""
 
 
-# The erasure register's entries among a batch's identities. ``FOR SHARE`` takes the table's ROW
-# SHARE lock until the batch commits, so an erasure (which locks the register EXCLUSIVE first)
-# waits for the batches in flight and every later batch sees it: none slips between.
+# The erasure register's entries among a batch's identities. Reading holds the table's ACCESS SHARE
+# lock until the batch commits, so an erasure (which locks the register ACCESS EXCLUSIVE first)
+# waits for the batches in flight and every later batch sees it: none slips between. (A plain read:
+# the processors' login may only read the register, and FOR SHARE would need a right to change it.)
 ERASED_SQL = f"""
 SELECT digest, {_epoch_ms("erased_at")} FROM erased_identities
-WHERE digest = ANY(CAST(:digests AS text[])) FOR SHARE"""
+WHERE digest = ANY(CAST(:digests AS text[]))"""
 
 # An event about an erased identity, received before the erasure: it ends ``skipped`` (reason
 # ``erased``) with nothing left that says whom it was about, as the erasure leaves its own events.
