@@ -4,7 +4,7 @@ dev                      start the whole pipeline (make dev)
 invoke FUNCTION EVENT    run one function in-process against the running stack (make invoke)
 send                     send every sample webhook of events/ to the running stack (make send)
 replay JSON              run the replay function against the running stack (make replay)
-privacy JSON             run the privacy function against the running stack (make privacy)
+privacy JSON             send a privacy request to the running stack, as its local IAM user (make privacy)
 reconcile JSON           run the reconciliation against the running stack (make reconcile)
 """
 
@@ -110,6 +110,13 @@ def invoke(function_name: str, event: dict[str, Any]) -> dict[str, Any]:
         return handler(event, LocalContext(function_name, timeout_seconds=spec.timeout))
 
 
+def privacy(request: dict[str, Any]) -> None:
+    """A privacy request to the running stack's ``POST /api/v1/privacy``, as its local IAM user."""
+    url = running_state()["base_url"] + "/api/v1/privacy"
+    status, answer = http("POST", url, json.dumps(request).encode(), {"content-type": "application/json"})
+    print(f"POST /api/v1/privacy -> {status}\n{json.dumps(json.loads(answer), indent=2)}")
+
+
 def send() -> None:
     """Every sample webhook of events/, over HTTP, then the stats."""
     base = running_state()["base_url"]
@@ -143,7 +150,7 @@ def main(argv: list[str]) -> None:
     elif command == "replay" and len(args) == 1:
         print(json.dumps(invoke("ReplayFunction", json.loads(args[0])), indent=2))
     elif command == "privacy" and len(args) == 1:
-        print(json.dumps(invoke("PrivacyFunction", json.loads(args[0])), indent=2, default=str))
+        privacy(json.loads(args[0]))
     elif command == "reconcile" and len(args) <= 1:
         print(json.dumps(invoke("ReconcileFunction", json.loads(args[0] if args and args[0] else "{}")), indent=2))
     else:

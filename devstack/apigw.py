@@ -31,8 +31,10 @@ def http_api_event(
     request_id: str = "local-request",
     time_epoch_ms: int = 1_764_072_000_000,
     force_base64: bool = False,
+    iam_caller: str | None = None,
 ) -> dict[str, Any]:
-    """The event a Lambda integration receives for one request.
+    """The event a Lambda integration receives for one request (on a route with IAM authorisation,
+    ``iam_caller`` is the ARN API Gateway verified the signature of).
 
     Header names are lowercased and repeated headers joined with commas, as
     API Gateway does; the body stays as received, base64-encoded when it is not
@@ -63,6 +65,7 @@ def http_api_event(
                 "userAgent": lowered.get("user-agent", ""),
             },
             "requestId": request_id,
+            **({"authorizer": {"iam": _iam(iam_caller)}} if iam_caller else {}),
             "routeKey": route,
             "stage": "$default",
             "time": "25/Nov/2026:12:00:00 +0000",
@@ -71,3 +74,12 @@ def http_api_event(
         "body": body.decode("utf-8") if as_text else base64.b64encode(body).decode("ascii"),
         "isBase64Encoded": not as_text,
     }
+
+
+LOCAL_CALLER = "arn:aws:iam::123456789012:user/local-developer"  # the local stack's stand-in IAM user
+
+
+def _iam(arn: str) -> dict[str, Any]:
+    """``requestContext.authorizer.iam`` as API Gateway fills it for a caller it authenticated."""
+    account = arn.split(":")[4]
+    return {"accountId": account, "callerId": "AIDALOCALDEVELOPER", "userArn": arn, "userId": "AIDALOCALDEVELOPER"}

@@ -18,7 +18,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-from devstack.apigw import http_api_event
+from devstack.apigw import LOCAL_CALLER, http_api_event
 from devstack.invoke import Handler, LocalContext
 
 
@@ -34,6 +34,7 @@ class Route(NamedTuple):
     path: str
     function_name: str
     handler: Handler
+    iam: bool = False  # signed with IAM when deployed; locally every caller is LOCAL_CALLER
 
 
 class WebhookServer(HTTPServer):
@@ -90,6 +91,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             query=url.query,
             source_ip=self.client_address[0],
             request_id=str(uuid.uuid4()),
+            iam_caller=LOCAL_CALLER if route.iam else None,
         )
         try:
             response = route.handler(event, LocalContext(route.function_name))

@@ -250,7 +250,13 @@ class LocalStack:
 
     def _start_server(self, specs: dict[str, FunctionSpec]) -> None:
         routes = [
-            Route(event["Method"].upper(), event["Path"], name, self.handlers[name])
+            Route(
+                event["Method"].upper(),
+                event["Path"],
+                name,
+                self.handlers[name],
+                iam=(event.get("Auth") or {}).get("Authorizer") == "AWS_IAM",
+            )
             for name, spec in specs.items()
             for event in spec.events_of_type("HttpApi")
         ]

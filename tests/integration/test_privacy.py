@@ -19,7 +19,7 @@ from devstack.samples import STUDENT_ID, ZOHO_RECORDS, Sample, dev_environment
 from event_router.messages import EventMessage
 from event_router.store.schema import metadata
 from tests.conftest import Queues
-from tests.integration.conftest import PROCESSORS, Invoke
+from tests.integration.conftest import OFFICER, PROCESSORS, Invoke, privacy_route
 from tests.integration.flow import CLASS, T1, T2, moodle, rows, zoho
 
 _, _, ADA_FIELDS = ZOHO_RECORDS["student"]
@@ -95,15 +95,17 @@ def router(
         [message] = queues.receive_all(queues.urls["students"])
         queues.sqs.send_message(QueueUrl=queues.dlq_url, MessageBody=message["Body"])
         assert event["status"] == "queued"
-    return load("PrivacyFunction", DEAD_LETTER_QUEUE_URL=queues.dlq_url)
+    return privacy_route(load("PrivacyFunction", DEAD_LETTER_QUEUE_URL=queues.dlq_url))
 
 
 def everything(db: Engine) -> str:
-    """Every row of every table, as text, lower case."""
+    """Every row of every table, as text, lower case (but the record of privacy requests, which every
+    request adds to; the tests below look at it themselves)."""
     with db.connect() as connection:
         return "\n".join(
             str(row[0]).lower()
             for table in metadata.sorted_tables
+            if table.name != "privacy_requests"
             for row in connection.execute(text(f"SELECT row_to_json(t)::text FROM {table.name} AS t"))
         )
 
@@ -159,7 +161,7 @@ def test_erasure_by_any_identifier_leaves_nothing_of_the_student_and_everything_
     assert counts["dead_letters_removed"] == 1
     assert counts["events_redacted"] == 7  # her 6 events and the one that failed
     [erasure] = rows(db, "SELECT * FROM erasures")
-    assert erasure["requested_by"] == "dpo@college.example"
+    assert erasure["requested_by"] == OFFICER  # who asked, as API Gateway verified; not what they claimed
     assert json.dumps(erasure["identifiers"]).count('"') > 0
     assert all(v not in json.dumps(erasure["identifiers"]).lower() for v in values(ADA))  # hashed, never in clear
 
@@ -321,7 +323,7 @@ def test_an_erased_student_never_comes_back_from_a_module_queue_the_dead_letter_
         )
     [in_flight] = queues.sqs.receive_message(QueueUrl=queues.dlq_url, VisibilityTimeout=30)["Messages"]
 
-    erased = load("PrivacyFunction", DEAD_LETTER_QUEUE_URL=queues.dlq_url)(
+    erased = privacy_route(load("PrivacyFunction", DEAD_LETTER_QUEUE_URL=queues.dlq_url))(
         {"action": "erase", "student": {"zoho_record_id": ADA["zoho"]}}
     )
     queues.sqs.change_message_visibility(
@@ -373,7 +375,7 @@ def test_an_erasure_without_its_key_is_refused_and_changes_nothing(
 ) -> None:
     before = everything(db)
 
-    answer = load("PrivacyFunction", DEAD_LETTER_QUEUE_URL=queues.dlq_url, ERASURE_KEY="")(
+    answer = privacy_route(load("PrivacyFunction", DEAD_LETTER_QUEUE_URL=queues.dlq_url, ERASURE_KEY=""))(
         {"action": "erase", "student": {"zoho_record_id": ADA["zoho"]}}
     )
 
@@ -398,7 +400,7 @@ def test_identifiers_are_matched_whole_never_as_part_of_another_students_value(
     for module in ("students", "grades"):  # every waiting message: straight to the dead-letter queue
         for message in queues.receive_all(queues.urls[module]):
             queues.sqs.send_message(QueueUrl=queues.dlq_url, MessageBody=message["Body"])
-    privacy = load("PrivacyFunction", DEAD_LETTER_QUEUE_URL=queues.dlq_url)
+    privacy = privacy_route(load("PrivacyFunction", DEAD_LETTER_QUEUE_URL=queues.dlq_url))
 
     by_number = privacy({"action": "erase", "student": {"student_number": short["number"]}})
     twelve = privacy({"action": "erase", "student": {"student_number": "12"}})
@@ -419,3 +421,47 @@ def dead_letters_all(queues: Queues) -> list[str]:
     for body in bodies:
         queues.sqs.send_message(QueueUrl=queues.dlq_url, MessageBody=body)
     return bodies
+
+
+def test_every_export_and_erasure_is_recorded_with_the_verified_caller_and_history_tells_who(
+    router: Callable[[dict[str, Any]], dict[str, Any]], load: Callable[..., Invoke], db: Engine, queues: Queues
+) -> None:
+    # Given a data-protection officer who exports Ada, and an auditor's role that erases her
+    exported = router({"action": "export", "student": {"email": ADA["email"]}, "requested_by": "DSAR-0042"})
+    auditor = "arn:aws:iam::123456789012:role/college-auditor"
+    erasing = privacy_route(load("PrivacyFunction", DEAD_LETTER_QUEUE_URL=queues.dlq_url), auditor)
+    erased = erasing({"action": "erase", "student": {"student_number": ADA["number"]}, "requested_by": "me"})
+    assert exported["success"]
+    assert erased["success"]
+
+    # Then each is recorded with who asked as API Gateway verified them, and nothing of Ada in clear
+    recorded = rows(db, "SELECT * FROM privacy_requests ORDER BY id")
+    assert [(r["caller"], r["action"], r["reference"]) for r in recorded] == [
+        (OFFICER, "export", "DSAR-0042"),
+        (auditor, "erase", "me"),
+    ]
+    assert recorded[1]["erasure_id"] == erased["erasure_id"]
+    assert all(v not in json.dumps(r["identifiers"]).lower() for r in recorded for v in values(ADA))
+    # And a history about Ada (by any of her identifiers, after her erasure) names both, newest first
+    history = router({"action": "history", "student": {"zoho_record_id": ADA["zoho"]}})
+    assert [(r["caller"], r["action"]) for r in history["requests"]] == [(auditor, "erase"), (OFFICER, "export")]
+    assert router({"action": "history", "student": {"zoho_record_id": GRACE["zoho"]}})["requests"] == []
+    # And reading the record is recorded too
+    assert len(rows(db, "SELECT * FROM privacy_requests WHERE action = 'history'")) == 2
+
+
+def test_a_request_without_a_verified_caller_is_refused_and_exports_nothing(
+    load: Callable[..., Invoke], db: Engine, queues: Queues
+) -> None:
+    privacy = load("PrivacyFunction", DEAD_LETTER_QUEUE_URL=queues.dlq_url)
+    request = {"action": "export", "student": {"email": ADA["email"]}, "requested_by": "dpo@college.example"}
+
+    direct = privacy(request)  # a direct invoke, as `sam remote invoke` sends it
+    unsigned = privacy_route(privacy, caller=None)(request)  # shaped like a request, no IAM identity
+
+    assert direct["statusCode"] == 403
+    assert json.loads(direct["body"])["error"] == "iam_required"
+    assert unsigned["error"] == "iam_required"
+    assert "data" not in direct["body"]
+    assert "data" not in unsigned
+    assert rows(db, "SELECT * FROM privacy_requests") == []

@@ -1,7 +1,10 @@
-"""A student's rights over what the router holds (UK GDPR articles 15 and 17): ``PrivacyFunction``.
+"""A student's rights over what the router holds (UK GDPR articles 15 and 17): ``PrivacyFunction``,
+behind ``POST /api/v1/privacy`` (IAM-signed; docs/operate.md says who may call it).
 
-``{"action": "erase" | "export", "student": {<one identifier>}, "dry_run": false, "requested_by": "..."}``
-with the student given by ``zoho_record_id``, ``student_number``, ``email`` or ``moodle_user_id``.
+``{"action": "erase" | "export" | "history", "student": {<one identifier>}, "dry_run": false,
+"requested_by": "<your reference>"}`` with the student given by ``zoho_record_id``, ``student_number``,
+``email`` or ``moodle_user_id``. Every request is recorded in ``privacy_requests`` with the caller's
+IAM identity as API Gateway verified it; **history** lists those records (who exported or erased).
 
 - **export** answers one JSON document with every row about the student: their mirror rows, the
   events that mention them with their payloads, and their deliveries.
@@ -14,6 +17,7 @@ with the student given by ``zoho_record_id``, ``student_number``, ``email`` or `
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -22,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from event_router.deliver.outbox import DeliveryMessage
 from event_router.erasure import ErasureKey, Identity, erasure_key, row_identities
-from event_router.errors import QueueUnavailable
+from event_router.errors import InvalidPayload, QueueUnavailable
 from event_router.messages import EventMessage, MoodleFacts
 from event_router.observability import logger
 from event_router.process.processor import RULES
@@ -31,6 +35,7 @@ from event_router.queues import DeadLetterQueue, sqs_client
 from event_router.settings import Settings, load_settings
 from event_router.store.connection import PreparedConnection, connection_params
 from event_router.store.privacy import PrivacyStore, Student
+from event_router.verify.apigateway import json_response, webhook_request
 from event_router.verify.payloads import problems
 
 MAX_DLQ_MESSAGES = 10_000
@@ -65,10 +70,44 @@ class StudentIdentifier(BaseModel):
 class PrivacyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    action: Literal["erase", "export"]
-    student: StudentIdentifier
+    action: Literal["erase", "export", "history"]
+    student: StudentIdentifier | None = None  # required to erase or export; narrows a history
     dry_run: bool = False
-    requested_by: str = Field("operator", min_length=1, max_length=200)  # who asked, for the erasures record
+    # The caller's own reference (a subject-access ticket), recorded as given next to the identity
+    # API Gateway verified; it never stands for who asked.
+    requested_by: str | None = Field(None, min_length=1, max_length=200)
+    limit: int = Field(50, ge=1, le=500)  # how many requests a history lists
+
+    @model_validator(mode="after")
+    def _student_to_act_on(self) -> PrivacyRequest:
+        if self.action != "history" and self.student is None:
+            raise ValueError(f"{self.action} needs the student")
+        return self
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who sent a privacy request, as API Gateway's IAM authorisation verified them."""
+
+    arn: str
+    request_id: str | None = None
+
+    @classmethod
+    def of(cls, event: dict[str, Any]) -> Caller | None:
+        """The caller of an HTTP API request signed with IAM; None for anything else (a direct invoke)."""
+        context = event.get("requestContext")
+        if not isinstance(context, dict):
+            return None
+        iam = (context.get("authorizer") or {}).get("iam") or {}
+        arn = iam.get("userArn") if isinstance(iam, dict) else None
+        return cls(arn, context.get("requestId")) if isinstance(arn, str) and arn else None
+
+
+STATUS = {"invalid_request": 400, "erasure_key_missing": 503}
+THROUGH_THE_ROUTE = (
+    "privacy requests are accepted only as POST /api/v1/privacy signed with IAM, so that who asked is "
+    "known and recorded (docs/operate.md)"
+)
 
 
 class Privacy:
@@ -81,22 +120,74 @@ class Privacy:
         self._dead_letters = dead_letters
         self._key = key  # the erasure register's (event_router/erasure.py)
 
-    def run(self, payload: dict[str, Any]) -> dict[str, Any]:
+    def serve(self, event: dict[str, Any]) -> dict[str, Any]:
+        """An HTTP API request to ``POST /api/v1/privacy``: the caller from API Gateway's IAM
+        authorisation, the request from the body; anything else (a direct invoke) is refused."""
+        caller = Caller.of(event)
+        if caller is None:
+            logger.warning("privacy request refused: not signed through the privacy route")
+            return json_response(403, {"success": False, "error": "iam_required", "message": THROUGH_THE_ROUTE})
+        try:
+            payload = json.loads(webhook_request(event).body or b"null")
+        except (ValueError, InvalidPayload):
+            payload = None
+        if not isinstance(payload, dict):
+            details = [{"field": "body", "problem": "must be a JSON object"}]
+            return json_response(400, {"success": False, "error": "invalid_request", "details": details})
+        answer = self.run(payload, caller)
+        return json_response(200 if answer["success"] else STATUS.get(answer["error"], 400), answer)
+
+    def run(self, payload: dict[str, Any], caller: Caller) -> dict[str, Any]:
         try:
             request = PrivacyRequest.model_validate(payload)
         except ValidationError as invalid:
             return {"success": False, "error": "invalid_request", "details": problems(invalid, "input")}
+        key = self._key()
+        if key is None:  # every request is recorded with the student's identifiers as keyed hashes
+            return {"success": False, "error": "erasure_key_missing", "details": [NO_KEY]}
+        logger.info("privacy request", caller=caller.arn, action=request.action, dry_run=request.dry_run)
+        if request.action == "history":
+            return self._history(request, key, caller)
+        assert request.student is not None
         student = self._store.resolve(request.student.student())
         if request.action == "export":
-            document = self._store.export(student)
+            with self._store.transaction():  # no export leaves unrecorded
+                document = self._store.export(student)
+                self._record(caller, request, key, student)
             logger.info("student data exported", extra={"rows": {k: len(v) for k, v in document.items()}})
             return {"success": True, "action": "export", "student": _identifiers(student), "data": document}
-        return self._erase(request, student)
+        return self._erase(request, student, key, caller)
 
-    def _erase(self, request: PrivacyRequest, student: Student) -> dict[str, Any]:
-        key = self._key()
-        if key is None and not request.dry_run:
-            return {"success": False, "error": "erasure_key_missing", "details": [NO_KEY]}
+    def _record(
+        self,
+        caller: Caller,
+        request: PrivacyRequest,
+        key: ErasureKey,
+        student: Student | None,
+        erasure: int | None = None,
+    ) -> None:
+        self._store.record_request(
+            caller.arn,
+            caller.request_id,
+            request.action,
+            dry_run=request.dry_run,
+            reference=request.requested_by,
+            digests=list(key.digests(student.identities())) if student is not None else [],
+            erasure_id=erasure,
+        )
+
+    def _history(self, request: PrivacyRequest, key: ErasureKey, caller: Caller) -> dict[str, Any]:
+        """Who exported or erased, newest first: every request, or those about one student (matched
+        by keyed hash, so the student need not exist any more)."""
+        given = request.student.student() if request.student is not None else None
+        digests = list(key.digests(given.identities())) if given is not None else []
+        with self._store.transaction():
+            found = self._store.requests(digests, request.limit)
+            self._record(caller, request, key, given)  # reading the record is recorded too
+        listed = [{**r, "requested_at": r["requested_at"].isoformat()} for r in found]
+        return {"success": True, "action": "history", "requests": listed}
+
+    def _erase(self, request: PrivacyRequest, student: Student, key: ErasureKey, caller: Caller) -> dict[str, Any]:
         erasure_id = None
         if request.dry_run:
             deliveries = self._store.deliveries(student)
@@ -106,8 +197,8 @@ class Privacy:
                 "deliveries_scrubbed": len(deliveries),
             }
             counts |= {f"{table}_deleted": n for table, n in self._store.count_mirror_rows(student).items()}
+            self._record(caller, request, key, student)
         else:
-            assert key is not None
             with self._store.transaction():
                 self._store.lock_register()  # batches in flight finish first; later ones see the register
                 deliveries = self._store.deliveries(student)
@@ -116,8 +207,9 @@ class Privacy:
                 hashed: dict[str, list[str]] = {}
                 for digest, (kind, _) in sorted(digests.items()):
                     hashed.setdefault(kind, []).append(digest)
-                erasure_id = self._store.record_erasure(request.requested_by, hashed, counts, dry_run=False)
+                erasure_id = self._store.record_erasure(caller.arn, hashed, counts, dry_run=False)
                 self._store.register(list(digests), erasure_id)
+                self._record(caller, request, key, student, erasure_id)
         sweep = self._dead_letter_sweep(student, set(deliveries), request.dry_run)
         counts |= {"dead_letters_removed": sweep.matched, "dead_letters_unread": sweep.unread}
         if erasure_id is not None:  # the sweep's figures join the record

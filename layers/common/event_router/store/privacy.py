@@ -99,8 +99,8 @@ UPDATE {EVENT_LOG} AS log SET event_id = renamed.event_id
 FROM jsonb_to_recordset(CAST(:rows AS jsonb)) AS renamed (id bigint, event_id text)
 WHERE log.id = renamed.id"""
 # The erasure register (event_router/erasure.py); an erasure locks it first, so that processor
-# batches in flight finish before it looks, and later ones see it (they read it FOR SHARE).
-LOCK_REGISTER_SQL = "LOCK TABLE erased_identities IN EXCLUSIVE MODE"
+# batches in flight finish before it looks, and later ones wait to read it until it commits.
+LOCK_REGISTER_SQL = "LOCK TABLE erased_identities IN ACCESS EXCLUSIVE MODE"
 REGISTER_SQL = """
 INSERT INTO erased_identities (digest, erasure_id)
 SELECT digest, :erasure_id FROM unnest(CAST(:digests AS text[])) AS d(digest)
@@ -134,6 +134,15 @@ UPDATE deliveries SET
     target_key = 'erased', result = NULL, last_error = NULL, waiting_on = NULL, payload = '{{}}', updated_at = now()
 WHERE {DELIVERIES}
 RETURNING status"""
+RECORD_REQUEST_SQL = """
+INSERT INTO privacy_requests (caller, request_id, action, dry_run, reference, identifiers, erasure_id)
+VALUES (:caller, :request_id, :action, :dry_run, :reference, CAST(:identifiers AS jsonb), :erasure_id)"""
+# The requests recorded, newest first; those naming one of ``digests`` when any are given.
+REQUESTS_SQL = """
+SELECT id, requested_at, caller, request_id, action, dry_run, reference, erasure_id FROM privacy_requests
+WHERE cardinality(CAST(:digests AS text[])) = 0 OR identifiers ?| CAST(:digests AS text[])
+ORDER BY id DESC LIMIT :limit"""
+
 RECORD_ERASURE_SQL = """
 INSERT INTO erasures (requested_by, identifiers, counts, dry_run)
 VALUES (:requested_by, CAST(:identifiers AS jsonb), CAST(:counts AS jsonb), :dry_run)
@@ -260,6 +269,35 @@ class PrivacyStore:
             dry_run=dry_run,
         )
         return int(erasure_id)
+
+    def record_request(
+        self,
+        caller: str,
+        request_id: str | None,
+        action: str,
+        *,
+        dry_run: bool = False,
+        reference: str | None = None,
+        digests: list[str] | None = None,
+        erasure_id: int | None = None,
+    ) -> None:
+        """One row of ``privacy_requests``: who asked (as API Gateway verified them), for what."""
+        self.connection.run(
+            RECORD_REQUEST_SQL,
+            caller=caller,
+            request_id=request_id,
+            action=action,
+            dry_run=dry_run,
+            reference=reference,
+            identifiers=json.dumps(sorted(digests or [])),
+            erasure_id=erasure_id,
+        )
+
+    def requests(self, digests: list[str], limit: int) -> list[dict[str, Any]]:
+        """The recorded requests, newest first (those about a student when their digests are given)."""
+        names = ("id", "requested_at", "caller", "request_id", "action", "dry_run", "reference", "erasure_id")
+        rows = self.connection.run(REQUESTS_SQL, digests=digests, limit=limit)
+        return [dict(zip(names, row, strict=True)) for row in rows]
 
     def update_counts(self, erasure_id: int, counts: dict[str, int]) -> None:
         self.connection.run(

@@ -268,6 +268,23 @@ erased_identities = Table(
     Column("erasure_id", BigInteger, nullable=True),
 )
 
+# Every export and erasure, with the caller API Gateway verified (docs/operate.md).
+privacy_requests = Table(
+    "privacy_requests",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    _timestamp("requested_at", nullable=False, default=True),
+    Column("caller", Text, nullable=False),
+    Column("request_id", Text),
+    Column("action", Text, nullable=False),
+    Column("dry_run", Boolean, nullable=False, server_default=text("false")),
+    Column("reference", Text),
+    Column("identifiers", JSONB, nullable=False, server_default=text("'[]'::jsonb")),
+    Column("erasure_id", BigInteger),
+    CheckConstraint("action IN ('export', 'erase', 'history')", name="ck_privacy_requests_action"),
+    Index("ix_privacy_requests_requested_at", "requested_at"),
+)
+
 
 def _counter(name: str, *keys: str) -> Table:
     """Totals by status, kept by triggers (migration 0008), in shards summed when read."""
