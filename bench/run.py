@@ -557,6 +557,68 @@ def erasure_register_cost(h: Harness, batches: int = 60) -> list[Row]:
     return rows
 
 
+def proxy_statements(h: Harness, events: int = 300) -> list[Row]:
+    """What RDS Proxy's multiplexing would cost the hot path: a proxy can share a connection between
+    containers only if no session state is left on it, so every statement would go unnamed (parsed
+    and planned each time) instead of prepared once per container. The verifier's two statements
+    for a new event, both ways, taken in turns on the same database."""
+    say("verifier statements, prepared once vs unnamed (what a proxy could multiplex) ...")
+    url = h.fresh_database()
+    named = verifier_log(url)
+    unnamed = pg(url)
+    serial = iter(range(10**9))
+
+    def by_name() -> None:
+        event = event_of(student_webhook(next(serial), "proxy"))
+        named.record(event)
+        named.mark_queued(event)
+
+    def unnamed_statements() -> None:
+        event = event_of(student_webhook(next(serial), "proxy"))
+        payload = json.dumps(event.payload, ensure_ascii=False)
+        unnamed.run(
+            RECORD_SQL,
+            event_id=event.event_id,
+            source=event.source,
+            module=event.module,
+            event_type=event.event_type,
+            record_id=event.record_id,
+            occurred_at=event.occurred_at,
+            payload=payload,
+            auth_method=event.auth_method,
+        )
+        unnamed.run(MARK_QUEUED_SQL, source=event.source, event_id=event.event_id)
+
+    times: dict[str, list[float]] = {"named": [], "unnamed": []}
+    trips: dict[str, int] = {}
+    with RoundTrips() as counter:
+        for name, action in (("named", by_name), ("unnamed", unnamed_statements)):
+            action()  # connect and prepare first, as a warm container has
+            trips[name] = counter.measure(action)
+        for n in range(2 * events):
+            name, action = ("named", by_name) if n % 2 else ("unnamed", unnamed_statements)
+            started = time.perf_counter()
+            action()
+            times[name].append((time.perf_counter() - started) * 1000)
+    named.close()
+    unnamed.close()
+    ratio = median(times["unnamed"]) / median(times["named"])
+    return [
+        (
+            "verifier statements: round trips, prepared / unnamed",
+            f"{trips['named']} / {trips['unnamed']}",
+            "",
+            "",
+        ),
+        (
+            "verifier statements: median, prepared / unnamed",
+            f"{median(times['named']):.2f} / {median(times['unnamed']):.2f} ms: x{ratio:.2f}",
+            "",
+            "",
+        ),
+    ]
+
+
 def main(argv: list[str]) -> None:
     only = set(argv)
     rows: list[Row] = []
@@ -571,6 +633,8 @@ def main(argv: list[str]) -> None:
             rows += erasure_register_cost(h)
         if not only or "roundtrips" in only:
             rows += round_trips(h)
+        if not only or "proxy" in only:
+            rows += proxy_statements(h)
         if not only or "burst" in only:
             rows += burst(h)
         if not only or "growth" in only:
