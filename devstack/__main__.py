@@ -122,7 +122,7 @@ def send() -> None:
     base = running_state()["base_url"]
     for name, sample in SAMPLES.items():
         event = json.loads((EVENTS_DIR / f"{name}.json").read_text())
-        method, path = event["routeKey"].split(" ", 1)
+        method, path = event["httpMethod"], event["path"]
         status, answer = http(method, base + path, sample.body, event["headers"])
         print(f"{status}  {name:<34} {answer}")
     status, stats = http("GET", f"{base}/api/v1/events/stats")

@@ -1,4 +1,5 @@
-"""API Gateway HTTP API (payload format 2.0) events, built the way API Gateway builds them."""
+"""API Gateway events, built the way API Gateway builds them: a REST API's (payload format 1.0, the
+webhook routes) and an HTTP API's (2.0, the operators' routes)."""
 
 from __future__ import annotations
 
@@ -83,3 +84,53 @@ def _iam(arn: str) -> dict[str, Any]:
     """``requestContext.authorizer.iam`` as API Gateway fills it for a caller it authenticated."""
     account = arn.split(":")[4]
     return {"accountId": account, "callerId": "AIDALOCALDEVELOPER", "userArn": arn, "userId": "AIDALOCALDEVELOPER"}
+
+
+def rest_api_event(
+    method: str,
+    path: str,
+    body: bytes,
+    headers: Mapping[str, str],
+    *,
+    resource: str | None = None,
+    source_ip: str = "127.0.0.1",
+    request_id: str = "local-request",
+    time_epoch_ms: int = 1_764_072_000_000,
+    force_base64: bool = False,
+) -> dict[str, Any]:
+    """The event a Lambda proxy integration of a REST API receives for one request (format 1.0):
+    headers as sent (the last of a repeated header; all of them in ``multiValueHeaders``), the
+    stage's name in ``requestContext``, the body as received, base64-encoded when it is not text."""
+    single: dict[str, str] = {}
+    multi: dict[str, list[str]] = {}
+    for name, value in headers.items():
+        single[name] = value
+        multi.setdefault(name, []).append(value)
+    content_type = next((v for k, v in single.items() if k.lower() == "content-type"), None)
+    as_text = not force_base64 and _is_text(content_type, body)
+    return {
+        "resource": resource or path,
+        "path": path,
+        "httpMethod": method,
+        "headers": single,
+        "multiValueHeaders": multi,
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "accountId": "123456789012",
+            "apiId": "local",
+            "domainName": "localhost",
+            "httpMethod": method,
+            "identity": {"sourceIp": source_ip, "userAgent": single.get("user-agent", "")},
+            "path": f"/live{path}",
+            "protocol": "HTTP/1.1",
+            "requestId": request_id,
+            "requestTimeEpoch": time_epoch_ms,
+            "resourcePath": resource or path,
+            "stage": "live",
+        },
+        "body": body.decode("utf-8") if as_text else base64.b64encode(body).decode("ascii"),
+        "isBase64Encoded": not as_text,
+    }

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 from urllib.parse import urlencode
 
-from devstack.apigw import http_api_event
+from devstack.apigw import http_api_event, rest_api_event
 from devstack.poller import lambda_sqs_event
 from event_router.contract import WEBHOOK_ROUTES, ZOHO_MODULE_NAMES, Module, route_of
 from event_router.verify.payloads import decode_body, parse_event
@@ -70,16 +70,10 @@ class Sample:
         return headers
 
     def event(self, secrets: dict[str, str] = DEV_SECRETS) -> dict[str, Any]:
-        """The API Gateway payload-v2 event for this webhook."""
+        """The event the webhook REST API gives its verifier for this webhook (payload format 1.0)."""
         method, path = self.route.split(" ", 1)
-        return http_api_event(
-            method,
-            path,
-            self.body,
-            self.headers(secrets),
-            route_key=self.route,
-            force_base64=self.base64,
-            request_id=f"sample-{self.name}",
+        return rest_api_event(
+            method, path, self.body, self.headers(secrets), force_base64=self.base64, request_id=f"sample-{self.name}"
         )
 
 

@@ -8,17 +8,22 @@ names, and the function's response becomes the HTTP response.
 from __future__ import annotations
 
 import base64
+import ipaddress
 import json
 import socket
 import sys
+import threading
+import time
 import traceback
 import uuid
+from collections import deque
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
-from devstack.apigw import LOCAL_CALLER, http_api_event
+from devstack.apigw import LOCAL_CALLER, http_api_event, rest_api_event
 from devstack.invoke import Handler, LocalContext
 
 
@@ -35,6 +40,47 @@ class Route(NamedTuple):
     function_name: str
     handler: Handler
     iam: bool = False  # signed with IAM when deployed; locally every caller is LOCAL_CALLER
+    rest: bool = False  # a route of the webhook REST API (payload format 1.0), behind its web ACL
+
+
+@dataclass(frozen=True)
+class Limits:
+    """The webhook API's limits, as the template sets them: the web ACL's per-address rate rule
+    (``per_address`` requests a minute, ``trusted`` networks not counted), then each route's throttle
+    (``rate`` a second, ``burst`` at once). Off unless asked for: the local stack serves bursts whole."""
+
+    rate: float
+    burst: int
+    per_address: int
+    trusted: tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...] = ()
+
+
+class _Admission:
+    """What API Gateway and AWS WAF decide before a webhook reaches its verifier, in their order."""
+
+    def __init__(self, limits: Limits) -> None:
+        self._limits = limits
+        self._lock = threading.Lock()
+        self._seen: dict[str, deque[float]] = {}  # address → its request times in the last minute
+        self._buckets: dict[str, tuple[float, float]] = {}  # route → (tokens, when)
+
+    def refused(self, route: str, address: str) -> bool:
+        now = time.monotonic()
+        with self._lock:
+            if not any(ipaddress.ip_address(address) in n for n in self._limits.trusted):
+                seen = self._seen.setdefault(address, deque())
+                while seen and seen[0] <= now - 60:
+                    seen.popleft()
+                seen.append(now)
+                if len(seen) > self._limits.per_address:
+                    return True  # the web ACL's 429: the route's throttle never sees it
+            tokens, then = self._buckets.get(route, (float(self._limits.burst), now))
+            tokens = min(float(self._limits.burst), tokens + (now - then) * self._limits.rate)
+            if tokens < 1:
+                self._buckets[route] = (tokens, now)
+                return True  # API Gateway's 429
+            self._buckets[route] = (tokens - 1, now)
+            return False
 
 
 class WebhookServer(HTTPServer):
@@ -43,8 +89,11 @@ class WebhookServer(HTTPServer):
     daemon_threads = True
     request_queue_size = 128  # a burst of senders must queue, not be reset (socketserver's default is 5)
 
-    def __init__(self, address: tuple[str, int], routes: list[Route], threads: int = 16) -> None:
+    def __init__(
+        self, address: tuple[str, int], routes: list[Route], threads: int = 16, limits: Limits | None = None
+    ) -> None:
         self.routes = {(r.method, r.path): r for r in routes}
+        self.admission = _Admission(limits) if limits else None
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="http")
         super().__init__(address, _RequestHandler)
 
@@ -82,17 +131,32 @@ class _RequestHandler(BaseHTTPRequestHandler):
         if route is None:
             self._respond(404, {"content-type": "application/json"}, b'{"message":"Not Found"}')
             return
-        event = http_api_event(
-            self.command,
-            url.path,
-            body,
-            dict(self.headers.items()),
-            route_key=f"{route.method} {route.path}",
-            query=url.query,
-            source_ip=self.client_address[0],
-            request_id=str(uuid.uuid4()),
-            iam_caller=LOCAL_CALLER if route.iam else None,
-        )
+        route_key = f"{route.method} {route.path}"
+        admission = self.server.admission
+        if route.rest and admission is not None and admission.refused(route_key, self.client_address[0]):
+            self._respond(429, {"content-type": "application/json"}, b'{"message":"Too Many Requests"}')
+            return
+        if route.rest:
+            event = rest_api_event(
+                self.command,
+                url.path,
+                body,
+                dict(self.headers.items()),
+                source_ip=self.client_address[0],
+                request_id=str(uuid.uuid4()),
+            )
+        else:
+            event = http_api_event(
+                self.command,
+                url.path,
+                body,
+                dict(self.headers.items()),
+                route_key=route_key,
+                query=url.query,
+                source_ip=self.client_address[0],
+                request_id=str(uuid.uuid4()),
+                iam_caller=LOCAL_CALLER if route.iam else None,
+            )
         try:
             response = route.handler(event, LocalContext(route.function_name))
         except Exception:  # noqa: BLE001 - API Gateway answers 500 when the function fails

@@ -13,6 +13,7 @@ which calls the stack's notify route back when its records change.
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import logging
 import os
@@ -31,8 +32,8 @@ from devstack.moodle_standin import MoodleStandIn
 from devstack.poller import QueuePoller
 from devstack.postgres import create_database, start_embedded, with_database
 from devstack.samples import DEV_ERASURE_KEY, SAMPLE_COURSE, dev_environment
-from devstack.server import Route, WebhookServer, free_port
-from devstack.template import ROOT, FunctionSpec, Resolver, functions, load_template, resources_of_type
+from devstack.server import Limits, Route, WebhookServer, free_port
+from devstack.template import API_EVENTS, ROOT, FunctionSpec, Resolver, functions, load_template, resources_of_type
 from devstack.zoho_standin import ZohoStandIn
 from event_router.operate.migrate import upgrade
 
@@ -41,7 +42,7 @@ logging.getLogger("werkzeug").setLevel(logging.WARNING)
 warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
 
 STACK_NAME = "event-router"
-LOCAL_API = "local"  # what Ref WebhookApi gives locally
+LOCAL_API = "local"  # what Ref WebhookApi (and OperatorApi) gives locally
 DATABASE = "event_router"
 AWS_ENVIRONMENT = {
     "AWS_ACCESS_KEY_ID": "local",
@@ -74,6 +75,7 @@ class LocalStack:
     zoho_accounts_url: str | None = None  # a Zoho (or a stand-in of the caller's) to use; None starts ours
     zoho_credentials: dict[str, str] | None = None
     schedule_seconds: float | None = None  # run every schedule this often instead of at its rate
+    api_limits: bool = False  # apply the webhook API's throttle and per-address limit, as deployed
     state: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -100,7 +102,7 @@ class LocalStack:
         template = load_template()
         overrides = {"MoodleUrl": self.moodle_url or "", "ZohoDataCentre": "com", **self.parameter_overrides}
         resolver = Resolver(template, overrides, STACK_NAME)
-        resolver.refs["WebhookApi"] = LOCAL_API
+        resolver.refs["WebhookApi"] = resolver.refs["OperatorApi"] = LOCAL_API
         self._create_queues(template, resolver)
         self._create_secrets(template, resolver)
         specs = functions(template)
@@ -109,7 +111,7 @@ class LocalStack:
             name: load_function(s.code_uri, s.handler, environments[name], name) for name, s in specs.items()
         }
         self.timeouts = {name: spec.timeout for name, spec in specs.items()}
-        self._start_server(specs)
+        self._start_server(specs, resolver)
         self._start_pollers(specs, resolver)
         self._start_schedules(specs)
         self.state = {
@@ -242,13 +244,14 @@ class LocalStack:
 
     def _environment(self, spec: FunctionSpec, resolver: Resolver, database_url: str) -> dict[str, str]:
         variables = {name: str(resolver.resolve(value)) for name, value in spec.environment.items()}
-        # The API's public URL (Zoho's notify URL) is this stack's address.
+        # The APIs' public URLs (Zoho's notify URL) are this stack's address; it serves no stage prefix.
         public = f"https://{LOCAL_API}.execute-api.eu-west-2.amazonaws.com"
-        variables = {k: v.replace(public, f"http://127.0.0.1:{self.port}") for k, v in variables.items()}
+        local = f"http://127.0.0.1:{self.port}"
+        variables = {k: v.replace(f"{public}/live", local).replace(public, local) for k, v in variables.items()}
         # Deployed functions log in with a Secrets Manager secret; locally the URL says it all.
         return {**variables, "DATABASE_URL": database_url}
 
-    def _start_server(self, specs: dict[str, FunctionSpec]) -> None:
+    def _start_server(self, specs: dict[str, FunctionSpec], resolver: Resolver) -> None:
         routes = [
             Route(
                 event["Method"].upper(),
@@ -256,13 +259,27 @@ class LocalStack:
                 name,
                 self.handlers[name],
                 iam=(event.get("Auth") or {}).get("Authorizer") == "AWS_IAM",
+                rest=kind == "Api",
             )
             for name, spec in specs.items()
-            for event in spec.events_of_type("HttpApi")
+            for kind in API_EVENTS
+            for event in spec.events_of_type(kind)
         ]
-        self._server = WebhookServer(("127.0.0.1", self.port), routes)
+        self._server = WebhookServer(("127.0.0.1", self.port), routes, limits=self._limits(resolver))
         self.port = self._server.server_address[1]
         self._spawn("http", self._server.serve_forever)
+
+    def _limits(self, resolver: Resolver) -> Limits | None:
+        """The webhook API's throttle and web ACL, from the template's parameters, when asked for."""
+        if not self.api_limits:
+            return None
+        given = resolver.parameters
+        return Limits(
+            rate=float(given["ApiThrottlingRateLimit"]),
+            burst=int(given["ApiThrottlingBurstLimit"]),
+            per_address=int(given["WebhookRequestsPerAddressPerMinute"]),
+            trusted=tuple(ipaddress.ip_network(c) for c in given["TrustedSenderCidrs"]),
+        )
 
     def _start_pollers(self, specs: dict[str, FunctionSpec], resolver: Resolver) -> None:
         for name, spec in specs.items():
@@ -377,4 +394,5 @@ def configured_stack() -> LocalStack:
         schedule_seconds=float(os.environ["LOCAL_SCHEDULE_SECONDS"])
         if os.environ.get("LOCAL_SCHEDULE_SECONDS")
         else None,
+        api_limits=os.environ.get("API_LIMITS", "off") == "on",
     )

@@ -49,12 +49,15 @@ def resources_of_type(template: dict[str, Any], kind: str) -> dict[str, dict[str
     return {name: r for name, r in template["Resources"].items() if r["Type"] == kind}
 
 
+API_EVENTS = ("Api", "HttpApi")  # a REST API's route (the webhooks), an HTTP API's (the operators')
+
+
 def http_routes(template: dict[str, Any]) -> dict[str, str]:
-    """``"POST /path"`` → logical id of the function serving it."""
+    """``"POST /path"`` → logical id of the function serving it, on either API."""
     routes = {}
     for name, function in resources_of_type(template, "AWS::Serverless::Function").items():
         for event in function["Properties"].get("Events", {}).values():
-            if event["Type"] == "HttpApi":
+            if event["Type"] in API_EVENTS:
                 routes[f"{event['Properties']['Method'].upper()} {event['Properties']['Path']}"] = name
     return routes
 

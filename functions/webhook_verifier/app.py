@@ -1,7 +1,8 @@
 """Webhook verifiers (docs/api.md): authenticate a Zoho CRM or Moodle webhook, log it, queue it.
 
 Deployed twice, as ZohoWebhookFunction and MoodleWebhookFunction; ``SOURCE`` says which.
-In: an API Gateway HTTP API request (payload format 2.0) on one of the source's routes.
+In: an API Gateway REST API request (payload format 1.0; format 2.0 reads the same) on one of the
+source's routes.
 Out: 202 (accepted) or 200 (duplicate) with the event id; 400, 401, 404 or 413 for a request that
 is refused; 503 with Retry-After when neither the event log nor the queue can take it.
 """

@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from devstack.apigw import http_api_event, rest_api_event
 from event_router.errors import (
     CredentialsUnavailable,
     InvalidPayload,
@@ -14,7 +15,7 @@ from event_router.errors import (
     SignatureRejected,
     UnknownRoute,
 )
-from event_router.verify.apigateway import error_response, receipt_response
+from event_router.verify.apigateway import error_response, receipt_response, webhook_request
 from event_router.verify.verifier import Receipt
 
 
@@ -59,3 +60,18 @@ def test_accepted_and_duplicate_bodies() -> None:
 
     assert (accepted["statusCode"], json.loads(accepted["body"])["status"]) == (202, "queued")
     assert (duplicate["statusCode"], json.loads(duplicate["body"])["status"]) == (200, "duplicate")
+
+
+def test_a_webhook_reads_the_same_from_the_rest_api_and_an_http_api() -> None:
+    headers = {"Content-Type": "application/json", "X-Zoho-Signature": "sha256=abc"}
+    body = b'{"record_id": "R1"}'
+    path = "/api/v1/events/zoho/student"
+
+    rest = webhook_request(rest_api_event("POST", path, body, headers, source_ip="198.51.100.7"))
+    http = webhook_request(http_api_event("POST", path, body, headers, source_ip="198.51.100.7"))
+    binary = webhook_request(rest_api_event("POST", path, b"\xff\x00", headers, force_base64=True))
+
+    assert rest == http
+    assert (rest.route, rest.source_ip, rest.body) == (f"POST {path}", "198.51.100.7", body)
+    assert rest.headers["x-zoho-signature"] == "sha256=abc"  # names lowered, as the verifier expects
+    assert binary.body == b"\xff\x00"

@@ -85,13 +85,19 @@ def test_every_aws_metric_on_the_dashboard_names_a_resource_of_the_right_kind() 
         "FunctionName": "AWS::Serverless::Function",
         "QueueName": "AWS::SQS::Queue",
     }
+    # REST APIs and web ACLs are named in metrics by their names (the stack's name, rendered as the region)
+    names = {"ApiName": "WebhookApi", "WebACL": "WebhookWebAcl"}
     checked = 0
     for widget in rendered_dashboard()["widgets"]:
         for metric in widget["properties"].get("metrics", []):
             if isinstance(metric[0], str) and metric[0].startswith("AWS/"):
                 dimension, value = metric[2], metric[3]
-                resource = value.removeprefix("resolved-").split(".")[0]
-                assert RESOURCES[resource]["Type"] == kinds[dimension], metric
+                if dimension in names:
+                    named = properties(names[dimension])["Name"]["Fn::Sub"].replace("${AWS::StackName}", "eu-west-2")
+                    assert value == named, metric
+                else:
+                    resource = value.removeprefix("resolved-").split(".")[0]
+                    assert RESOURCES[resource]["Type"] == kinds[dimension], metric
                 checked += 1
     assert checked > 20
 
@@ -100,6 +106,9 @@ ALARM_DIMENSIONS = {
     "QueueName": ("AWS::SQS::Queue", lambda v: v["Fn::GetAtt"][0] if v["Fn::GetAtt"][1] == "QueueName" else None),
     "FunctionName": ("AWS::Serverless::Function", lambda v: v["Ref"]),
     "ApiId": ("AWS::Serverless::HttpApi", lambda v: v["Ref"]),
+    # A REST API is named by its name and stage: the webhook API's.
+    "ApiName": ("AWS::Serverless::Api", lambda v: "WebhookApi" if v == properties("WebhookApi")["Name"] else None),
+    "Stage": ("AWS::Serverless::Api", lambda v: "WebhookApi" if v == properties("WebhookApi")["StageName"] else None),
 }
 
 
@@ -150,7 +159,11 @@ def test_alarms_cover_the_dead_letter_queue_queue_age_verifiers_and_processors()
     queues = [*QUEUES.values(), "MoodleDeliveryQueue", "ZohoDeliveryQueue"]
     assert watched("OldestMessageAlarm") == {json.dumps({"Fn::GetAtt": [q, "QueueName"]}) for q in queues}
     assert alarms["OldestMessageAlarm"]["Properties"]["Threshold"] == {"Ref": "OldestMessageAgeAlarmSeconds"}
-    assert watched("VerifierErrorsAlarm") == {json.dumps({"Ref": v}) for v in [*VERIFIERS.values(), "WebhookApi"]}
+    webhook_api = properties("WebhookApi")
+    assert watched("VerifierErrorsAlarm") == {json.dumps({"Ref": v}) for v in VERIFIERS.values()} | {
+        json.dumps(webhook_api["Name"], sort_keys=True),
+        json.dumps(webhook_api["StageName"]),
+    }
     processors = [*PROCESSORS.values(), "MoodleDeliveryFunction", "ZohoDeliveryFunction"]
     assert watched("ProcessorErrorsAlarm") == {json.dumps({"Ref": p}) for p in processors}
     paused = alarm_metrics(alarms["DestinationPausedAlarm"]["Properties"])

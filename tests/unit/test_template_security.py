@@ -231,15 +231,48 @@ def test_only_the_verifiers_and_replay_may_send_to_module_queues_and_only_over_t
 def test_webhook_api_is_throttled_and_logs_access_without_bodies_or_headers() -> None:
     api = properties("WebhookApi")
 
-    assert api["DefaultRouteSettings"] == {
-        "ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"},
-        "ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"},
-    }
-    access = api["AccessLogSettings"]
-    assert access["DestinationArn"] == {"Fn::GetAtt": ["ApiAccessLogGroup", "Arn"]}
-    line = json.loads(access["Format"].replace("\n", ""))
-    assert {"requestId", "ip", "route", "status"} <= set(line)
-    assert not [v for v in line.values() if "body" in v.lower() or "header" in v.lower()]
+    assert api["MethodSettings"] == [
+        {
+            "ResourcePath": "/*",
+            "HttpMethod": "*",
+            "ThrottlingRateLimit": {"Ref": "ApiThrottlingRateLimit"},
+            "ThrottlingBurstLimit": {"Ref": "ApiThrottlingBurstLimit"},
+            "MetricsEnabled": True,
+        }
+    ]
+    for access, destination in (
+        (api["AccessLogSetting"], "WebhookAccessLogGroup"),
+        (properties("OperatorApi")["AccessLogSettings"], "ApiAccessLogGroup"),
+    ):
+        assert access["DestinationArn"] == {"Fn::GetAtt": [destination, "Arn"]}
+        line = json.loads(access["Format"].replace("\n", ""))
+        assert {"requestId", "ip", "route", "status"} <= set(line)
+        assert not [v for v in line.values() if "body" in v.lower() or "header" in v.lower()]
+
+
+def test_one_address_is_bounded_before_the_routes_shared_throttle_and_its_logs_hold_no_secret() -> None:
+    acl = properties("WebhookWebAcl")
+    [rate] = [r for r in acl["Rules"] if "RateBasedStatement" in r["Statement"]]
+    statement = rate["Statement"]["RateBasedStatement"]
+
+    # Per address, a minute at a time, ahead of every other rule, answered 429
+    assert (statement["AggregateKeyType"], statement["EvaluationWindowSec"]) == ("IP", 60)
+    assert statement["Limit"] == {"Ref": "WebhookRequestsPerAddressPerMinute"}
+    assert rate["Priority"] == min(r["Priority"] for r in acl["Rules"])
+    assert rate["Action"] == {"Block": {"CustomResponse": {"ResponseCode": 429}}}
+    # Zoho's and Moodle's own addresses, when given, are never counted
+    assert statement["ScopeDownStatement"]["Fn::If"][0] == "HasTrustedSenders"
+    # The web ACL guards the webhook API's stage, the only way to its routes
+    association = properties("WebhookWebAclAssociation")
+    assert association["WebACLArn"] == {"Fn::GetAtt": ["WebhookWebAcl", "Arn"]}
+    assert association["ResourceArn"]["Fn::Sub"].endswith("/restapis/${WebhookApi}/stages/live")
+    # Samples (whole requests) are off; the logs keep blocked requests only, signatures redacted
+    assert acl["VisibilityConfig"]["SampledRequestsEnabled"] is False
+    assert all(r["VisibilityConfig"]["SampledRequestsEnabled"] is False for r in acl["Rules"])
+    logging = properties("WebhookWebAclLogging")
+    redacted = {f["SingleHeader"]["Name"] for f in logging["RedactedFields"]}
+    assert {"x-zoho-signature", "x-moodle-signature", "x-webhook-token"} <= redacted
+    assert logging["LoggingFilter"]["DefaultBehavior"] == "DROP"
 
 
 def test_every_checkov_suppression_gives_its_reason() -> None:
@@ -293,5 +326,5 @@ def test_privacy_requests_come_only_through_an_iam_signed_route_a_named_policy_o
     [statement] = RESOURCES["PrivacyRequesterPolicy"]["Properties"]["PolicyDocument"]["Statement"]
     assert statement["Effect"] == "Allow"
     assert statement["Action"] == "execute-api:Invoke"
-    assert statement["Resource"]["Fn::Sub"].endswith(":${WebhookApi}/*/POST/api/v1/privacy")
+    assert statement["Resource"]["Fn::Sub"].endswith(":${OperatorApi}/*/POST/api/v1/privacy")
     assert TEMPLATE["Outputs"]["PrivacyRequesterPolicyArn"]["Value"] == {"Ref": "PrivacyRequesterPolicy"}

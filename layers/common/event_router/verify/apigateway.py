@@ -1,4 +1,8 @@
-"""API Gateway HTTP API (payload v2) in and out: the one place errors become responses."""
+"""API Gateway in and out: the one place errors become responses.
+
+The webhook routes are a REST API (payload format 1.0: a web ACL can bound each address there,
+docs/decisions.md); the operators' routes an HTTP API (format 2.0). A request reads the same from
+either."""
 
 from __future__ import annotations
 
@@ -31,10 +35,15 @@ _ERRORS: dict[type[Exception], tuple[int, str, str]] = {
 
 
 def webhook_request(event: dict[str, Any]) -> WebhookRequest:
-    """The verifier's view of an API Gateway payload-v2 event."""
+    """The verifier's view of an API Gateway event: a REST API's (format 1.0) or an HTTP API's (2.0)."""
     context = event.get("requestContext") or {}
-    http = context.get("http") or {}
-    route = event.get("routeKey") or f"{http.get('method', 'POST')} {event.get('rawPath', '')}"
+    if "httpMethod" in event:  # format 1.0: the route is the method and the resource's path
+        route = f"{event['httpMethod']} {event.get('resource') or event.get('path', '')}"
+        source_ip = (context.get("identity") or {}).get("sourceIp")
+    else:
+        http = context.get("http") or {}
+        route = event.get("routeKey") or f"{http.get('method', 'POST')} {event.get('rawPath', '')}"
+        source_ip = http.get("sourceIp")
     body = event.get("body") or ""
     if event.get("isBase64Encoded"):
         try:
@@ -44,7 +53,7 @@ def webhook_request(event: dict[str, Any]) -> WebhookRequest:
     else:
         raw = body.encode("utf-8")
     headers = {name.lower(): value for name, value in (event.get("headers") or {}).items()}
-    return WebhookRequest(route=route, headers=headers, body=raw, source_ip=http.get("sourceIp"))
+    return WebhookRequest(route=route, headers=headers, body=raw, source_ip=source_ip)
 
 
 def json_response(status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> dict[str, Any]:

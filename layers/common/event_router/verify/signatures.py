@@ -79,7 +79,7 @@ def authenticate(
     """Accept the request or raise ``SignatureRejected``; returns how it was authenticated
     (``signature`` or ``token``).
 
-    ``headers`` must have lowercase names (API Gateway's payload v2 does that); ``route`` is the
+    ``headers`` must have lowercase names (``apigateway.webhook_request`` lowers them); ``route`` is the
     route's last segment (``student``, ``grade``...), which a per-route token must match.
     A signature, when present, decides alone: hex (with or without ``sha256=``) or base64, the two
     encodings senders produce (Deluge's ``zoho.encryption.hmacsha256`` gives base64). With a
