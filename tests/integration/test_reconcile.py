@@ -259,3 +259,23 @@ def test_a_run_out_of_time_sends_itself_a_follow_up_that_carries_it_on(
     [carried] = second["runs"]
     assert (carried["run_id"], carried["status"]) == (first["run_id"], "completed")
     assert carried["counts"]["events"]["created"] == 2 * setup["count"]
+
+
+def test_a_change_made_in_the_same_second_as_the_last_import_is_read_as_new(pipeline: ZohoPipeline, db: Engine) -> None:
+    setup = college(pipeline)
+    org, student = pipeline.zoho.org, setup["students"][7]
+    read_at = org.records["BTEC_Students"][student]["Modified_Time"]  # what the import reads
+    pipeline.reconcile()
+    pipeline.run()
+    # A person renames the student within that same second (Zoho's times are to the second: on a
+    # quick day, setting up, importing and the edit fit in one), and Zoho's webhook for it fails
+    org.change_silently("BTEC_Students", student, {"Name": "Renamed Student"})
+    with org.lock:
+        org.records["BTEC_Students"][student]["Modified_Time"] = read_at
+
+    result = pipeline.reconcile()
+    pipeline.run()
+
+    assert result["counts"]["events"]["created"] >= 1
+    [mirrored] = rows(db, "SELECT name FROM students WHERE zoho_record_id = :id", id=student)
+    assert mirrored["name"] == "Renamed Student"

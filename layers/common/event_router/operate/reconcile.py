@@ -27,6 +27,7 @@ nothing in Zoho or Moodle. Every run is recorded in ``reconcile_runs`` with its 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from collections.abc import Callable, Mapping
@@ -562,13 +563,15 @@ def _failure_row(module: Module, failure: dict[str, Any], run_id: int) -> dict[s
 
 
 def zoho_event(module: Module, record: dict[str, Any]) -> EventMessage:
-    """A Zoho record the reconciliation read, as an event: its id is the module, the record and its
-    ``Modified_Time``, so reading it again is a duplicate, and a newer change is a new event."""
+    """A Zoho record the reconciliation read, as an event: its id is the module, the record, its
+    ``Modified_Time`` and a digest of its fields, so reading it again is a duplicate, and any other
+    change is a new event, even one made within the same second (Zoho's times are to the second)."""
     modified = str(record["Modified_Time"])
+    digest = hashlib.sha256(json.dumps(record, sort_keys=True, default=str).encode()).hexdigest()[:12]
     return EventMessage(
         source="zoho",
         module=module,
-        event_id=f"zoho-reconcile-{module}-{record['id']}-{modified}",
+        event_id=f"zoho-reconcile-{module}-{record['id']}-{modified}-{digest}",
         event_type="update",
         record_id=str(record["id"]),
         occurred_at=datetime.fromisoformat(modified),
