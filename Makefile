@@ -65,6 +65,7 @@ lint: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## ruff (lint + format check
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy scripts/preflight.py
 	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation --file template.yaml
 
 format: $(VENV)/.installed ## apply ruff's formatting and safe fixes
@@ -85,7 +86,10 @@ ENV ?= dev
 bench: $(VENV)/.installed $(SAM_VENV)/.installed ## benchmarks: one table of figures, ratios to floors and targets
 	$(PY) -m bench.run $(BENCH_ARGS)
 
-deploy: build ## deploy with samconfig.toml's ENV (dev or prod): make deploy ENV=prod
+# Credentials and samconfig.toml's placeholders are checked before the minutes of building.
+deploy: $(VENV)/.installed $(SAM_VENV)/.installed ## deploy with samconfig.toml's ENV (dev or prod): make deploy ENV=prod
+	$(PY) scripts/preflight.py $(ENV)
+	$(MAKE) build
 	$(SAM) deploy --config-env $(ENV)
 
 migrate: $(VENV)/.installed ## apply the database migrations to DATABASE_URL
