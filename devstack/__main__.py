@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sys
 import time
 import urllib.error
@@ -33,6 +34,8 @@ def dev() -> None:
     # EMF metric lines are for CloudWatch; locally they would drown the logs (DEV_METRICS=1 keeps them).
     os.environ.setdefault("POWERTOOLS_METRICS_DISABLED", "false" if os.environ.get("DEV_METRICS") else "true")
     stack = configured_stack()
+    if not port_free(stack.port):  # before anything starts: nothing to stop, one clear line
+        sys.exit(f"Port {stack.port} is in use (another `make dev`?): stop it, or start this one with PORT=<another>.")
     # Ctrl-C and SIGTERM both stop the stack, even where the shell that started it ignores SIGINT.
     signal.signal(signal.SIGTERM, lambda *_: stack.request_stop())
     signal.signal(signal.SIGINT, lambda *_: stack.request_stop())
@@ -47,6 +50,28 @@ def dev() -> None:
         print("stopping the local stack...", flush=True)
         stack.stop()
         print("stopped", flush=True)
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def request(text: str, command: str, example: str) -> dict[str, Any]:
+    """The JSON request given as ARGS, or a one-line explanation of what to give instead."""
+    if not text.strip():
+        sys.exit(f"Give the request as ARGS, e.g. make {command} ARGS='{example}'")
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as error:
+        sys.exit(f"ARGS is not JSON ({error.msg} at character {error.pos}), e.g. make {command} ARGS='{example}'")
+    if not isinstance(document, dict):
+        sys.exit(f"ARGS must be a JSON object, e.g. make {command} ARGS='{example}'")
+    return document
 
 
 def banner(state: dict[str, Any], secrets: dict[str, str]) -> str:
@@ -143,16 +168,22 @@ def main(argv: list[str]) -> None:
     if command == "dev":
         dev()
     elif command == "invoke" and len(args) == 2:
+        if not (args[0] and args[1]):
+            sys.exit("Name the function and the event: make invoke FUNCTION=<logical id> EVENT=events/<file>.json")
+        if args[1] != "-" and not Path(args[1]).is_file():
+            sys.exit(f"No event file {args[1]!r}: the samples are in events/ (make generate writes them)")
         event = json.loads(Path(args[1]).read_text()) if args[1] != "-" else json.load(sys.stdin)
         print(json.dumps(invoke(args[0], event), indent=2, default=str))
     elif command == "send":
         send()
     elif command == "replay" and len(args) == 1:
-        print(json.dumps(invoke("ReplayFunction", json.loads(args[0])), indent=2))
+        replay = request(args[0], "replay", '{"mode": "dlq", "dry_run": true}')
+        print(json.dumps(invoke("ReplayFunction", replay), indent=2))
     elif command == "privacy" and len(args) == 1:
-        privacy(json.loads(args[0]))
+        privacy(request(args[0], "privacy", '{"action": "history"}'))
     elif command == "reconcile" and len(args) <= 1:
-        print(json.dumps(invoke("ReconcileFunction", json.loads(args[0] if args and args[0] else "{}")), indent=2))
+        reconciling = request(args[0], "reconcile", '{"dry_run": true}') if args and args[0].strip() else {}
+        print(json.dumps(invoke("ReconcileFunction", reconciling), indent=2))
     else:
         sys.exit(__doc__)
 
