@@ -565,3 +565,20 @@ def test_a_slow_moodle_never_times_out_a_batch_what_is_left_is_handed_back_untri
         QueueUrl=pipeline.delivery_url, AttributeNames=["ApproximateNumberOfMessages"]
     )["Attributes"]["ApproximateNumberOfMessages"]
     assert int(visible) == len(handed_back)  # visible again at once
+
+
+def test_a_failed_delivery_waits_no_longer_than_retry_max_seconds(pipeline: Pipeline) -> None:
+    pipeline.restart_delivery_function(
+        MOODLE_URL=f"http://127.0.0.1:{closed_port()}",
+        MOODLE_TIMEOUT_SECONDS="1",
+        RETRY_BASE_SECONDS="3600",  # an hour after the first failure...
+        RETRY_MAX_SECONDS="120",  # ...but the operator said two minutes at most
+    )
+    pipeline.send(zoho("student", ADA, "insert", T1, **ada()))
+    pipeline.processors[0].drain()
+
+    pipeline.delivery.poll_once()
+
+    [waiting] = rows(pipeline.db, "SELECT status, extract(epoch FROM next_attempt_at - now()) AS wait FROM deliveries")
+    assert waiting["status"] == "pending"
+    assert 0 < waiting["wait"] <= 120

@@ -53,6 +53,7 @@ class DeliveryFunction:
         *,
         max_receive_count: int = 5,
         retry_base_seconds: int = 120,
+        retry_max_seconds: int = 43_200,
         backoff: Backoff | None = None,
         reserve_seconds: float = 20.0,
     ) -> None:
@@ -67,6 +68,7 @@ class DeliveryFunction:
         self._send = send
         self._max_receive_count = max_receive_count
         self._retry_base_seconds = retry_base_seconds
+        self._retry_max_seconds = retry_max_seconds
         self._backoff = backoff or NoBackoff()
 
     def handle(self, event: dict[str, Any], remaining_ms: Callable[[], int] | None = None) -> dict[str, Any]:
@@ -115,7 +117,7 @@ class DeliveryFunction:
             outcome = Outcome(
                 "dead_lettered" if last else "pending",
                 error=outcome.error,
-                retry_in=retry_delay(receive_count(record), self._retry_base_seconds, 43_200),
+                retry_in=retry_delay(receive_count(record), self._retry_base_seconds, self._retry_max_seconds),
             )
             work.retry.append(record)
         self._store.settle(delivery, outcome)

@@ -88,6 +88,7 @@ class MoodleDeliverer(DeliveryFunction):
         *,
         max_receive_count: int = 5,
         retry_base_seconds: int = 120,
+        retry_max_seconds: int = 43_200,
         student_role_id: int = 5,
         user_auth: str = "manual",
         backoff: Backoff | None = None,
@@ -101,6 +102,7 @@ class MoodleDeliverer(DeliveryFunction):
             send,
             max_receive_count=max_receive_count,
             retry_base_seconds=retry_base_seconds,
+            retry_max_seconds=retry_max_seconds,
             backoff=backoff,
             reserve_seconds=reserve_seconds,
         )
@@ -317,6 +319,7 @@ def build_moodle_deliverer(settings: Settings | None = None) -> MoodleDeliverer:
         mapping,
         max_receive_count=settings.max_receive_count,
         retry_base_seconds=settings.retry_base_seconds,
+        retry_max_seconds=settings.retry_max_seconds,
         reserve_seconds=2 * settings.moodle_timeout_seconds,  # a slow call twice over
         student_role_id=settings.moodle_student_role_id,
         user_auth=settings.moodle_user_auth,

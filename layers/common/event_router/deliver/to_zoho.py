@@ -50,6 +50,7 @@ class ZohoDeliverer(DeliveryFunction):
         *,
         max_receive_count: int = 5,
         retry_base_seconds: int = 120,
+        retry_max_seconds: int = 43_200,
         backoff: Backoff | None = None,
         notify_url: str | None = None,
         webhook_secret: Callable[[], bytes | None] = lambda: None,
@@ -60,6 +61,7 @@ class ZohoDeliverer(DeliveryFunction):
             send,
             max_receive_count=max_receive_count,
             retry_base_seconds=retry_base_seconds,
+            retry_max_seconds=retry_max_seconds,
             backoff=backoff,
             reserve_seconds=reserve_seconds,
         )
@@ -266,6 +268,7 @@ def build_zoho_deliverer(settings: Settings | None = None) -> ZohoDeliverer:
         field_mapping(settings),
         max_receive_count=settings.max_receive_count,
         retry_base_seconds=settings.retry_base_seconds,
+        retry_max_seconds=settings.retry_max_seconds,
         reserve_seconds=2 * settings.zoho_timeout_seconds,  # a slow call twice over
         backoff=backoff,
         notify_url=settings.zoho_notify_url,
