@@ -61,11 +61,12 @@ reconcile: $(VENV)/.installed ## import and reconcile on the running stack: ARGS
 test: $(VENV)/.installed ## run the test suite (embedded Postgres unless TEST_DATABASE_URL is set)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
-lint: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## ruff (lint + format check), mypy, and Checkov on template.yaml
+lint: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## ruff (lint + format check), mypy, the import directions, and Checkov on template.yaml
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 	$(VENV)/bin/mypy scripts/preflight.py
+	PYTHONPATH=layers/common:. $(VENV)/bin/lint-imports --no-cache
 	$(CHECKOV_VENV)/bin/checkov --quiet --compact --skip-download --framework cloudformation --file template.yaml
 
 format: $(VENV)/.installed ## apply ruff's formatting and safe fixes

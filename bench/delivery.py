@@ -14,13 +14,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.harness import Harness, median, percentile, quiet, say
+from bench.harness import Harness, Row, median, percentile, quiet, say, verdict
 from devstack.moodle_standin import MoodleStandIn
 from devstack.poller import lambda_sqs_event
 from devstack.samples import Sample, user_graded, zoho_webhook
 from devstack.zoho_standin import ZohoStandIn
 
-Row = tuple[str, str, str, str]
 COURSE = "BENCH-COURSE"
 CLASS = {"id": "5725767000000520011", "name": "Level 3 IT"}
 
@@ -147,11 +146,11 @@ def moodle_calls_and_rate(h: Harness, students: int = 300) -> list[Row]:
     finally:
         moodle.stop()
     return [
-        ("Moodle calls per new student", f"{per_new:.2f}", "4", _verdict(per_new <= 4)),
+        ("Moodle calls per new student", f"{per_new:.2f}", "4", verdict(per_new <= 4)),
         # a look-up, the account's facts (is it still a plain learner's?), the update
-        ("Moodle calls per changed student", f"{per_update:.2f}", "3", _verdict(per_update <= 3)),
-        ("Moodle calls per new enrolment, course known", f"{per_first:.2f}", "1", _verdict(per_first <= 1.01)),
-        ("Moodle calls per steady-state enrolment", f"{per_steady:.2f}", "1", _verdict(per_steady <= 1)),
+        ("Moodle calls per changed student", f"{per_update:.2f}", "3", verdict(per_update <= 3)),
+        ("Moodle calls per new enrolment, course known", f"{per_first:.2f}", "1", verdict(per_first <= 1.01)),
+        ("Moodle calls per steady-state enrolment", f"{per_steady:.2f}", "1", verdict(per_steady <= 1)),
         (
             "deliveries per second, new students / enrolments (stand-in)",
             f"{new_rate:,.0f} / {steady_rate:,.0f}",
@@ -310,14 +309,14 @@ def zoho_calls_per_1000_grades(h: Harness, grades: int = 1000) -> list[Row]:
         zoho.stop()
     per_1000 = 1000 / grades
     return [
-        ("Zoho grades upserted", f"{stored} of {grades}", "all", _verdict(stored == grades)),
+        ("Zoho grades upserted", f"{stored} of {grades}", "all", verdict(stored == grades)),
         (
             # Zoho charges a write per ten records: 1,000 grades are 100 credits however they are batched;
             # the calls are what batching saves.
             "Zoho calls / credits per 1,000 grades",
             f"{calls * per_1000:.0f} / {credits * per_1000:.0f}",
             "<= 12 / 102",
-            _verdict(calls * per_1000 <= 12 and credits * per_1000 <= 102),
+            verdict(calls * per_1000 <= 12 and credits * per_1000 <= 102),
         ),
     ]
 
@@ -328,7 +327,3 @@ def _wait(condition: Callable[[], bool], seconds: float) -> None:
         if time.monotonic() > deadline:
             raise TimeoutError("deliveries did not finish")
         time.sleep(0.2)
-
-
-def _verdict(met: bool) -> str:
-    return "met" if met else "NOT met"

@@ -20,16 +20,16 @@ import uuid
 from collections.abc import Callable
 from typing import Any
 
-from bench.harness import Harness, quiet, say
+from bench.harness import Harness, Row, quiet, say, verdict
 from devstack.invoke import LocalContext, load_function
 from devstack.moodle_standin import MoodleStandIn
 from devstack.poller import lambda_sqs_event
 from devstack.samples import enrolled_in_zoho
 from devstack.template import functions, load_template
 from devstack.zoho_standin import ZohoStandIn
-from event_router.deliver.moodle import FUNCTIONS
+from event_router.deliver.moodle.client import FUNCTIONS
 from event_router.deliver.outbox import DeliveryMessage
-from event_router.deliver.provision import field_mapping
+from event_router.mapping import field_mapping
 from event_router.messages import EventMessage
 from event_router.operate.reconcile import Budgets, Reconciler, ReconcileRequest
 from event_router.settings import Settings
@@ -37,7 +37,6 @@ from event_router.store.connection import PreparedConnection, connection_params
 from event_router.store.deliveries import DeliveryStore
 from event_router.store.reconcile import ReconcileStore
 
-Row = tuple[str, str, str, str]
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 COURSE = "L3-IT-BENCH"
 WRITES = {"core_user_create_users", "core_user_update_users", "enrol_manual_enrol_users", "enrol_manual_unenrol_users"}
@@ -136,8 +135,8 @@ def first_day_import(h: Harness, students: int = 10_000) -> list[Row]:
         load("MoodleDeliveryFunction"),
         deliveries,
     )
-    from event_router.deliver.deliverer import moodle_client
-    from event_router.deliver.records import zoho_client
+    from event_router.deliver.moodle.client import moodle_client
+    from event_router.deliver.zoho.client import zoho_client
 
     reconciler = Reconciler(
         ReconcileStore(connection),
@@ -199,16 +198,12 @@ def first_day_import(h: Harness, students: int = 10_000) -> list[Row]:
             "import: Moodle calls per student (account + enrolment)",
             f"{per_student:.2f}",
             "<= 6",
-            _verdict(per_student <= 6),
+            verdict(per_student <= 6),
         ),
         (
             "rerun, nothing changed: Zoho calls / credits; Moodle calls / writes; time",
             f"{rerun_zoho[0]} / {rerun_zoho[1]}; {rerun_moodle} / {rerun_writes}; {rerun_seconds:.1f} s",
             f"<= 8; <= {students // 100 + 2} / 0",
-            _verdict(rerun_ok),
+            verdict(rerun_ok),
         ),
     ]
-
-
-def _verdict(met: bool) -> str:
-    return "met" if met else "NOT met"

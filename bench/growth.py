@@ -8,10 +8,9 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from bench.harness import Harness, median, percentile, quiet, say
+from bench.harness import Harness, RoundTrips, Row, median, percentile, quiet, say
 from event_router.operate.migrate import make_engine
 
-Row = tuple[str, str, str, str]
 SIZES = (1_000_000, 5_000_000, 10_000_000)
 PER_DAY = 2_000  # a busy college's events a day: the last 24 hours of every generated log hold this many
 
@@ -100,7 +99,6 @@ def stats_growth(h: Harness) -> list[Row]:
 
 def health_flood(h: Harness, calls: int = 1000) -> list[Row]:
     """``/health`` is unauthenticated: what ``calls`` requests to one warm container cost."""
-    from bench.run import RoundTrips
     from event_router.operate import monitor as monitor_module
 
     say(f"/health flood of {calls} calls ...")

@@ -9,6 +9,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stdout
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import boto3
+import pg8000.core
 from moto.server import ThreadedMotoServer
 
 from devstack.invoke import LocalContext, load_function
@@ -141,3 +143,36 @@ def json_body(document: dict[str, Any]) -> bytes:
 
 
 __all__ = ["Harness", "harness", "io", "median", "percentile", "quiet", "say"]
+
+
+class RoundTrips:
+    """Counts pg8000's flushes: each one is a message sent that waits for Postgres' answer."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._lock = threading.Lock()
+        self._original = pg8000.core._flush
+
+    def __enter__(self) -> RoundTrips:
+        def counting(sock: Any) -> None:
+            with self._lock:
+                self.count += 1
+            self._original(sock)
+
+        pg8000.core._flush = counting
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        pg8000.core._flush = self._original
+
+    def measure(self, action: Callable[[], Any]) -> int:
+        before = self.count
+        action()
+        return self.count - before
+
+
+Row = tuple[str, str, str, str]  # measure, value, target, verdict
+
+
+def verdict(met: bool) -> str:
+    return "met" if met else "NOT met"

@@ -26,7 +26,7 @@ from devstack.moodle_standin import DEV_TOKEN
 from devstack.samples import EVENTS_DIR, SAMPLE_COURSE, SAMPLES, ZOHO_RECORDS, zoho_webhook
 from devstack.stack import AWS_ENVIRONMENT, configured_stack, local_dir
 from devstack.template import functions, load_template
-from devstack.zoho_standin import CLIENT_ID as ZOHO_CLIENT_ID
+from devstack.zoho_limits import CLIENT_ID as ZOHO_CLIENT_ID
 from event_router.verify.signatures import sign
 
 

@@ -1,5 +1,5 @@
 """A stand-in for Moodle's REST web services, for the local stack and the tests when no real Moodle
-runs. It implements the functions the router calls (``deliver.moodle.FUNCTIONS``) with Moodle 4.5's
+runs. It implements the functions the router calls (``deliver.moodle.client.FUNCTIONS``) with Moodle 4.5's
 semantics, measured against the real one (``tests/contract`` runs the same suite against both):
 
 - every answer is HTTP 200; an error is ``{"exception", "errorcode", "message"}``: ``invalidtoken``
@@ -32,7 +32,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl
 
-from event_router.deliver.moodle import FUNCTIONS
+from event_router.deliver.moodle.client import FUNCTIONS
 
 DEV_TOKEN = "dev-moodle-ws-token-NOT-FOR-PRODUCTION"  # fake, published on purpose
 STUDENT_ROLE = 5

@@ -21,11 +21,12 @@ from urllib.parse import urlencode
 from devstack.apigw import http_api_event, rest_api_event
 from devstack.poller import lambda_sqs_event
 from event_router.contract import WEBHOOK_ROUTES, ZOHO_MODULE_NAMES, Module, route_of
-from event_router.verify.payloads import decode_body, parse_event
+from event_router.verify.bodies import decode_body
+from event_router.verify.payloads import parse_event
 from event_router.verify.signatures import SIGNATURE_HEADERS, sign
 
 if TYPE_CHECKING:
-    from devstack.zoho_standin import Org
+    from devstack.zoho_org import Org
 
 DEV_SECRETS = {"zoho": "dev-zoho-secret-NOT-FOR-PRODUCTION", "moodle": "dev-moodle-secret-NOT-FOR-PRODUCTION"}
 DEV_TOKENS = {"moodle": "dev-moodle-token-NOT-FOR-PRODUCTION"}

@@ -370,7 +370,7 @@ def _rate_seconds(expression: str) -> float:
 
 
 def configured_stack() -> LocalStack:
-    """The stack as the environment configures it (README, "Running it locally")."""
+    """The stack as the environment configures it (docs/local-stack.md, "Configuration")."""
     env_file = json.loads((ROOT / "events" / "env.json").read_text())
     fake = dev_environment()
     secrets = {

@@ -21,7 +21,7 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from devstack.moodle_standin import MoodleStandIn
-from event_router.deliver.moodle import CAPABILITIES, FUNCTIONS, MoodleRestClient
+from event_router.deliver.moodle.client import CAPABILITIES, FUNCTIONS, MoodleRestClient
 
 ROOT = Path(__file__).resolve().parents[1]
 HELPER = Path(__file__).resolve().parent / "moodle_site.php"

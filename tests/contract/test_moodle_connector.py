@@ -8,8 +8,15 @@ from collections.abc import Callable
 
 import pytest
 
-from event_router.deliver.moodle import FUNCTIONS, MoodleError, MoodleRestClient
-from event_router.deliver.provision import AccountFacts, AccountPolicy, CannotDeliver, Conflict, MoodleUser, Provisioner
+from event_router.deliver.moodle.client import FUNCTIONS, MoodleError, MoodleRestClient
+from event_router.deliver.moodle.rules import (
+    AccountFacts,
+    AccountPolicy,
+    CannotDeliver,
+    Conflict,
+    MoodleUser,
+    Provisioner,
+)
 from event_router.store.deliveries import Link
 from tests.moodle_sites import MoodleSite
 
@@ -296,7 +303,7 @@ def test_a_student_without_a_name_cannot_be_delivered() -> None:
         MoodleUser.of(
             {"Academic_Email": "a@b.example"},
             deleted=False,
-            mapping=__import__("event_router.deliver.provision", fromlist=["FieldMapping"]).FieldMapping(),
+            mapping=__import__("event_router.mapping", fromlist=["FieldMapping"]).FieldMapping(),
         )
 
 

@@ -15,8 +15,15 @@ from typing import Any
 
 import pytest
 
-from devstack.zoho_standin import API_USER, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN, ZohoStandIn
-from event_router.deliver.zoho import AccessToken, Credentials, ZohoClient, ZohoError, record_error, record_problem
+from devstack.zoho_limits import API_USER, CLIENT_ID, CLIENT_SECRET, REFRESH_TOKEN
+from devstack.zoho_standin import ZohoStandIn
+from event_router.deliver.zoho.client import (
+    AccessToken,
+    Credentials,
+    ZohoClient,
+    ZohoError,
+    record_error,
+)
 from tests.conftest import closed_port
 from tests.fakes import InMemoryZohoState
 
@@ -28,6 +35,12 @@ def zoho() -> Iterator[ZohoStandIn]:
     server = ZohoStandIn().start()
     yield server
     server.stop()
+
+
+def record_problem(result: dict[str, Any]) -> str | None:
+    """None for a record Zoho took; otherwise what it said about it (code, message, field)."""
+    error = record_error(result)
+    return str(error) if error is not None else None
 
 
 def client(zoho: ZohoStandIn, credentials: Credentials = GOOD, state: InMemoryZohoState | None = None) -> ZohoClient:

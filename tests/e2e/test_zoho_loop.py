@@ -20,7 +20,7 @@ from sqlalchemy import Engine, text
 from devstack.process import RunningStack
 from devstack.samples import Sample, user_graded, zoho_webhook
 from devstack.zoho_standin import ZohoStandIn
-from event_router.deliver.moodle import MoodleRestClient
+from event_router.deliver.moodle.client import MoodleRestClient
 from tests.e2e.conftest import FAST_RETRIES, wait_for
 from tests.moodle_sites import MoodleSite, user_by_idnumber
 

@@ -13,7 +13,7 @@ from devstack.moodle_standin import MoodleStandIn
 from devstack.poller import QueuePoller
 from devstack.samples import Sample
 from devstack.zoho_standin import ZohoStandIn
-from event_router.deliver.records import zoho_client
+from event_router.deliver.zoho.client import zoho_client
 from event_router.settings import Settings
 from event_router.store.connection import PreparedConnection, connection_params
 from tests.conftest import Queues

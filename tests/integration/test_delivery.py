@@ -19,7 +19,7 @@ from sqlalchemy import Engine, text
 from devstack.invoke import LocalContext, load_function
 from devstack.moodle_standin import MoodleStandIn
 from devstack.poller import QueuePoller, lambda_sqs_event
-from event_router.deliver.moodle import MoodleRestClient
+from event_router.deliver.moodle.client import MoodleRestClient
 from tests.conftest import Queues, closed_port
 from tests.integration.conftest import FUNCTIONS, Invoke, load_event, refuse_writes
 from tests.integration.flow import CLASS, T1, T2, T3, moodle, rows, zoho

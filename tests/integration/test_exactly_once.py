@@ -18,7 +18,8 @@ from devstack.samples import Sample, zoho_webhook
 from event_router.messages import EventMessage
 from event_router.store.connection import PreparedConnection, connect_params
 from event_router.store.mirror import CLAIM_SQL, MirrorStore
-from event_router.verify.payloads import decode_body, parse_event
+from event_router.verify.bodies import decode_body
+from event_router.verify.payloads import parse_event
 from tests.conftest import Queues
 from tests.integration.conftest import Invoke, load_event
 from tests.integration.flow import (

@@ -19,7 +19,7 @@ from sqlalchemy import Engine, text
 
 from devstack.samples import DEV_SECRETS, SAMPLES, Sample, zoho_webhook
 from event_router.contract import WEBHOOK_ROUTES
-from event_router.verify.payloads import decode_body
+from event_router.verify.bodies import decode_body
 from tests.conftest import Queues, closed_port
 from tests.integration.conftest import Invoke, body, load_event
 from tests.integration.flow import FORM, rows

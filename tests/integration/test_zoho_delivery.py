@@ -16,7 +16,7 @@ from sqlalchemy import Engine, text
 
 from devstack.poller import QueuePoller
 from devstack.samples import DEV_SECRETS, Sample, http_api_event, user_graded
-from devstack.zoho_standin import API_USER
+from devstack.zoho_limits import API_USER
 from event_router.contract import ZOHO_NOTIFY_ROUTE
 from event_router.derived import channel_token
 from tests.conftest import Queues

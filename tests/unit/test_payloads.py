@@ -13,7 +13,8 @@ from devstack.apigw import http_api_event
 from event_router.errors import InvalidPayload
 from event_router.messages import EventMessage, MoodleFacts
 from event_router.verify.apigateway import webhook_request
-from event_router.verify.payloads import MAX_NESTING, decode_body, parse_event
+from event_router.verify.bodies import MAX_NESTING, decode_body
+from event_router.verify.payloads import parse_event
 
 MODIFIED = "2026-11-25T09:15:00+00:00"
 

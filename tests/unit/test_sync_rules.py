@@ -10,9 +10,11 @@ import pytest
 
 from devstack.samples import SAMPLES, Sample, zoho_webhook
 from event_router.contract import WEBHOOK_ROUTES
+from event_router.mapping import FieldMapping
 from event_router.messages import EventMessage
 from event_router.process.rules import CannotApply, LogOnly, MirrorWrite, Skip, enrollments, grades, payments, students
-from event_router.verify.payloads import decode_body, parse_event
+from event_router.verify.bodies import decode_body
+from event_router.verify.payloads import parse_event
 
 STUDENT = "5725767000000412001"
 
@@ -143,3 +145,38 @@ def test_a_payment_is_logged_with_a_summary() -> None:
             "payment_status": "Paid",
         }
     )
+
+
+# ---------------------------------------------------------------- one field mapping for every reader of Zoho
+
+RENAMED = FieldMapping(
+    student_number="Learner_Number", email="College_Email", enrolment_student="Learner", grade_letter="Outcome"
+)
+
+
+def test_the_rules_read_the_zoho_fields_the_college_renamed() -> None:
+    student = message(zoho_webhook("students", STUDENT, Name="Ada", Learner_Number="L-1", College_Email="a@c.ac.uk"))
+    enrolment = message(zoho_webhook("enrollments", "E1", Learner={"id": STUDENT}, Classes="C1"))
+    grade = message(zoho_webhook("grades", "G1", Student={"id": STUDENT}, Outcome="Merit"))
+
+    assert isinstance(change := students.plan(student, RENAMED), MirrorWrite)
+    assert (change.values["student_id_number"], change.values["academic_email"]) == ("L-1", "a@c.ac.uk")
+    assert isinstance(change := enrollments.plan(enrolment, RENAMED), MirrorWrite)
+    assert change.values["student_zoho_id"] == STUDENT
+    assert isinstance(change := grades.plan(grade, RENAMED), MirrorWrite)
+    assert change.values["grade"] == "Merit"
+
+
+def test_a_renamed_required_field_is_named_as_the_college_calls_it_when_missing() -> None:
+    with pytest.raises(CannotApply, match="Learner is required"):
+        enrollments.plan(message(zoho_webhook("enrollments", "E1", Classes="C1")), RENAMED)
+
+
+def test_the_records_read_back_and_the_reconciliation_ask_zoho_for_the_renamed_fields() -> None:
+    read_back, reconciled = RENAMED.zoho_fields("students"), RENAMED.zoho_fields("students", also=False)
+
+    assert {"Learner_Number", "College_Email"} <= set(read_back) & set(reconciled)
+    assert "Student_ID_Number" not in read_back
+    assert RENAMED.zoho_fields("enrollments")[:4] == ["Name", "Modified_Time", "Modified_By", "Learner"]
+    assert "Student" in RENAMED.zoho_fields("enrollments")  # an older layout's name, after the mapped one
+    assert "Student" not in RENAMED.zoho_fields("enrollments", also=False)  # COQL refuses a field a module lacks

@@ -137,7 +137,12 @@ def test_processors_back_off_on_their_own_queue() -> None:
 
 
 def test_default_retry_schedule_outlasts_a_two_hour_database_outage() -> None:
-    from event_router.process.backoff import outage_window
+    from event_router.core.backoff import retry_delay
+
+    def outage_window(base_seconds: int, max_seconds: int, max_receive_count: int) -> int:
+        """The longest outage that dead-letters nothing: the time of the last receive, counted from the
+        first (a message is dead-lettered only when its last receive fails)."""
+        return sum(retry_delay(n, base_seconds, max_seconds) for n in range(1, max_receive_count))
 
     parameters = TEMPLATE["Parameters"]
     base, receives = parameters["RetryBaseDelaySeconds"]["Default"], parameters["MaxReceiveCount"]["Default"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from event_router.deliver.zoho import API_DOMAINS, DATA_CENTRES
+from event_router.deliver.zoho.client import API_DOMAINS, DATA_CENTRES
 from tests.unit.stack import TEMPLATE
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"

@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from collections.abc import Iterable
 from typing import Literal
 
+from event_router.core.secrets import SecretUnavailable, read_secret, secret_field
 from event_router.errors import CredentialsUnavailable
 from event_router.settings import Settings
 
@@ -87,15 +87,8 @@ def erasure_key(settings: Settings) -> ErasureKey | None:
         return ErasureKey(settings.erasure_key.encode())
     if not settings.erasure_key_secret_arn:
         return None
-    from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415 - only where a secret is used
-
     try:
-        raw = parameters.get_secret(settings.erasure_key_secret_arn, max_age=settings.secrets_max_age)
-    except Exception as error:  # noqa: BLE001 - any failure to fetch is handled the same way
-        raise CredentialsUnavailable(f"erasure key ({type(error).__name__})") from None
-    text = raw.decode() if isinstance(raw, bytes) else str(raw)
-    try:
-        document = json.loads(text)
-    except ValueError:
-        return ErasureKey(text.strip().encode())
-    return ErasureKey(str(document["key"]).encode() if isinstance(document, dict) else text.encode())
+        text = read_secret(settings.erasure_key_secret_arn, settings.secrets_max_age)
+    except SecretUnavailable as error:
+        raise CredentialsUnavailable(f"erasure key ({error})") from None
+    return ErasureKey(secret_field(text, "key").encode())

@@ -1,8 +1,8 @@
-"""Domain exceptions. ``http.py`` maps the webhook ones to responses in one place."""
+"""Domain exceptions. ``verify/apigateway.py`` maps the webhook ones to responses in one place."""
 
 from __future__ import annotations
 
-from typing import TypedDict
+from typing import Literal, TypedDict
 
 
 class Problem(TypedDict):
@@ -66,5 +66,15 @@ class CredentialsUnavailable(Exception):
     """The webhook secrets could not be loaded, so nothing can be verified."""
 
 
+# What a refusal by Moodle or Zoho means for a delivery: the router's set-up is wrong (pause the
+# destination), the data cannot work (fail the delivery), or it may pass (retry).
+Refusal = Literal["configuration", "data", "transient"]
+
+
 class DeliveryError(Exception):
-    """A destination (Moodle, Zoho CRM) refused or did not answer a delivery."""
+    """Moodle or Zoho CRM refused a call or did not answer; ``kind`` says what a delivery should do."""
+
+    def __init__(self, kind: Refusal, code: str, message: str = "") -> None:
+        super().__init__(f"{code}: {message}" if message else code)
+        self.kind: Refusal = kind
+        self.code = code

@@ -10,6 +10,7 @@ travels along as ``payload`` for the event log, which keeps what the sender sent
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
@@ -92,6 +93,8 @@ class MoodleFacts(BaseModel):
 
 
 Facts = Annotated[ZohoRecord | MoodleFacts, Field(discriminator="kind")]
+# Version 1's payload → its facts: (source, module, payload) → facts, or InvalidPayload.
+Upgrade = Callable[[Source, Module, dict[str, Any]], ZohoRecord | MoodleFacts]
 
 
 class _Event(BaseModel):
@@ -119,9 +122,10 @@ class EventMessage(_Event):
     auth_method: AuthMethod | None = None  # how the verifier authenticated it
 
     @classmethod
-    def from_json(cls, body: str) -> EventMessage | None:
+    def from_json(cls, body: str, upgrade: Upgrade | None = None) -> EventMessage | None:
         """The event a queue message carries; None if it is not one. A message of version 1 (no
-        facts) is read by deriving its facts from its payload, as the verifier would have."""
+        facts) is read by deriving its facts from its payload with ``upgrade``, as the verifier
+        would have (the verifier's parsing: ``verify.payloads.facts_of``)."""
         try:
             return cls.model_validate_json(body)
         except ValidationError:
@@ -130,10 +134,10 @@ class EventMessage(_Event):
             legacy = _Event.model_validate_json(body)
         except ValidationError:
             return None
-        from event_router.verify.payloads import facts_of  # noqa: PLC0415 - only for old messages
-
+        if upgrade is None:
+            return None
         try:
-            facts = facts_of(legacy.source, legacy.module, legacy.payload)
+            facts = upgrade(legacy.source, legacy.module, legacy.payload)
         except InvalidPayload:  # it could not be processed either way
             return None
         return cls(**legacy.model_dump(), facts=facts)

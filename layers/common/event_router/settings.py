@@ -55,7 +55,7 @@ SecureUrl = Annotated[str, AfterValidator(_https_or_loopback)]
 
 
 class Settings(BaseModel):
-    """Every environment variable the functions read (README, "Configuration")."""
+    """Every environment variable the functions read (docs/deploy.md, "Configuration of the functions")."""
 
     model_config = ConfigDict(frozen=True, extra="ignore", populate_by_name=True, hide_input_in_errors=True)
 

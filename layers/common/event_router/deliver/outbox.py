@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from itertools import batched
 from typing import Any
 
 from event_router.observability import logger
@@ -60,8 +61,8 @@ class DeliveryPublisher:
 
             self._client = sqs_client(self._settings)
         for url, messages in by_queue.items():
-            for start in range(0, len(messages), 10):
-                entries = [{"Id": str(m.delivery_id), "MessageBody": m.body()} for m in messages[start : start + 10]]
+            for chunk in batched(messages, 10):  # SQS's batch limit
+                entries = [{"Id": str(m.delivery_id), "MessageBody": m.body()} for m in chunk]
                 try:
                     answer = self._client.send_message_batch(QueueUrl=url, Entries=entries)
                 except Exception as error:  # noqa: BLE001 - best effort: the sweep sends overdue deliveries

@@ -20,6 +20,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Engine, String, create_engine, text
 from sqlalchemy.exc import DBAPIError
 
+from event_router.core.secrets import json_secret
 from event_router.settings import Settings
 from event_router.store.connection import ParamsProvider, connect_params, connection_params
 
@@ -96,11 +97,7 @@ def upgrade_configured(settings: Settings) -> str | None:
 
 def read_login(secret_arn: str) -> dict[str, str]:
     """``{"username", "password"}`` from a Secrets Manager secret."""
-    from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415 - only the deploy step needs it
-
-    secret = parameters.SecretsProvider().get(secret_arn, transform="json", max_age=0)
-    if not isinstance(secret, dict):
-        raise ValueError('the login secret must be JSON {"username", "password"}')
+    secret = json_secret(secret_arn, max_age=0)
     return {"username": str(secret["username"]), "password": str(secret["password"])}
 
 

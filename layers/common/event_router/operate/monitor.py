@@ -24,7 +24,7 @@ from event_router.store.operations import EventLogOperations
 from event_router.store.reconcile import ReconcileStore
 
 RECENT = 10
-Answer = tuple[int, dict[str, Any]]  # HTTP status, JSON body
+Reply = tuple[int, dict[str, Any]]  # HTTP status, JSON body
 
 
 class Monitor:
@@ -42,14 +42,14 @@ class Monitor:
         self._reconciliation = reconciliation
         self._health_cache_seconds = health_cache_seconds
         self._clock = clock
-        self._health: tuple[float, Answer] | None = None  # (when checked, the answer)
+        self._health: tuple[float, Reply] | None = None  # (when checked, the answer)
         self._log = log
         self._sqs = sqs
         self._queue_urls = queue_urls
         self._dead_letters = dead_letters
         self._delivery_queues = delivery_queues or []
 
-    def health(self) -> Answer:
+    def health(self) -> Reply:
         """200 when Postgres and every queue answer; 503 naming what did not. Checked at most once
         per ``health_cache_seconds`` in this container."""
         now = self._clock()
@@ -59,7 +59,7 @@ class Monitor:
         self._health = (self._clock(), answer)
         return answer
 
-    def _check(self) -> Answer:
+    def _check(self) -> Reply:
         checks = {"database": "ok", "queues": "ok"}
         try:
             self._log.ping()
@@ -71,7 +71,7 @@ class Monitor:
         healthy = all(v == "ok" for v in checks.values())
         return (200 if healthy else 503), {"status": "ok" if healthy else "unavailable", "checks": checks}
 
-    def stats(self) -> Answer:
+    def stats(self) -> Reply:
         """What the event log holds (docs/operate.md); 503 when the database does not answer."""
         try:
             facts = self._log.stats(RECENT)

@@ -24,11 +24,14 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from event_router.core.problems import problems
 from event_router.deliver.outbox import DeliveryMessage
 from event_router.erasure import ErasureKey, Identity, erasure_key, row_identities
 from event_router.errors import InvalidPayload, QueueUnavailable
+from event_router.mapping import FieldMapping, field_mapping
 from event_router.messages import EventMessage, MoodleFacts
 from event_router.observability import logger
+from event_router.process.batch import read_event
 from event_router.process.processor import RULES
 from event_router.process.rules import MirrorWrite
 from event_router.queues import DeadLetterQueue, sqs_client
@@ -36,7 +39,6 @@ from event_router.settings import Settings, load_settings
 from event_router.store.connection import PreparedConnection, connection_params
 from event_router.store.privacy import PrivacyStore, Student
 from event_router.verify.apigateway import json_response, webhook_request
-from event_router.verify.payloads import problems
 
 MAX_DLQ_MESSAGES = 10_000
 EMPTY_RECEIVES = 3  # long-polled empty answers in a row before the sweep gives up on what it expected
@@ -114,9 +116,14 @@ class Privacy:
     """Erasure and export for one student at a time."""
 
     def __init__(
-        self, store: PrivacyStore, dead_letters: DeadLetterQueue | None, key: Callable[[], ErasureKey | None]
+        self,
+        store: PrivacyStore,
+        dead_letters: DeadLetterQueue | None,
+        key: Callable[[], ErasureKey | None],
+        mapping: FieldMapping | None = None,
     ) -> None:
         self._store = store
+        self._mapping = mapping  # the college's Zoho field names, as the rules read them
         self._dead_letters = dead_letters
         self._key = key  # the erasure register's (event_router/erasure.py)
 
@@ -224,7 +231,7 @@ class Privacy:
             )
         return {**answer, "counts": counts}
 
-    def _dead_letter_sweep(self, student: Student, delivery_ids: set[int], dry_run: bool) -> Sweep:
+    def _dead_letter_sweep(self, student: Student, delivery_ids: set[int], dry_run: bool) -> DeadLetterSweep:
         """Remove (or, in a dry run, count) the student's messages from the dead-letter queue.
 
         The queue is read until every message it held when the sweep began has been seen (SQS's
@@ -232,7 +239,7 @@ class Privacy:
         answer means empty rather than "not on the servers sampled"; what could not be seen is
         reported as unread."""
         if self._dead_letters is None:
-            return Sweep(0, 0)
+            return DeadLetterSweep(0, 0)
         identities = student.identities()
         matched, kept, examined, empty, expected = 0, [], 0, 0, 0
         try:
@@ -242,7 +249,7 @@ class Privacy:
                 empty = 0 if messages else empty + 1
                 for message in messages:
                     examined += 1
-                    if _mentions(message.body, identities, delivery_ids):
+                    if _mentions(message.body, identities, delivery_ids, self._mapping):
                         matched += 1
                         if not dry_run:
                             self._dead_letters.delete(message.receipt)
@@ -253,26 +260,28 @@ class Privacy:
             expected = max(expected, examined + 1)  # at least one message may be there, unread
         finally:
             self._dead_letters.release(kept)
-        return Sweep(matched, max(0, expected - examined))
+        return DeadLetterSweep(matched, max(0, expected - examined))
 
 
 @dataclass(frozen=True)
-class Sweep:
+class DeadLetterSweep:
     matched: int  # the student's messages removed (or, in a dry run, found)
     unread: int  # messages the sweep expected but could not read
 
 
-def _mentions(body: str, identities: set[Identity], delivery_ids: set[int]) -> bool:
+def _mentions(
+    body: str, identities: set[Identity], delivery_ids: set[int], mapping: FieldMapping | None = None
+) -> bool:
     """Whether a dead-letter message is about the student: a delivery of theirs, or an event whose
     record, or a mirror row it would write, names one of their identifiers whole."""
     delivery = DeliveryMessage.from_json(body)
     if delivery is not None:
         return delivery.delivery_id in delivery_ids
-    event = EventMessage.from_json(body)
-    return event is not None and bool(event_identities(event) & identities)
+    event = read_event(body)
+    return event is not None and bool(event_identities(event, mapping) & identities)
 
 
-def event_identities(event: EventMessage) -> set[Identity]:
+def event_identities(event: EventMessage, mapping: FieldMapping | None = None) -> set[Identity]:
     """Whom an event is about: its Zoho student record, the Moodle user of a Moodle event, and the
     identifiers of the mirror row its sync rule would write."""
     found: set[Identity] = set()
@@ -281,7 +290,7 @@ def event_identities(event: EventMessage) -> set[Identity]:
     elif event.module == "students":
         found.add(("zoho_record_id", event.record_id))
     try:
-        change = RULES[event.module](event)
+        change = RULES[event.module](event, mapping)
     except Exception:  # noqa: BLE001 - an event its rule cannot read names nobody more than the above
         return found
     if isinstance(change, MirrorWrite):
@@ -306,4 +315,4 @@ def build_privacy(settings: Settings | None = None) -> Privacy:
         if settings.dead_letter_queue_url
         else None
     )
-    return Privacy(PrivacyStore(connection), dead_letters, lambda: erasure_key(settings))
+    return Privacy(PrivacyStore(connection), dead_letters, lambda: erasure_key(settings), field_mapping(settings))

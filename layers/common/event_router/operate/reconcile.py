@@ -33,21 +33,22 @@ import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from itertools import batched
 from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from event_router.contract import USER_GRADED, ZOHO_CLASSES_MODULE, ZOHO_MODULE_NAMES, Module
-from event_router.deliver.moodle import Moodle
-from event_router.deliver.provision import (
+from event_router.contract import USER_GRADED, ZOHO_CLASSES_MODULE, ZOHO_MODULE_NAMES, ZOHO_RECORDS_PER_CALL, Module
+from event_router.deliver.moodle.client import Moodle
+from event_router.deliver.moodle.rules import (
     AccountPolicy,
     CannotDeliver,
-    FieldMapping,
     MoodleUser,
     Provisioner,
     enrolment_state,
 )
-from event_router.deliver.zoho import COQL_LIMIT, ZohoClient
+from event_router.deliver.zoho.client import COQL_LIMIT, ZohoClient
+from event_router.mapping import FieldMapping, field_mapping
 from event_router.messages import EventMessage, MoodleFacts, MoodleGrade, ZohoRecord
 from event_router.observability import Metric, count, logger
 from event_router.settings import Settings, load_settings
@@ -69,7 +70,6 @@ OVERLAP = timedelta(minutes=10)  # read a little before the last run started: cl
 DEADLINE_MARGIN_MS = 60_000  # stop this long before Lambda would
 USERS_PAGE = 100  # managed accounts a Moodle call
 COURSES_PAGE = 20  # courses a page of the enrolment and grade phases
-RECORDS_PER_GET = 100  # Zoho's get-records-by-id limit
 
 
 class Stop(Exception):
@@ -294,10 +294,10 @@ class Reconciler:
             new = self._store.record_failures(rows)
             rows = [r for r in rows if r["failure_key"] in new]
         ids = sorted({r["record_id"] for r in rows})
-        for start in range(0, len(ids), RECORDS_PER_GET):
+        for chunk in batched(ids, ZOHO_RECORDS_PER_CALL):
             meter.zoho(1)
             records = zoho.records(
-                ZOHO_MODULE_NAMES[module], ids[start : start + RECORDS_PER_GET], self._fields(module)
+                ZOHO_MODULE_NAMES[module], list(chunk), self._mapping.zoho_fields(module, also=False)
             )
             _add(run.counts, "zoho", "refetched", len(records))
             self._enter(run, [zoho_event(module, r) for r in records if r.get("Modified_Time")])
@@ -308,7 +308,7 @@ class Reconciler:
         """One page (2,000) of a module's records changed since the last run, in id order."""
         if self._zoho is None:
             return True
-        rows = self._coql(run, meter, ZOHO_MODULE_NAMES[module], self._fields(module))
+        rows = self._coql(run, meter, ZOHO_MODULE_NAMES[module], self._mapping.zoho_fields(module, also=False))
         _add(run.counts, "zoho", f"{module}_read", len(rows))
         self._enter(run, [zoho_event(module, r) for r in rows if r.get("Modified_Time")])
         return len(rows) < COQL_LIMIT
@@ -340,16 +340,6 @@ class Reconciler:
         if rows:
             run.checkpoint = {"after_id": str(rows[-1]["id"])}
         return rows
-
-    def _fields(self, module: Module) -> list[str]:
-        m = self._mapping
-        mapped: dict[Module, tuple[str, ...]] = {
-            "students": (m.name, m.first_name, m.last_name, m.student_number, m.email, m.moodle_user_id),
-            "enrollments": (m.name, m.enrolment_student, m.enrolment_class, m.enrolment_status, m.course_idnumber),
-            "grades": ("Name", m.grade_student, m.grade_letter),
-            "payments": ("Name",),
-        }
-        return list(dict.fromkeys(("Modified_Time", "Modified_By", *mapped[module])))
 
     def _enter(self, run: Run, events: list[EventMessage]) -> None:
         """Events into the pipeline (logged, then queued), each once; a dry run only counts them."""
@@ -615,10 +605,10 @@ def grade_event(user: int, course: int, item: dict[str, Any]) -> EventMessage:
 
 def build_reconciler(settings: Settings | None = None) -> Reconciler:
     """Wire the reconciliation from the container's settings."""
-    from event_router.deliver.deliverer import moodle_client  # noqa: PLC0415 - the Moodle connector's
+    from event_router.deliver.moodle.client import moodle_client  # noqa: PLC0415 - the Moodle connector's
+    from event_router.deliver.moodle.rules import account_policy  # noqa: PLC0415
     from event_router.deliver.outbox import DeliveryPublisher  # noqa: PLC0415
-    from event_router.deliver.provision import account_policy, field_mapping  # noqa: PLC0415
-    from event_router.deliver.records import zoho_client  # noqa: PLC0415
+    from event_router.deliver.zoho.client import zoho_client  # noqa: PLC0415
     from event_router.queues import SqsPublisher, sqs_client  # noqa: PLC0415
 
     settings = settings or load_settings()

@@ -24,6 +24,7 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 import pg8000.native
 
+from event_router.core.secrets import json_secret
 from event_router.errors import DataRejected, StorageUnavailable
 from event_router.settings import Settings
 
@@ -97,12 +98,10 @@ def connection_params(settings: Settings, application_name: str) -> ParamsProvid
     secret_arn = settings.database_secret_arn
     if not secret_arn:
         raise ValueError("set DATABASE_URL, or DATABASE_SECRET_ARN with DATABASE_HOST")
-    # Imported here so that functions configured with DATABASE_URL do not pay for it.
-    from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415
 
     def from_secret() -> dict[str, Any]:
         try:
-            secret = parameters.get_secret(secret_arn, transform="json", max_age=settings.secrets_max_age)
+            secret = json_secret(secret_arn, settings.secrets_max_age)
             user, password = secret["username"], secret["password"]
         except Exception as error:  # noqa: BLE001 - whatever the cause, the database is out of reach
             raise ConnectionError(f"database secret unavailable ({type(error).__name__})") from None

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
+from event_router.contract import DeliveryStatus
 from event_router.errors import DataRejected
 from event_router.store.connection import PreparedConnection
 from event_router.store.tables import DELIVERIES, DELIVERY_DONE
@@ -117,7 +118,7 @@ ON CONFLICT (student_zoho_id) DO UPDATE SET
 RETURNING 1"""
 DROP_LINK_SQL = "DELETE FROM moodle_accounts WHERE student_zoho_id = :id"
 
-ENROLLMENT_SQL = """
+ENROLMENT_SQL = """
 SELECT student_zoho_id, class_zoho_id, status, data, deleted_at FROM enrollments WHERE zoho_record_id = :id"""
 COURSE_SQL = "SELECT course_id FROM moodle_courses WHERE idnumber = :idnumber"
 REMEMBER_COURSE_SQL = """
@@ -158,7 +159,7 @@ class Intent:
 class Outcome:
     """How a delivery attempt ended."""
 
-    status: str  # delivered | waiting | paused | failed | pending (to retry) | dead_lettered
+    status: DeliveryStatus  # how it ended; ``pending``: to retry
     result: dict[str, Any] | None = None
     error: str | None = None
     waiting_on: str | None = None
@@ -294,11 +295,11 @@ class DeliveryStore:
         """Forget the student's Moodle account (it is gone from Moodle)."""
         self.connection.run(DROP_LINK_SQL, id=zoho_id)
 
-    def enrollment(
+    def enrolment(
         self, zoho_id: str
     ) -> tuple[str | None, str | None, str | None, dict[str, Any], datetime | None] | None:
         """(student id, class id, status, data, deleted at) of an enrolment the mirror holds."""
-        rows = self.connection.run(ENROLLMENT_SQL, id=zoho_id)
+        rows = self.connection.run(ENROLMENT_SQL, id=zoho_id)
         return (rows[0][0], rows[0][1], rows[0][2], dict(rows[0][3]), rows[0][4]) if rows else None
 
     def course_id(self, idnumber: str) -> int | None:

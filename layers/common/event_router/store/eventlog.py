@@ -45,6 +45,20 @@ def _isoformat(value: Any) -> str:
     raise TypeError(f"{type(value).__name__} is not JSON")
 
 
+def record_params(event: EventMessage) -> dict[str, Any]:
+    """The parameters of ``RECORD_SQL`` for ``event``."""
+    return {
+        "event_id": event.event_id,
+        "source": event.source,
+        "module": event.module,
+        "event_type": event.event_type,
+        "record_id": event.record_id,
+        "occurred_at": event.occurred_at,
+        "payload": json.dumps(event.payload, ensure_ascii=False),
+        "auth_method": event.auth_method,
+    }
+
+
 class PgEventLog:
     """The verifier's three statements on the container's prepared connection."""
 
@@ -53,17 +67,7 @@ class PgEventLog:
 
     def record(self, event: EventMessage) -> bool:
         """Insert the event as ``received``; False when (source, event_id) is already logged."""
-        rows = self._connection.run(
-            RECORD_SQL,
-            event_id=event.event_id,
-            source=event.source,
-            module=event.module,
-            event_type=event.event_type,
-            record_id=event.record_id,
-            occurred_at=event.occurred_at,
-            payload=json.dumps(event.payload, ensure_ascii=False),
-            auth_method=event.auth_method,
-        )
+        rows = self._connection.run(RECORD_SQL, **record_params(event))
         return bool(rows)
 
     def mark_queued(self, event: EventMessage) -> None:

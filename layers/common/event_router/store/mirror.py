@@ -236,7 +236,7 @@ class MirrorChange(Protocol):
     def action(self) -> str: ...
 
 
-Outcome = tuple[Claim, str, dict[str, Any], str | None]  # claim, status, result, error message
+Settlement = tuple[Claim, str, dict[str, Any], str | None]  # claim, status, result, error message
 
 
 @dataclass(frozen=True)
@@ -323,7 +323,7 @@ class MirrorStore:
                     deliveries += [(int(i), str(d)) for i, d in made or []]
         return statuses, deliveries
 
-    def settle_many(self, outcomes: list[Outcome]) -> dict[int, str]:
+    def settle_many(self, outcomes: list[Settlement]) -> dict[int, str]:
         """End claimed events without a mirror change, in one statement: log id → status."""
         if not outcomes:
             return {}

@@ -14,14 +14,16 @@ import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from itertools import batched
 from typing import Any
 
+from event_router.contract import OPEN_DELIVERIES, SETTLED_EVENTS, sql_list
 from event_router.erasure import ErasureKey, Identity
 from event_router.store.connection import PreparedConnection
 from event_router.store.tables import EVENT_LOG
 
 TOMBSTONE = "jsonb_build_object('redacted', true, 'sha256', encode(sha256(convert_to(payload::text, 'UTF8')), 'hex'))"
-SETTLED = "('completed', 'skipped', 'failed')"  # never received, queued, processing, replayed or dead-lettered
+SETTLED = sql_list(SETTLED_EVENTS)  # never received, queued, processing, replayed or dead-lettered
 
 RETENTION_SQL = f"""
 WITH old AS (
@@ -120,7 +122,7 @@ MIRRORS = {
     "moodle_accounts": "student_zoho_id = ANY(CAST(:zoho AS text[]))",
 }
 ENROLMENT_IDS_SQL = "SELECT zoho_record_id FROM enrollments WHERE student_zoho_id = ANY(CAST(:zoho AS text[]))"
-OPEN = "('pending', 'waiting', 'paused', 'dead_lettered')"  # deliveries still to do: an erasure cancels them
+OPEN = sql_list(OPEN_DELIVERIES)  # deliveries still to do: an erasure cancels them
 DELIVERIES = """
     (action IN ('user', 'moodle_user_id') AND target_key = ANY(CAST(:zoho AS text[])))
     OR (action = 'enrolment' AND target_key = ANY(CAST(:enrolments AS text[])))
@@ -241,8 +243,8 @@ class PrivacyStore:
         params = student.params()
         enrolments = self.enrolment_ids(student)
         counts: dict[str, int] = {}
-        for start in range(0, len(event_ids), 1000):
-            ids = event_ids[start : start + 1000]
+        for chunk in batched(event_ids, 1000):
+            ids = list(chunk)
             naming = self._run(NAMING_IDS_SQL, {**params, "ids": ids})
             done = self._run(REDACT_SQL, {**params, "ids": ids})
             if naming:

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from event_router.contract import OPEN_DELIVERIES, sql_list
 from event_router.messages import EventMessage
 from event_router.store.connection import PreparedConnection
 from event_router.store.tables import DELIVERIES, EVENT_LOG, LOGGED_FIELDS
@@ -123,7 +124,7 @@ RETURNING id, destination"""
 # A delivery still to do for the target already does the repair: none is added.
 OPEN_DELIVERY_SQL = f"""
 SELECT 1 FROM {DELIVERIES} WHERE destination = :destination AND action = :action AND target_key = :target_key
-  AND status IN ('pending', 'waiting', 'paused', 'dead_lettered') LIMIT 1"""
+  AND status IN {sql_list(OPEN_DELIVERIES)} LIMIT 1"""
 RECORD_FAILURES_SQL = """
 INSERT INTO zoho_webhook_failures (failure_key, module, record_id, webhook, reason, failed_at, run_id)
 SELECT failure_key, module, record_id, webhook, reason, failed_at, run_id

@@ -7,34 +7,24 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-EVENT_LOG = "integration_events_log"
-EVENT_STATUSES = (
-    "received",
-    "queued",
-    "processing",
-    "completed",
-    "skipped",
-    "failed",
-    "dead_lettered",
-    "replayed",
+from event_router.contract import (
+    DONE_DELIVERIES,
+    FAILED_EVENTS,
+    SETTLED_EVENTS,
+    UNPROCESSED_EVENTS,
+    DeliveryStatus,
+    EventStatus,
 )
-DONE = ("completed", "skipped", "failed")  # a delivery of an event in one of these changes nothing
-UNPROCESSED = ("received", "queued", "processing", "replayed")
-FAILURES = ("failed", "dead_lettered")
+
+EVENT_LOG = "integration_events_log"
+EVENT_STATUSES = tuple(EventStatus)
+DONE = SETTLED_EVENTS  # a delivery of an event in one of these changes nothing
+UNPROCESSED = UNPROCESSED_EVENTS
+FAILURES = FAILED_EVENTS
 
 DELIVERIES = "deliveries"
-DELIVERY_STATUSES = (
-    "pending",  # to deliver: its message is on the destination's queue (or the sweep sends it again)
-    "waiting",  # for something else first (``waiting_on``: the student's Moodle user)
-    "paused",  # its destination is paused until a health check passes
-    "delivered",
-    "failed",  # can never succeed as it is: ``last_error`` says why; replayable
-    "superseded",  # a newer delivery for the same target does the work
-    "dead_lettered",
-    "cancelled",
-    "conflict",  # Moodle was left as it is: the account is not one the router may change (``last_error``)
-)
-DELIVERY_DONE = ("delivered", "failed", "superseded", "cancelled", "conflict")
+DELIVERY_STATUSES = tuple(DeliveryStatus)
+DELIVERY_DONE = DONE_DELIVERIES
 DESTINATIONS = ("moodle", "zoho")
 
 

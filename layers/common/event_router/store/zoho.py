@@ -10,8 +10,8 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 
-from event_router.deliver.zoho import AccessToken, ZohoError
 from event_router.store.connection import PreparedConnection
 
 NAMESPACE = 0x20480  # the first key of every Zoho advisory lock
@@ -29,6 +29,23 @@ REMEMBER_CLASS_SQL = """
 INSERT INTO zoho_classes (class_zoho_id, moodle_course_idnumber) VALUES (:id, :idnumber)
 ON CONFLICT (class_zoho_id) DO UPDATE SET
     moodle_course_idnumber = EXCLUDED.moodle_course_idnumber, fetched_at = now()"""
+
+
+@dataclass(frozen=True)
+class AccessToken:
+    """The one access token every function shares, and the API domain it is for."""
+
+    token: str
+    api_domain: str
+    expires_at: float  # epoch seconds
+    accounts_url: str = ""  # the accounts server that issued it
+
+    def fresh(self, now: float, margin: float) -> bool:
+        return now < self.expires_at - margin
+
+
+class CallsBusy(Exception):
+    """Every one of the organisation's concurrent-call slots stayed taken."""
 
 
 class PgZohoState:
@@ -82,7 +99,7 @@ class PgZohoState:
                         self.connection.run("SELECT pg_advisory_unlock(:ns, :key)", ns=NAMESPACE, key=key)
                     return
             if time.monotonic() > deadline:
-                raise ZohoError("transient", "busy", f"all {self._max_calls} concurrent Zoho calls are in use")
+                raise CallsBusy(f"all {self._max_calls} concurrent Zoho calls are in use")
             time.sleep(0.05)
 
     # ------------------------------------------------------------ classes

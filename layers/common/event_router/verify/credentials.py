@@ -13,6 +13,7 @@ import json
 from typing import Any, Protocol
 
 from event_router.contract import Source
+from event_router.core.secrets import SecretUnavailable, read_secret
 from event_router.errors import CredentialsUnavailable
 from event_router.observability import logger
 from event_router.settings import Settings
@@ -37,10 +38,6 @@ class SecretsManagerCredentials:
     """Secrets read through Powertools parameters, cached, with the last good value kept."""
 
     def __init__(self, secret_arn: str, max_age: int) -> None:
-        # Imported here so that only functions configured with a secret ARN pay for the import.
-        from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415
-
-        self._parameters = parameters
         self._secret_arn = secret_arn
         self._max_age = max_age
         self._last_raw: str | bytes | None = None
@@ -48,11 +45,11 @@ class SecretsManagerCredentials:
 
     def current(self) -> WebhookCredentials:
         try:
-            raw = self._parameters.get_secret(self._secret_arn, max_age=self._max_age)
-        except Exception as error:  # noqa: BLE001 - any failure to fetch is handled the same way
+            raw = read_secret(self._secret_arn, self._max_age)
+        except SecretUnavailable as error:
             if self._last_good is None:
-                raise CredentialsUnavailable(type(error).__name__) from None
-            logger.warning("webhook secret could not be refreshed; using the cached one", error=type(error).__name__)
+                raise CredentialsUnavailable(str(error)) from None
+            logger.warning("webhook secret could not be refreshed; using the cached one", error=str(error))
             return self._last_good
         if self._last_good is None or raw != self._last_raw:  # parse once per value, not per request
             self._last_raw, self._last_good = raw, parse_secret(raw)

@@ -34,18 +34,14 @@ from event_router.queues import SqsPublisher, sqs_client
 from event_router.settings import Settings, load_settings
 from event_router.store.connection import connection_params
 from event_router.store.eventlog import PgEventLog
+from event_router.verify.bodies import decode_body
 from event_router.verify.credentials import CredentialSource, credentials_for
-from event_router.verify.payloads import (
-    DEFAULT_MAX_CLOCK_SKEW,
-    decode_body,
-    parse_event,
-    parse_notification,
-    prepare,
-)
+from event_router.verify.payloads import parse_event, parse_notification, prepare
+from event_router.verify.shapes import DEFAULT_MAX_CLOCK_SKEW
 from event_router.verify.signatures import DEFAULT_MAX_AGE, TOKEN_FIELD, any_equal, authenticate
 
 MAX_BODY_BYTES = 256 * 1024
-NOTIFICATION_ROUTE = Route("zoho", "students")  # where refused Zoho notifications are counted
+NOTIFICATION_REFUSALS_ROUTE = Route("zoho", "students")  # a refused Zoho notification names no module: counted here
 MAX_PENDING_REJECTION_ROWS = 1000
 
 
@@ -137,7 +133,7 @@ class Verifier:
     def accept(self, request: WebhookRequest) -> Receipt | NotificationReceipt:
         """Take one webhook; raises ``WebhookRejected`` (4xx) or ``ServiceUnavailable`` (503)."""
         notification = self.source == "zoho" and request.route == ZOHO_NOTIFY_ROUTE
-        route = NOTIFICATION_ROUTE if notification else WEBHOOK_ROUTES.get(request.route)
+        route = NOTIFICATION_REFUSALS_ROUTE if notification else WEBHOOK_ROUTES.get(request.route)
         if route is None or route.source != self.source:
             raise UnknownRoute(f"No {self.source} webhook route {request.route!r}")
         try:

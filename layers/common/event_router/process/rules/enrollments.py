@@ -5,23 +5,25 @@ from __future__ import annotations
 from typing import Any
 
 from event_router.contract import CONNECTION_TEST, USER_ENROLMENT_EVENTS
+from event_router.mapping import FieldMapping, default_mapping
 from event_router.messages import EventMessage, MoodleFacts
 from event_router.process.rules import Change, MirrorWrite, Skip, lookup, required, text, zoho_record_change
 
 
-def plan(event: EventMessage) -> Change:
+def plan(event: EventMessage, mapping: FieldMapping | None = None) -> Change:
     if isinstance(event.facts, MoodleFacts):
         return _moodle(event, event.facts)
-    return zoho_record_change(event, "enrollments", _zoho_columns)
+    m = mapping or default_mapping()
 
+    def columns(record: dict[str, Any]) -> dict[str, Any]:
+        values = {
+            "student_zoho_id": lookup(record, *m.names("enrolment_student")),
+            "class_zoho_id": lookup(record, *m.names("enrolment_class")),
+            "status": text(record, *m.names("enrolment_status")),
+        }
+        return required(values, {"student_zoho_id": m.enrolment_student, "class_zoho_id": m.enrolment_class})
 
-def _zoho_columns(record: dict[str, Any]) -> dict[str, Any]:
-    columns = {
-        "student_zoho_id": lookup(record, "Enrolled_Students", "Student"),
-        "class_zoho_id": lookup(record, "Classes", "Class"),
-        "status": text(record, "Enrollment_Status", "Status"),
-    }
-    return required(columns, {"student_zoho_id": "Enrolled_Students", "class_zoho_id": "Classes"})
+    return zoho_record_change(event, "enrollments", columns)
 
 
 def _moodle(event: EventMessage, moodle: MoodleFacts) -> Change:

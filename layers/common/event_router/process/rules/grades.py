@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from event_router.contract import USER_GRADED
+from event_router.mapping import FieldMapping, default_mapping
 from event_router.messages import EventMessage, MoodleFacts
 from event_router.process.rules import (
     CannotApply,
@@ -18,18 +19,19 @@ from event_router.process.rules import (
 )
 
 
-def plan(event: EventMessage) -> Change:
+def plan(event: EventMessage, mapping: FieldMapping | None = None) -> Change:
     if isinstance(event.facts, MoodleFacts):
         return _moodle(event.facts)
-    return zoho_record_change(event, "grades", _zoho_columns)
+    m = mapping or default_mapping()
 
+    def columns(record: dict[str, Any]) -> dict[str, Any]:
+        values = {
+            "student_zoho_id": lookup(record, *m.names("grade_student")),
+            "grade": text(record, *m.names("grade_letter")),
+        }
+        return required(values, {"student_zoho_id": m.grade_student, "grade": m.grade_letter})
 
-def _zoho_columns(record: dict[str, Any]) -> dict[str, Any]:
-    columns = {
-        "student_zoho_id": lookup(record, "Student", "Students", "Enrolled_Students"),
-        "grade": text(record, "Grade"),
-    }
-    return required(columns, {"student_zoho_id": "Student", "grade": "Grade"})
+    return zoho_record_change(event, "grades", columns)
 
 
 def _moodle(moodle: MoodleFacts) -> Change:

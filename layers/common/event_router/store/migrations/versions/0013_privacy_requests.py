@@ -1,6 +1,6 @@
 """Every export and erasure, recorded with who asked: ``privacy_requests``.
 
-One row per request the privacy function served (docs/operate.md, "Who exported or erased"):
+One row per request the privacy function served (docs/operate.md, "Who may export or erase"):
 the caller's IAM identity as API Gateway verified it, the API's request id, the action, whether it
 was a dry run, the reference the caller gave (a subject-access ticket), the student's identifiers
 as keyed hashes (the erasure register's key: a reader of the table cannot recover them, the

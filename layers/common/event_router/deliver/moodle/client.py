@@ -10,12 +10,14 @@ fails with Moodle's message), or Moodle is unwell (retry later).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Literal, Protocol
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
-from event_router.deliver import transport
-from event_router.errors import DeliveryError
+from event_router.core import http
+from event_router.core.secrets import connector_secret, secret_field
+from event_router.errors import DeliveryError, Refusal
+from event_router.settings import Settings
 
 # The web-service functions the router calls: what an administrator adds to the external service.
 FUNCTIONS = (
@@ -52,12 +54,11 @@ CAPABILITIES = (
     "moodle/grade:viewall",  # ... of every student
 )
 
-Kind = Literal["configuration", "data", "transient"]
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
 # errorcode → what it means. Configuration errors stop every delivery until an administrator acts;
 # transient ones pass by themselves; anything else is about the data of one delivery.
-_ERRORS: dict[str, Kind] = {
+_REFUSALS: dict[str, Refusal] = {
     "invalidtoken": "configuration",  # wrong, expired or deleted token
     "accessexception": "configuration",  # web services off, or the function is not in the service
     "nopermissions": "configuration",  # the web-service user lacks a capability
@@ -76,14 +77,9 @@ _ERRORS: dict[str, Kind] = {
 class MoodleError(DeliveryError):
     """Moodle refused a call; ``kind`` says what a delivery should do about it."""
 
-    def __init__(self, kind: Kind, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}" if message else code)
-        self.kind: Kind = kind
-        self.code = code
 
-
-def classify(errorcode: str) -> Kind:
-    return _ERRORS.get(errorcode, "data")
+def classify(errorcode: str) -> Refusal:
+    return _REFUSALS.get(errorcode, "data")
 
 
 def form_fields(params: Mapping[Any, Any], prefix: str = "") -> list[tuple[str, str]]:
@@ -123,11 +119,11 @@ class MoodleRestClient:
         body = urlencode(fields + form_fields(params or {})).encode()
         self.calls += 1
         try:
-            reply = transport.send("POST", self._endpoint, body, FORM, self._timeout)
-        except transport.Unreachable as error:
+            reply = http.send("POST", self._endpoint, body, FORM, self._timeout)
+        except http.Unreachable as error:
             raise MoodleError("transient", "unreachable", str(error)) from None
         if not 200 <= reply.status < 300:
-            kind: Kind = "transient" if reply.status >= 500 or reply.status == 429 else "configuration"
+            kind: Refusal = "transient" if reply.status >= 500 or reply.status == 429 else "configuration"
             raise MoodleError(kind, f"http{reply.status}", "Moodle answered with an HTTP error")
         try:
             answer = reply.json()
@@ -137,3 +133,28 @@ class MoodleRestClient:
             code = str(answer.get("errorcode") or answer["exception"])
             raise MoodleError(classify(code), code, str(answer.get("message", "")))
         return answer
+
+
+def moodle_client(settings: Settings) -> Callable[[], Moodle]:
+    """The Moodle client of this container: URL from the settings, token from ``MOODLE_TOKEN`` or the
+    Secrets Manager secret ``MOODLE_TOKEN_SECRET_ARN``, read again every ``SECRETS_MAX_AGE`` seconds
+    so that a corrected or rotated token takes effect without a deploy."""
+    made: dict[str, Moodle] = {}
+
+    def client() -> Moodle:
+        if not settings.moodle_url:
+            raise MoodleError("configuration", "nourl", "MOODLE_URL is not set")
+        token = settings.moodle_token or _secret_token(settings)  # Powertools caches it for max_age
+        if token not in made:
+            made.clear()
+            made[token] = MoodleRestClient(settings.moodle_url, token, settings.moodle_timeout_seconds)
+        return made[token]
+
+    return client
+
+
+def _secret_token(settings: Settings) -> str:
+    arn, max_age = settings.moodle_token_secret_arn, settings.secrets_max_age
+    return secret_field(
+        connector_secret(arn, max_age, MoodleError, ("notoken", "no Moodle token is configured")), "token"
+    )

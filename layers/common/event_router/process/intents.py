@@ -14,12 +14,14 @@ so a later change of the same record is never undone by an earlier delivery.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from event_router.contract import grade_key
 from event_router.messages import EventMessage, MoodleFacts, ZohoRecord
 from event_router.process.rules import MirrorWrite
-from event_router.store.deliveries import Intent
+from event_router.store.deliveries import DeliveryStore, Intent
 
 _MOODLE = {"students": "user", "enrollments": "enrolment"}
 
@@ -31,10 +33,6 @@ def delivery_for(event: EventMessage, change: MirrorWrite, enabled: Callable[[st
     if change.table == "moodle_grades" and enabled("zoho"):
         return Intent("zoho", "grade", grade_key(change.key["moodle_user_id"], change.key["grade_item_id"]))
     return None
-
-
-def grade_key(moodle_user_id: int, grade_item_id: int) -> str:
-    return f"{moodle_user_id}-{grade_item_id}"
 
 
 def is_echo(event: EventMessage, router: Identity) -> bool:
@@ -55,3 +53,24 @@ class Identity:
 
     moodle_user: int | None = None
     zoho_user: str | None = None
+
+
+class RouterIdentity:
+    """Who the router is at Moodle (its web-service user) and at Zoho (its API user), as the delivery
+    functions' health checks last learned; read at most once a minute per container."""
+
+    def __init__(self, store: DeliveryStore, max_age_seconds: float = 60.0) -> None:
+        self._store = store
+        self._max_age = max_age_seconds
+        self._read_at = -max_age_seconds
+        self._identity = Identity()
+
+    def current(self) -> Identity:
+        if time.monotonic() - self._read_at >= self._max_age:
+            moodle = self._store.identity("moodle").get("userid")
+            zoho = self._store.identity("zoho").get("userid")
+            self._identity = Identity(
+                int(moodle) if moodle is not None else None, str(zoho) if zoho is not None else None
+            )
+            self._read_at = time.monotonic()
+        return self._identity

@@ -1,4 +1,4 @@
-"""Retries spaced out: failed messages hidden for longer on each delivery (docs/operate.md, README "Durability").
+"""Retries spaced out: failed messages hidden for longer on each delivery (docs/decisions.md, "Retries back off").
 
 With the queue's visibility timeout alone, a message that fails because Postgres is down comes back
 within minutes, and ``maxReceiveCount`` receives later it is in the dead-letter queue: a short outage
@@ -8,6 +8,8 @@ few receives outlast an outage of hours.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from itertools import batched
 from typing import Any, Protocol
 
 from event_router.observability import logger
@@ -43,32 +45,24 @@ def retry_delay(receive_count: int, base_seconds: int, max_seconds: int) -> int:
     return min(base_seconds * FACTOR ** max(receive_count - 1, 0), max_seconds, MAX_VISIBILITY_TIMEOUT)
 
 
-def outage_window(base_seconds: int, max_seconds: int, max_receive_count: int) -> int:
-    """The longest outage that dead-letters nothing: the time of the last of ``max_receive_count``
-    receives, counted from the first (a message is dead-lettered only when its last receive fails)."""
-    return sum(retry_delay(n, base_seconds, max_seconds) for n in range(1, max_receive_count))
-
-
+@dataclass
 class VisibilityBackoff:
     """Spaces out SQS's retries of failed events: each failed message stays hidden for
     ``retry_delay(receive count)`` seconds (``ChangeMessageVisibility``), so the queue's few receives
     outlast an outage of the database instead of dead-lettering everything within minutes."""
 
-    def __init__(
-        self, queue_url: str, base_seconds: int, max_seconds: int, max_receive_count: int, settings: Settings
-    ) -> None:
-        self._queue_url = queue_url
-        self._base_seconds = base_seconds
-        self._max_seconds = max_seconds
-        self._max_receive_count = max_receive_count
-        self._settings = settings
-        self._client: Any = None  # created on first use: most invocations never need it
+    queue_url: str
+    base_seconds: int
+    max_seconds: int
+    max_receive_count: int
+    settings: Settings
+    client: Any = field(default=None, init=False, repr=False)  # made on first use: most invocations never need it
 
     def postpone(self, records: list[dict[str, Any]]) -> None:
         """Hide each record's message for its delay; failures are logged (the queue's own timeout applies).
         A message on its last receive is left alone, so it reaches the dead-letter queue without delay."""
-        records = [r for r in records if receive_count(r) < self._max_receive_count]
-        delays = [retry_delay(receive_count(r), self._base_seconds, self._max_seconds) for r in records]
+        records = [r for r in records if receive_count(r) < self.max_receive_count]
+        delays = [retry_delay(receive_count(r), self.base_seconds, self.max_seconds) for r in records]
         self._hide(records, delays, "postpone failed messages")
 
     def release(self, records: list[dict[str, Any]]) -> None:
@@ -78,11 +72,11 @@ class VisibilityBackoff:
     def _hide(self, records: list[dict[str, Any]], delays: list[int], doing: str) -> None:
         if not records:
             return
-        if self._client is None:
+        if self.client is None:
             # Imported here: boto3 would add a third of a second to every processor's cold start.
             from event_router.queues import sqs_client  # noqa: PLC0415
 
-            self._client = sqs_client(self._settings)
+            self.client = sqs_client(self.settings)
         entries = [
             {
                 "Id": str(n),
@@ -91,13 +85,22 @@ class VisibilityBackoff:
             }
             for n, (record, delay) in enumerate(zip(records, delays, strict=True))
         ]
-        for start in range(0, len(entries), 10):
+        for chunk in batched(entries, 10):  # SQS's batch limit
             try:
-                answer = self._client.change_message_visibility_batch(
-                    QueueUrl=self._queue_url, Entries=entries[start : start + 10]
-                )
+                answer = self.client.change_message_visibility_batch(QueueUrl=self.queue_url, Entries=list(chunk))
             except Exception as error:  # noqa: BLE001 - best effort: the queue's own timeout still applies
                 logger.warning(f"could not {doing}", error=type(error).__name__)
                 continue
             if answer.get("Failed"):
                 logger.warning(f"could not {doing} (some of them)", count=len(answer["Failed"]))
+
+
+def queue_backoff(queue_url: str | None, settings: Settings) -> Backoff | None:
+    """The back-off of a function fed by the queue ``queue_url``, with the container's settings; None
+    without a queue or with ``RETRY_BASE_SECONDS=0`` (then the queue's own visibility timeout spaces
+    the retries)."""
+    if not queue_url or not settings.retry_base_seconds:
+        return None
+    return VisibilityBackoff(
+        queue_url, settings.retry_base_seconds, settings.retry_max_seconds, settings.max_receive_count, settings
+    )

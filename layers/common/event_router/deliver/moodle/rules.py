@@ -20,57 +20,16 @@ an enrolment is set to the state the Zoho record asks for.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import cache
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
-
-from event_router.deliver.moodle import ACCOUNT_FACTS, Moodle, MoodleError
+from event_router.deliver.moodle.client import ACCOUNT_FACTS, Moodle, MoodleError
+from event_router.mapping import FieldMapping
 from event_router.settings import Settings
 from event_router.store.deliveries import Link
 
 EnrolmentState = Literal["active", "suspended", "absent"]
-
-
-class FieldMapping(BaseModel):
-    """Which Zoho fields make a Moodle user and enrolment. The defaults are docs/connect-moodle.md's; a college
-    changes any of them with the ``FIELD_MAPPING`` setting (JSON, e.g. ``{"email": "Email"}``)."""
-
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-    student_number: str = "Student_ID_Number"  # → idnumber
-    email: str = "Academic_Email"  # → email, and in lower case the username
-    first_name: str = "First_Name"  # → firstname ...
-    last_name: str = "Last_Name"  # → lastname ...
-    name: str = "Name"  # ... or this, split at its last space, when those are empty
-    course_idnumber: str = "Moodle_Course_ID"  # on the enrolment: the Moodle course's idnumber
-    enrolment_student: str = "Enrolled_Students"  # on the enrolment: the lookup to the student
-    enrolment_class: str = "Classes"  # on the enrolment: the lookup to the class
-    enrolment_status: str = "Enrollment_Status"  # on the enrolment: Active, Withdrawn, ...
-    active_statuses: tuple[str, ...] = ("Active", "Enrolled")  # Enrollment_Status → enrolled as student
-    suspended_statuses: tuple[str, ...] = ("Withdrawn", "Suspended", "Completed")  # → enrolment suspended
-    class_course_idnumber: str = "Moodle_Course_ID"  # on the class: its Moodle course, when the enrolment has none
-    # What goes back to Zoho: the student's Moodle user id, and Moodle grades as BTEC_Grades records.
-    moodle_user_id: str = "Moodle_User_ID"  # on the student
-    grade_key: str = "Moodle_Grade_Key"  # unique: "<Moodle user id>-<grade item id>"
-    grade_student: str = "Student"  # lookup to the student
-    grade_course: str = "Moodle_Course_ID"  # the Moodle course's idnumber (its id when the router knows none)
-    grade_value: str = "Final_Grade"  # the final grade, a number
-    grade_letter: str = "Grade"  # the grade as a letter or scale item, when there is one
-    grade_scale: tuple[str, ...] = ()  # a scale's items in order (e.g. Refer, Pass, Merit, Distinction)
-
-
-def field_mapping(settings: Settings) -> FieldMapping:
-    """The mapping of a container: the defaults, with ``FIELD_MAPPING`` applied."""
-    return _mapping(settings.field_mapping or "{}")
-
-
-@cache
-def _mapping(text: str) -> FieldMapping:
-    return FieldMapping.model_validate(json.loads(text))
 
 
 def account_policy(settings: Settings) -> AccountPolicy:

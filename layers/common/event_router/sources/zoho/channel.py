@@ -19,14 +19,18 @@ with the ids of every record created, changed or deleted in the four modules.
 from __future__ import annotations
 
 import secrets
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from event_router.contract import ZOHO_MODULE_NAMES
-from event_router.deliver.zoho import ZohoError, record_error
+from event_router.deliver.skeleton import Step
+from event_router.deliver.zoho.client import ZohoError, record_error
 from event_router.derived import channel_token
+from event_router.observability import Metric, count, logger
+from event_router.settings import Settings
+from event_router.verify.credentials import credentials_for
 
 CHANNEL_DAYS = 7  # Zoho's longest channel
 RENEW_BEFORE = timedelta(days=2)  # of a week's channel: a day of failed renewals is survivable
@@ -142,3 +146,39 @@ def _answered_expiry(results: list[Any]) -> datetime | None:
             except (KeyError, TypeError, ValueError):
                 continue
     return min(found) if found else None
+
+
+class ChannelCheck:
+    """The watch channel's step of the scheduled Zoho check: register or renew it when due, kept in
+    the check's ``identity`` (``/stats`` shows it). Its failure is counted and pauses nothing."""
+
+    def __init__(self, notify_url: str | None, webhook_secret: Callable[[], bytes | None]) -> None:
+        self._notify_url = notify_url
+        self._webhook_secret = webhook_secret
+
+    def __call__(self, zoho: Watcher, identity: dict[str, Any]) -> dict[str, Step]:
+        secret = self._webhook_secret()
+        if not self._notify_url or not secret:
+            return {"channel": Step(True, "not configured")}
+        try:
+            channel, asked = keep_channel(zoho, identity.get("channel"), self._notify_url, secret)
+        except ZohoError as error:
+            count(Metric.WATCH_RENEWAL_FAILED, value=1, destination="zoho")
+            logger.error("Zoho refused the watch channel", code=error.code)
+            return {"channel": Step.failed(error)}
+        identity["channel"] = channel
+        count(Metric.WATCH_RENEWAL_FAILED, value=0, destination="zoho")
+        if asked:
+            logger.info("Zoho watch channel registered", expires_at=channel["expires_at"], events=len(WATCHED))
+        return {"channel": Step(True, f"until {channel['expires_at']}")}
+
+
+def channel_check(settings: Settings) -> ChannelCheck:
+    """The channel step of this deployment: the notify route, the token derived from the Zoho webhook secret."""
+    secrets = credentials_for("zoho", settings)
+
+    def webhook_secret() -> bytes | None:
+        current = secrets.current().secrets
+        return current[0] if current else None
+
+    return ChannelCheck(settings.zoho_notify_url, webhook_secret)

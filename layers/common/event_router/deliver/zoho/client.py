@@ -26,14 +26,18 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 from urllib.parse import urlencode, urlsplit
 
-from event_router.deliver import transport
-from event_router.deliver.transport import Answer
-from event_router.errors import DeliveryError
+from event_router.core import http
+from event_router.core.http import Answer
+from event_router.core.secrets import connector_secret
+from event_router.errors import DeliveryError, Refusal
+from event_router.settings import Settings
+from event_router.store.connection import PreparedConnection
+from event_router.store.zoho import AccessToken, CallsBusy, PgZohoState
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,6 @@ DATA_CENTRES: dict[str, DataCentre] = {
 }
 API_DOMAINS = frozenset(dc.api for dc in DATA_CENTRES.values())
 API = "/crm/v8"
-MAX_RECORDS = 100  # per upsert, update or get by ids
 # The Zoho delivery function refreshes the shared access token this long before it expires; its
 # check runs every 5 minutes, so the token always has over 5 minutes left when anyone reads it.
 REFRESH_MARGIN_SECONDS = 600
@@ -77,11 +80,10 @@ SCOPES = (
 )
 COQL_LIMIT = 2000  # rows a COQL call returns at most
 
-Kind = Literal["configuration", "data", "transient"]
 
 # The API's error codes → what they mean for a delivery. A code not listed is about the data when
 # Zoho answers 4xx, transient otherwise.
-_ERRORS: dict[str, Kind] = {
+_REFUSALS: dict[str, Refusal] = {
     "OAUTH_SCOPE_MISMATCH": "configuration",
     "NO_PERMISSION": "configuration",
     "AUTHORIZATION_FAILED": "configuration",  # the router's user may not do this (its profile)
@@ -95,7 +97,7 @@ _ERRORS: dict[str, Kind] = {
     "INTERNAL_ERROR": "transient",
 }
 # The accounts server's errors on a refresh.
-_OAUTH_ERRORS: dict[str, Kind] = {
+_OAUTH_ERRORS: dict[str, Refusal] = {
     "invalid_code": "configuration",  # the refresh token was revoked or never valid
     "invalid_client": "configuration",
     "invalid_client_secret": "configuration",
@@ -106,11 +108,6 @@ _OAUTH_ERRORS: dict[str, Kind] = {
 
 class ZohoError(DeliveryError):
     """Zoho (or the way to it) refused a call; ``kind`` says what a delivery should do."""
-
-    def __init__(self, kind: Kind, code: str, message: str = "") -> None:
-        super().__init__(f"{code}: {message}" if message else code)
-        self.kind: Kind = kind
-        self.code = code
 
 
 @dataclass(frozen=True)
@@ -130,17 +127,6 @@ class Credentials:
             raise ZohoError(
                 "configuration", "nocredentials", "the Zoho secret needs client_id, client_secret, refresh_token"
             ) from None
-
-
-@dataclass(frozen=True)
-class AccessToken:
-    token: str
-    api_domain: str
-    expires_at: float  # epoch seconds
-    accounts_url: str = ""  # the accounts server that issued it
-
-    def fresh(self, now: float, margin: float = REFRESH_MARGIN_SECONDS) -> bool:
-        return now < self.expires_at - margin
 
 
 def origin(url: str) -> str:
@@ -166,8 +152,8 @@ class CallSlots(Protocol):
 def send(method: str, url: str, body: bytes | None, headers: Mapping[str, str], timeout: float) -> Answer:
     """One exchange with Zoho; ``ZohoError`` (transient) when no answer came."""
     try:
-        return transport.send(method, url, body, headers, timeout)
-    except transport.Unreachable as error:
+        return http.send(method, url, body, headers, timeout)
+    except http.Unreachable as error:
         raise ZohoError("transient", "unreachable", str(error)) from None
 
 
@@ -276,7 +262,7 @@ class ZohoClient:
         if body is not None:
             data = json.dumps(body).encode()
             headers["Content-Type"] = "application/json"
-        with self._slots.slot():
+        with self._slot():
             self.calls += 1
             answer = send(method, url, data, headers, self._timeout)
         remaining = answer.headers.get("x-api-credits-remaining")
@@ -292,6 +278,15 @@ class ZohoClient:
         return results
 
     # ------------------------------------------------------------ the access token
+
+    @contextmanager
+    def _slot(self) -> Iterator[None]:
+        """One of the organisation's concurrent calls; none free for a while is a passing trouble."""
+        try:
+            with self._slots.slot():
+                yield
+        except CallsBusy as busy:
+            raise ZohoError("transient", "busy", str(busy)) from None
 
     def _token(self, rejected: AccessToken | None = None) -> AccessToken:
         """The shared access token; refreshed (by one container at a time) when it is about to
@@ -395,7 +390,7 @@ def _error(answer: Answer) -> ZohoError:
 
 
 def record_error(result: Mapping[str, Any]) -> ZohoError | None:
-    """None for a record (or call) Zoho took; otherwise its error, sorted by ``_ERRORS`` (a code not
+    """None for a record (or call) Zoho took; otherwise its error, sorted by ``_REFUSALS`` (a code not
     listed is about the data), with Zoho's message and the field it names."""
     if str(result.get("status", "")).lower() == "success" or result.get("code") == "SUCCESS":
         return None
@@ -403,15 +398,45 @@ def record_error(result: Mapping[str, Any]) -> ZohoError | None:
     details = result.get("details") or {}
     field = details.get("api_name") or details.get("param_name") if isinstance(details, Mapping) else None
     message = str(result.get("message", "")) + (f" ({field})" if field else "")
-    return ZohoError(_ERRORS.get(code, "data"), code, message)
+    return ZohoError(_REFUSALS.get(code, "data"), code, message)
 
 
-def record_problem(result: Mapping[str, Any]) -> str | None:
-    """None for a record Zoho took; otherwise what it said about it (code, message, field)."""
-    error = record_error(result)
-    return str(error) if error is not None else None
+def zoho_client(settings: Settings, connection: PreparedConnection) -> Callable[[], ZohoClient]:
+    """The Zoho client of this container, made on first use: the data centre's accounts server (or
+    ``ZOHO_ACCOUNTS_URL``), the credentials of ``ZOHO_CREDENTIALS`` or the Secrets Manager secret
+    (read again every ``SECRETS_MAX_AGE``), the token and call slots shared through Postgres. A
+    function given no credentials (``ZOHO_API=true`` alone) calls with the shared token only."""
+    made: list[ZohoClient] = []
+
+    def client() -> ZohoClient:
+        if not made:
+            centre = DATA_CENTRES.get(settings.zoho_data_centre)
+            if settings.zoho_accounts_url:  # a Zoho stand-in (development): its API is on its own host
+                accounts, api_domains = settings.zoho_accounts_url, API_DOMAINS | {settings.zoho_accounts_url}
+            elif centre is not None:
+                accounts, api_domains = centre.accounts, frozenset({centre.api})
+            else:
+                raise ZohoError("configuration", "datacentre", f"unknown data centre {settings.zoho_data_centre!r}")
+            state = PgZohoState(connection, settings.zoho_max_concurrent_calls)
+            made.append(
+                ZohoClient(
+                    accounts,
+                    (lambda: credentials(settings)) if settings.zoho_refreshes() else None,
+                    state,
+                    state,
+                    timeout=settings.zoho_timeout_seconds,
+                    api_domains=api_domains,
+                )
+            )
+        return made[0]
+
+    return client
 
 
-def batches(items: list[Any], size: int = MAX_RECORDS) -> Iterator[list[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+def credentials(settings: Settings) -> Credentials:
+    """The OAuth client and refresh token: ``ZOHO_CREDENTIALS`` (development) or the Secrets Manager secret."""
+    if settings.zoho_credentials:
+        return Credentials.from_json(settings.zoho_credentials)
+    arn, max_age = settings.zoho_credentials_secret_arn, settings.secrets_max_age
+    text = connector_secret(arn, max_age, ZohoError, ("nocredentials", "no Zoho credentials are configured"))
+    return Credentials.from_json(text if text.strip().startswith("{") else json.dumps({}))
