@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from devstack.logs import keys_per_thread
+from event_router.observability import logger
 from event_router.settings import load_settings
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
@@ -72,5 +74,6 @@ def load_function(code_uri: Path, handler: str, variables: Mapping[str, str], na
             spec.loader.exec_module(module)
         finally:
             load_settings.cache_clear()
+    keys_per_thread(logger)  # many containers in one process: each invocation's log keys its own
     function: Handler = getattr(module, attribute)
     return function
