@@ -19,16 +19,15 @@ def test_migrated_database_matches_the_schema_metadata(engine: Engine) -> None:
     assert differences == []
 
 
+STATUS_CHECK = """
+SELECT pg_get_constraintdef(oid) FROM pg_constraint
+WHERE conrelid = CAST(:table AS regclass) AND contype = 'c' AND pg_get_constraintdef(oid) LIKE 'CHECK ((status %'"""
+
+
 def _allowed(engine: Engine, table: str) -> set[str]:
     """The statuses the CHECK constraint on ``table.status`` of the migrated database allows."""
     with engine.connect() as connection:
-        definition = connection.execute(
-            text(
-                "SELECT pg_get_constraintdef(oid) FROM pg_constraint WHERE conrelid = CAST(:table AS regclass)"
-                " AND contype = 'c' AND pg_get_constraintdef(oid) LIKE 'CHECK ((status %'"
-            ),
-            {"table": table},
-        ).scalar_one()
+        definition = connection.execute(text(STATUS_CHECK), {"table": table}).scalar_one()
     return set(re.findall(r"'([a-z_]+)'", definition))
 
 

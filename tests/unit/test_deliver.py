@@ -14,7 +14,7 @@ from event_router.deliver import skeleton
 from event_router.deliver.moodle.client import MoodleError
 from event_router.deliver.moodle.deliverer import MoodleDeliverer
 from event_router.deliver.outbox import DeliveryMessage
-from event_router.deliver.skeleton import Step
+from event_router.deliver.skeleton import Step, Wiring
 from event_router.deliver.zoho.client import ZohoError
 from event_router.deliver.zoho.deliverer import ZohoDeliverer
 from event_router.mapping import FieldMapping
@@ -102,13 +102,13 @@ def sqs(*delivery_ids: int, destination: str = "moodle", receives: int = 1) -> d
 
 
 def moodle_deliverer(store: InMemoryDeliveries, moodle: FakeMoodle, sent: list[tuple[int, str]]) -> MoodleDeliverer:
-    return MoodleDeliverer(store, lambda: moodle, sent.extend, FieldMapping())
+    return MoodleDeliverer(Wiring(store, sent.extend, FieldMapping()), lambda: moodle)
 
 
 def zoho_deliverer(
     store: InMemoryDeliveries, zoho: FakeZoho, sent: list[tuple[int, str]], **options: Any
 ) -> ZohoDeliverer:
-    return ZohoDeliverer(store, lambda: zoho, sent.extend, FieldMapping(), **options)
+    return ZohoDeliverer(Wiring(store, sent.extend, FieldMapping()), lambda: zoho, **options)
 
 
 def with_grades(store: InMemoryDeliveries, keys: list[str]) -> list[int]:

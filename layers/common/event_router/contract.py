@@ -139,11 +139,14 @@ def grade_of(key: str) -> tuple[int, int]:
     return int(user), int(item)
 
 
+STUDENT_WAIT, MOODLE_USER_WAIT = "student:", "moodle_user:"  # what a waiting delivery's key starts with
+
+
 def waits_for_student(student_zoho_id: str) -> str:
     """What a delivery waits on until the student has a Moodle account the router manages."""
-    return f"student:{student_zoho_id}"
+    return f"{STUDENT_WAIT}{student_zoho_id}"
 
 
 def waits_for_moodle_user(moodle_user_id: int | str) -> str:
     """What a grade's delivery waits on until a Zoho student has the Moodle user."""
-    return f"moodle_user:{moodle_user_id}"
+    return f"{MOODLE_USER_WAIT}{moodle_user_id}"

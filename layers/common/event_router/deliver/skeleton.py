@@ -22,6 +22,7 @@ from event_router.core.backoff import (
 from event_router.deliver.outbox import DeliveryMessage
 from event_router.deliver.ports import Ledger
 from event_router.errors import DeliveryError, Refusal, StorageUnavailable
+from event_router.mapping import FieldMapping
 from event_router.observability import Metric, count, logger
 from event_router.settings import Settings
 from event_router.store.deliveries import Delivery, Outcome
@@ -80,16 +81,28 @@ class Retries:
 DEFAULT_RETRIES = Retries()
 
 
+@dataclass(frozen=True)
+class Wiring[L: Ledger]:
+    """What every deliverer is given: its ledger, how it sends the deliveries it wakes or creates, the
+    college's Zoho field names, and how its failures are retried."""
+
+    store: L
+    send: Callable[[list[tuple[int, str]]], None]
+    mapping: FieldMapping
+    retries: Retries = DEFAULT_RETRIES
+
+
 class DeliveryFunction[L: Ledger]:
     """The skeleton of one destination's delivery function."""
 
     destination: str
 
-    def __init__(self, store: L, send: Callable[[list[tuple[int, str]]], None], retries: Retries) -> None:
-        self._store = store
-        self._send = send
-        self._retries = retries
-        self._backoff = retries.backoff or NoBackoff()
+    def __init__(self, wiring: Wiring[L]) -> None:
+        self._store = wiring.store
+        self._send = wiring.send
+        self._mapping = wiring.mapping
+        self._retries = wiring.retries
+        self._backoff = wiring.retries.backoff or NoBackoff()
         self._remaining_ms: Callable[[], int] | None = None
         self._handed_back: list[dict[str, Any]] = []
         self._reserve_now = 0.0

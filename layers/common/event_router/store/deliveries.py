@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from event_router.contract import DeliveryStatus
+from event_router.contract import MOODLE_USER_WAIT, STUDENT_WAIT, DeliveryStatus
 from event_router.errors import DataRejected
 from event_router.store.connection import PreparedConnection
 from event_router.store.tables import DELIVERIES, DELIVERY_DONE
@@ -71,7 +71,7 @@ READY_SQL = f"""
 UPDATE {DELIVERIES} AS d SET status = 'pending', waiting_on = NULL, last_error = NULL, updated_at = now()
 FROM moodle_accounts AS account JOIN students ON students.zoho_record_id = account.student_zoho_id
 WHERE d.status = 'waiting' AND students.deleted_at IS NULL
-  AND d.waiting_on IN ('student:' || account.student_zoho_id, 'moodle_user:' || account.moodle_user_id)
+  AND d.waiting_on IN ('{STUDENT_WAIT}' || account.student_zoho_id, '{MOODLE_USER_WAIT}' || account.moodle_user_id)
 RETURNING d.id, d.destination"""
 
 CREATE_SQL = f"""

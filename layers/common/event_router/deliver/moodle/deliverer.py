@@ -34,9 +34,9 @@ from event_router.deliver.moodle.rules import (
 )
 from event_router.deliver.outbox import DeliveryPublisher
 from event_router.deliver.ports import MoodleLedger
-from event_router.deliver.skeleton import DEFAULT_RETRIES, DeliveryFunction, Retries, Step, Work
+from event_router.deliver.skeleton import DeliveryFunction, Retries, Step, Wiring, Work
 from event_router.errors import DeliveryError
-from event_router.mapping import FieldMapping, field_mapping
+from event_router.mapping import field_mapping
 from event_router.observability import logger
 from event_router.settings import Settings, load_settings
 from event_router.store.connection import PreparedConnection, connection_params
@@ -58,21 +58,17 @@ class MoodleDeliverer(DeliveryFunction[MoodleLedger]):
 
     def __init__(
         self,
-        store: MoodleLedger,
+        wiring: Wiring[MoodleLedger],
         moodle: Callable[[], Moodle],
-        send: Callable[[list[tuple[int, str]]], None],
-        mapping: FieldMapping,
         *,
-        retries: Retries = DEFAULT_RETRIES,
         student_role_id: int = 5,
         user_auth: str = "manual",
         zoho_enabled: bool = False,
         classes: ClassCourses | None = None,
         policy: AccountPolicy | None = None,
     ) -> None:
-        super().__init__(store, send, retries)
+        super().__init__(wiring)
         self._moodle = moodle  # built on first use: the token may come from Secrets Manager
-        self._mapping = mapping
         self._student_role_id = student_role_id
         self._user_auth = user_auth
         self._zoho_enabled = zoho_enabled  # write each new Moodle user id back to the Zoho student
@@ -215,12 +211,10 @@ def build_moodle_deliverer(
     class's Moodle course (Zoho's, ``sources/zoho/records.py``) on the function's connection."""
     settings = settings or load_settings()
     connection = PreparedConnection(connection_params(settings, "moodle-delivery"), settings.db_idle_ping_seconds)
+    retries = Retries.of(settings, settings.moodle_delivery_queue_url, settings.moodle_timeout_seconds)
     return MoodleDeliverer(
-        DeliveryStore(connection),
+        Wiring(DeliveryStore(connection), DeliveryPublisher(settings).send, field_mapping(settings), retries),
         moodle_client(settings),
-        DeliveryPublisher(settings).send,
-        field_mapping(settings),
-        retries=Retries.of(settings, settings.moodle_delivery_queue_url, settings.moodle_timeout_seconds),
         student_role_id=settings.moodle_student_role_id,
         user_auth=settings.moodle_user_auth,
         zoho_enabled=bool(settings.zoho_delivery_queue_url),

@@ -24,14 +24,13 @@ from event_router.contract import (
     ZOHO_MODULE_NAMES,
     ZOHO_RECORDS_PER_CALL,
     DeliveryStatus,
-    grade_of,
-    waits_for_moodle_user,
 )
 from event_router.deliver.outbox import DeliveryPublisher
 from event_router.deliver.ports import ZohoApi, ZohoLedger
-from event_router.deliver.skeleton import DEFAULT_RETRIES, DeliveryFunction, Item, Retries, Step, Work
+from event_router.deliver.skeleton import DeliveryFunction, Item, Retries, Step, Wiring, Work
 from event_router.deliver.zoho.client import ZohoError, record_error, zoho_client
-from event_router.mapping import FieldMapping, field_mapping
+from event_router.deliver.zoho.rules import Writes
+from event_router.mapping import field_mapping
 from event_router.observability import Metric, count
 from event_router.settings import Settings, load_settings
 from event_router.store.connection import PreparedConnection, connection_params
@@ -48,18 +47,11 @@ class ZohoDeliverer(DeliveryFunction[ZohoLedger]):
     destination = ZOHO
 
     def __init__(
-        self,
-        store: ZohoLedger,
-        zoho: Callable[[], ZohoApi],
-        send: Callable[[list[tuple[int, str]]], None],
-        mapping: FieldMapping,
-        *,
-        retries: Retries = DEFAULT_RETRIES,
-        also_check: AlsoCheck = lambda zoho, identity: {},
+        self, wiring: Wiring[ZohoLedger], zoho: Callable[[], ZohoApi], also_check: AlsoCheck = lambda api, identity: {}
     ) -> None:
-        super().__init__(store, send, retries)
+        super().__init__(wiring)
         self._zoho = zoho
-        self._mapping = mapping
+        self._writes = Writes(wiring.store, wiring.mapping)
         self._also_check = also_check  # the Zoho source's own steps (its watch channel) on the same schedule
 
     # ------------------------------------------------------------ a queue's batch
@@ -73,7 +65,7 @@ class ZohoDeliverer(DeliveryFunction[ZohoLedger]):
 
     def attempt(self, deliveries: list[Delivery], work: Work) -> list[Outcome]:
         """One call for up to 100 deliveries of one kind; each settles by its own record's result."""
-        planned = [self._plan(delivery) for delivery in deliveries]
+        planned = [self._writes.plan(delivery) for delivery in deliveries]
         to_send = [record for record in planned if not isinstance(record, Outcome)]
         if not to_send:
             return [p for p in planned if isinstance(p, Outcome)]
@@ -102,61 +94,6 @@ class ZohoDeliverer(DeliveryFunction[ZohoLedger]):
         if action == "grade":
             return zoho.upsert(ZOHO_MODULE_NAMES["grades"], records, [self._mapping.grade_key])
         return zoho.update(ZOHO_MODULE_NAMES["students"], records)
-
-    # ------------------------------------------------------------ what each delivery sends
-
-    def _plan(self, delivery: Delivery) -> dict[str, Any] | Outcome:
-        """The Zoho record a delivery writes, or how it ends without a call."""
-        if delivery.action == "grade":
-            return self._grade(delivery.target_key)
-        if delivery.action == "moodle_user_id":
-            return self._moodle_user_id(delivery.target_key)
-        return Outcome(DeliveryStatus.FAILED, error=f"unknown Zoho action {delivery.action!r}")
-
-    def _grade(self, key: str) -> dict[str, Any] | Outcome:
-        user, item = grade_of(key)
-        grade = self._store.moodle_grade(user, item)
-        if grade is None:
-            return Outcome(DeliveryStatus.FAILED, error=f"Moodle grade {key} is not in the mirror")
-        final, course_id, letter, scale_id = grade
-        student = self._store.student_of_moodle_user(user)
-        if student is None:
-            reason = f"no Zoho student has Moodle user {user} yet"
-            return Outcome(
-                DeliveryStatus.WAITING, error=reason, waiting_on=waits_for_moodle_user(user), attempted=False
-            )
-        zoho_student, name = student
-        course = self._store.course_idnumber(course_id) if course_id is not None else None
-        m = self._mapping
-        return {
-            "Name": f"{name or 'Student'} - grade item {item}"[:120],
-            m.grade_key: key,
-            m.grade_student: {"id": zoho_student},
-            m.grade_course: course or (str(course_id) if course_id is not None else None),
-            m.grade_value: float(final) if final is not None else None,
-            m.grade_letter: letter or self._scale_item(final, scale_id),
-        }
-
-    def _scale_item(self, final: Any, scale_id: int | None) -> str | None:
-        """The scale item a grade on a scale stands for (1 is the scale's first item)."""
-        scale = self._mapping.grade_scale
-        if final is None or scale_id is None or not scale:
-            return None
-        index = round(float(final)) - 1
-        return scale[index] if 0 <= index < len(scale) else None
-
-    def _moodle_user_id(self, zoho_student: str) -> dict[str, Any] | Outcome:
-        found = self._store.student(zoho_student)
-        if found is None or found[2] is None:
-            return Outcome(DeliveryStatus.FAILED, error=f"student {zoho_student} has no Moodle user in the mirror")
-        data, deleted_at, moodle_user = found
-        if deleted_at is not None:  # Zoho would answer INVALID_DATA: nothing to write to
-            return Outcome(
-                DeliveryStatus.CANCELLED, result={"reason": "the student was deleted in Zoho"}, attempted=False
-            )
-        if str(data.get(self._mapping.moodle_user_id) or "") == str(moodle_user):
-            return Outcome(DeliveryStatus.DELIVERED, result={"action": "unchanged"}, attempted=False)
-        return {"id": zoho_student, self._mapping.moodle_user_id: str(moodle_user)}
 
     # ------------------------------------------------------------ the health check
 
@@ -195,11 +132,9 @@ def build_zoho_deliverer(settings: Settings | None = None, also_check: AlsoCheck
     """Wire the Zoho delivery function from the container's settings."""
     settings = settings or load_settings()
     connection = PreparedConnection(connection_params(settings, "zoho-delivery"), settings.db_idle_ping_seconds)
+    retries = Retries.of(settings, settings.zoho_delivery_queue_url, settings.zoho_timeout_seconds)
     return ZohoDeliverer(
-        DeliveryStore(connection),
+        Wiring(DeliveryStore(connection), DeliveryPublisher(settings).send, field_mapping(settings), retries),
         zoho_client(settings, connection),
-        DeliveryPublisher(settings).send,
-        field_mapping(settings),
-        retries=Retries.of(settings, settings.zoho_delivery_queue_url, settings.zoho_timeout_seconds),
         **({"also_check": also_check} if also_check is not None else {}),
     )
