@@ -27,6 +27,7 @@ from devstack.moodle_standin import MoodleStandIn
 from devstack.postgres import create_database, drop_database, start_embedded
 from devstack.server import free_port
 from event_router.contract import MODULES
+from event_router.core.secrets import forget_secrets
 from event_router.observability import logger
 from event_router.operate.migrate import FUNCTION_ROLES, ensure_login, make_engine, upgrade
 from event_router.store.schema import metadata
@@ -206,14 +207,12 @@ def queues(sqs: Any) -> Queues:
 
 @pytest.fixture
 def secrets_manager(sqs_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Secrets Manager (moto's server) for the functions loaded in this test. Powertools keeps one
-    client per process, made on first use: it is dropped, so the next one sees this endpoint."""
-    from aws_lambda_powertools.utilities.parameters.base import DEFAULT_PROVIDERS
-
+    """Secrets Manager (moto's server) for the functions loaded in this test; the secrets a function
+    kept and its clients are dropped, so the next read sees this endpoint."""
     monkeypatch.setenv("AWS_ENDPOINT_URL_SECRETS_MANAGER", sqs_endpoint)
-    DEFAULT_PROVIDERS.clear()
+    forget_secrets()
     yield boto3.client("secretsmanager", endpoint_url=sqs_endpoint, region_name="eu-west-2")
-    DEFAULT_PROVIDERS.clear()
+    forget_secrets()
 
 
 class LogCapture:

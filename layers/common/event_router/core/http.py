@@ -15,7 +15,10 @@ from typing import Any
 
 import urllib3
 
+from event_router.core.lifecycle import after_restore
+
 _POOL = urllib3.PoolManager(maxsize=4)
+after_restore(_POOL.clear)  # a restored container opens its own connections (core/lifecycle.py)
 
 
 class Unreachable(Exception):

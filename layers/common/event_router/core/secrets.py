@@ -1,33 +1,65 @@
 """Reading a secret from AWS Secrets Manager, the one way every function does it.
 
-Powertools caches each secret for ``max_age`` seconds, so a rotated or corrected secret takes effect
-within that time and without a deploy, and a warm container does not call Secrets Manager on every
-request. Powertools is imported on first use: a function configured without secrets never pays for
-the import.
+Each secret is kept for ``max_age`` seconds (``SECRETS_MAX_AGE``), so a rotated or corrected secret
+takes effect within that time and without a deploy, and a warm container does not call Secrets
+Manager on every request. The client is botocore's, made on first use: Powertools' parameters
+utility would import boto3 on top of botocore, a tenth of a second of every cold start for a cache
+of a few lines (docs/decisions.md, "Secrets through botocore").
 """
 
 from __future__ import annotations
 
 import json
+import os
+import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
+from event_router.core.lifecycle import after_restore
 from event_router.errors import Refusal
+
+_KEPT: dict[str, tuple[str, float]] = {}  # secret ARN → (its text, when it was read)
+_CLIENTS: dict[tuple[str | None, str | None], Any] = {}  # (endpoint, region) → a Secrets Manager client
+_LOCK = threading.Lock()
 
 
 class SecretUnavailable(Exception):
     """Secrets Manager did not give the secret; the message names only the kind of failure."""
 
 
-def read_secret(arn: str, max_age: int) -> str:
-    """The text of the secret ``arn`` (cached for ``max_age`` seconds)."""
-    from aws_lambda_powertools.utilities import parameters  # noqa: PLC0415 - only where a secret is used
+@after_restore
+def forget_secrets() -> None:
+    """Read every secret afresh (a container restored from a snapshot: it may have been rotated since)."""
+    with _LOCK:
+        _KEPT.clear()
+        _CLIENTS.clear()
 
+
+def _client() -> Any:
+    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
+    key = (os.environ.get("AWS_ENDPOINT_URL_SECRETS_MANAGER") or os.environ.get("AWS_ENDPOINT_URL"), region)
+    with _LOCK:
+        if key not in _CLIENTS:
+            from botocore.session import get_session  # noqa: PLC0415 - only functions that read a secret
+
+            _CLIENTS[key] = get_session().create_client("secretsmanager", region_name=region)
+        return _CLIENTS[key]
+
+
+def read_secret(arn: str, max_age: int) -> str:
+    """The text of the secret ``arn`` (kept for ``max_age`` seconds)."""
+    now = time.monotonic()
+    kept = _KEPT.get(arn)
+    if kept is not None and now - kept[1] < max_age:
+        return kept[0]
     try:
-        raw = parameters.get_secret(arn, max_age=max_age)
+        answer = _client().get_secret_value(SecretId=arn)
+        text = answer["SecretString"] if "SecretString" in answer else answer["SecretBinary"].decode()
     except Exception as error:  # noqa: BLE001 - whatever the cause, the secret is out of reach
         raise SecretUnavailable(type(error).__name__) from None
-    return raw.decode() if isinstance(raw, bytes) else str(raw)
+    _KEPT[arn] = (str(text), now)
+    return str(text)
 
 
 def connector_secret(

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import ssl
 import threading
+import weakref
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -24,6 +25,7 @@ from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
 
 import pg8000.native
 
+from event_router.core.lifecycle import after_restore, before_snapshot
 from event_router.core.secrets import json_secret
 from event_router.errors import DataRejected, StorageUnavailable
 from event_router.settings import Settings
@@ -139,6 +141,21 @@ DRIVER_ERRORS: tuple[type[Exception], ...] = (pg8000.native.Error, OSError)
 DATA_ERROR_CLASSES = ("22", "23")
 
 
+_CONNECTIONS: weakref.WeakSet[PreparedConnection] = weakref.WeakSet()
+
+
+@before_snapshot
+def _close_connections() -> None:
+    for connection in list(_CONNECTIONS):
+        connection.close()
+
+
+@after_restore
+def _forget_connections() -> None:
+    for connection in list(_CONNECTIONS):
+        connection.forget()
+
+
 class PreparedConnection:
     """One connection per container (per thread, where a local server runs several).
 
@@ -151,6 +168,12 @@ class PreparedConnection:
     def __init__(self, params: ParamsProvider, idle_ping_seconds: float = 30.0) -> None:
         self._params = params
         self._idle_ping_seconds = idle_ping_seconds
+        self._local = threading.local()
+        _CONNECTIONS.add(self)
+
+    def forget(self) -> None:
+        """Start afresh: every connection of this object is dropped unopened (a container restored
+        from a snapshot must not reuse a socket the snapshot held)."""
         self._local = threading.local()
 
     def run(self, sql: str, **params: Any) -> list[list[Any]]:

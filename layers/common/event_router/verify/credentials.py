@@ -13,6 +13,7 @@ import json
 from typing import Any, Protocol
 
 from event_router.contract import Source
+from event_router.core.lifecycle import after_restore
 from event_router.core.secrets import SecretUnavailable, read_secret
 from event_router.errors import CredentialsUnavailable
 from event_router.observability import logger
@@ -42,6 +43,11 @@ class SecretsManagerCredentials:
         self._max_age = max_age
         self._last_raw: str | bytes | None = None
         self._last_good: WebhookCredentials | None = None
+        after_restore(self.forget)
+
+    def forget(self) -> None:
+        """Keep nothing read before a snapshot: a restored container reads the secret afresh."""
+        self._last_raw, self._last_good = None, None
 
     def current(self) -> WebhookCredentials:
         try:
