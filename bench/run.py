@@ -19,7 +19,7 @@ from bench.delivery import (
     zoho_calls_per_1000_grades,
 )
 from bench.first_day import first_day_import
-from bench.growth import health_flood, stats_growth
+from bench.growth import health_flood, stats_busy_day, stats_growth
 from bench.harness import Row, harness
 from bench.hot_path import erasure_register_cost, processor_throughput, proxy_statements, round_trips, verifier_warm
 from bench.load import burst
@@ -47,6 +47,8 @@ def main(argv: list[str]) -> None:
         if not only or "growth" in only:
             rows += health_flood(h)
             rows += stats_growth(h)
+        if not only or "busyday" in only:
+            rows += stats_busy_day(h)
         if not only or "delivery" in only:
             rows += moodle_calls_and_rate(h)
             rows += webhook_to_moodle_lag(h)
@@ -54,8 +56,8 @@ def main(argv: list[str]) -> None:
             rows += webhook_to_zoho_lag(h)
         if not only or "firstday" in only:
             rows += first_day_import(h)
-    if not only or "coldstart" in only:
-        rows += cold_start()
+        if not only or "coldstart" in only:
+            rows += cold_start(h)
     if not only or "sizes" in only:
         rows += package_sizes()
     width = max(len(r[0]) for r in rows)

@@ -188,3 +188,83 @@ def test_stats_totals_equal_the_log_after_a_mixed_concurrent_burst(
     after_replay = assert_totals_equal_the_log()
     assert after_replay.get("replayed", 0) == after_burst["failed"]
     assert "failed" not in after_replay
+
+
+INSERT_SQL = """
+INSERT INTO integration_events_log (event_id, source, module, event_type, record_id, payload, status, received_at,
+                                    processing_ms)
+SELECT 'rollup-' || i, 'zoho', 'students', 'update', 'r' || i, '{}', 'queued',
+       now() - make_interval(mins => i * 7), CASE WHEN i % 5 = 0 THEN NULL ELSE (i * 37) % 4000 END
+FROM generate_series(1, 200) AS i"""
+WRITES = (  # every kind of write the log sees, each a statement of its own
+    "UPDATE integration_events_log SET status = 'completed' WHERE event_id LIKE 'rollup-%' AND id % 3 = 0",
+    "UPDATE integration_events_log SET status = 'failed', processing_ms = 5 WHERE id % 7 = 0",
+    "UPDATE integration_events_log SET processing_ms = NULL WHERE id % 11 = 0",
+    "UPDATE integration_events_log SET received_at = now() - interval '3 days' WHERE id % 13 = 0",
+    "DELETE FROM integration_events_log WHERE id % 17 = 0",
+)
+DAY = "received_at >= date_trunc('minute', now() - interval '24 hours')"
+
+
+def test_the_days_rollups_equal_the_log_after_every_kind_of_write(db: Engine) -> None:
+    with db.begin() as connection:
+        connection.execute(text(INSERT_SQL))
+    for write in WRITES:
+        with db.begin() as connection:
+            connection.execute(text(write))
+
+    with db.connect() as connection:
+        from_log = connection.execute(
+            text(
+                "SELECT status, count(*), count(processing_ms), coalesce(sum(processing_ms), 0)"
+                f" FROM integration_events_log WHERE {DAY} GROUP BY status"
+            )
+        ).all()
+        from_rollups = connection.execute(
+            text(
+                "SELECT status, sum(n), sum(ms_n), sum(ms_sum) FROM event_minutes"
+                " WHERE minute >= date_trunc('minute', now() - interval '24 hours') GROUP BY status HAVING sum(n) <> 0"
+            )
+        ).all()
+        histogram_log = connection.execute(
+            text(
+                "SELECT LEAST(63, FLOOR(4 * LOG(2, processing_ms + 1))) AS b, count(*) FROM integration_events_log"
+                " WHERE processing_ms IS NOT NULL GROUP BY b"
+            )
+        ).all()
+        histogram_rollups = connection.execute(
+            text("SELECT bucket, sum(n) FROM event_ms_hours GROUP BY bucket HAVING sum(n) <> 0")
+        ).all()
+
+    assert sorted(map(tuple, from_rollups)) == sorted((s, n, t, int(m)) for s, n, t, m in from_log)
+    assert sorted((int(b), int(n)) for b, n in histogram_rollups) == sorted((int(b), int(n)) for b, n in histogram_log)
+
+
+def test_stats_reads_the_days_figures_from_the_rollups(load: Callable[..., Invoke], db: Engine) -> None:
+    with db.begin() as connection:
+        connection.execute(text(INSERT_SQL))
+        exact = connection.execute(
+            text(
+                "SELECT count(*), avg(processing_ms), percentile_cont(0.95) WITHIN GROUP (ORDER BY processing_ms)"
+                f" FROM integration_events_log WHERE {DAY}"
+            )
+        ).one()
+
+    stats = body(load("MonitorFunction")(STATS))
+
+    assert stats["last_24h"] == {"total": exact[0], "by_status": {"queued": exact[0]}}
+    assert stats["processing_ms"]["avg"] == round(float(exact[1]), 1)
+    assert abs(stats["processing_ms"]["p95"] - exact[2]) <= 0.19 * exact[2]  # a histogram's precision
+
+
+def test_the_sweep_deletes_the_rollups_older_than_two_days(load: Callable[..., Invoke], db: Engine) -> None:
+    with db.begin() as connection:
+        connection.execute(text(INSERT_SQL))
+        connection.execute(text("UPDATE integration_events_log SET received_at = received_at - interval '3 days'"))
+    old = "SELECT count(*) FROM event_minutes WHERE minute < now() - interval '2 days' AND n <> 0"
+    assert scalar(db, old) > 0
+
+    load("ReplayFunction")({"mode": "sweep"})
+
+    assert scalar(db, "SELECT count(*) FROM event_minutes WHERE minute < now() - interval '2 days'") == 0
+    assert scalar(db, "SELECT count(*) FROM event_ms_hours WHERE hour < now() - interval '2 days'") == 0

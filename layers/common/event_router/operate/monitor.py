@@ -102,8 +102,8 @@ class Monitor:
                 "p95": round(float(facts["p95_ms"]), 1) if facts["p95_ms"] is not None else None,
             },
             "dlq_depth": self._dead_letters.depth(),
-            # How current the figures are: the totals are kept by the writes themselves, the day's
-            # figures read from the log, both as of this instant.
+            # How current the figures are: the totals and the day's rollups are kept by the writes
+            # themselves, in the transactions that write the log: as of this instant.
             "freshness": {"as_of": facts["now"].isoformat(), "totals": "live", "last_24h": "live"},
             "deliveries": {
                 "total": sum(deliveries["by"]["status"].values()),

@@ -1,6 +1,7 @@
 """Retention (docs/operate.md, "Student data: retention, erasure, export"): what the sweep deletes as
-it ages — settled payloads older than ``PAYLOAD_RETENTION_DAYS`` become tombstones, and counts of
-refused requests older than ``REJECTION_RETENTION_DAYS`` are deleted.
+it ages — settled payloads older than ``PAYLOAD_RETENTION_DAYS`` become tombstones, counts of
+refused requests older than ``REJECTION_RETENTION_DAYS`` are deleted, and so are the day's rollups
+older than two days.
 """
 
 from __future__ import annotations
@@ -24,6 +25,10 @@ class Retention:
 
     def delete_old_rejections(self, dry_run: bool) -> int:
         return self.log.delete_rejections_older_than(self.rejection_days, dry_run=dry_run)
+
+    def delete_old_rollups(self) -> int:
+        """The day's figures older than two days (``/stats`` reads the last one)."""
+        return self.log.delete_old_rollups()
 
     def redact_old_payloads(self) -> int:
         """Settled payloads past their retention, each batch its own short transaction."""

@@ -38,4 +38,5 @@ class Sweep:
         result.rejections_deleted = self.retention.delete_old_rejections(request.dry_run)
         if not request.dry_run:
             result.payloads_redacted = self.retention.redact_old_payloads()
+            self.retention.delete_old_rollups()
         return result
