@@ -298,25 +298,22 @@ def _counter(name: str, *keys: str) -> Table:
 
 
 event_counts = _counter("event_counts", "source", "module", "status")
-# The day's figures by minute and by hour, kept by triggers (migration 0014), in shards summed when read.
-event_minutes = Table(
-    "event_minutes",
-    metadata,
-    Column("minute", DateTime(timezone=True), primary_key=True),
-    Column("status", Text, primary_key=True),
-    Column("shard", SmallInteger, primary_key=True),
-    Column("n", BigInteger, nullable=False),
-    Column("ms_n", BigInteger, nullable=False),
-    Column("ms_sum", BigInteger, nullable=False),
-)
-event_ms_hours = Table(
-    "event_ms_hours",
-    metadata,
-    Column("hour", DateTime(timezone=True), primary_key=True),
-    Column("bucket", SmallInteger, primary_key=True),
-    Column("shard", SmallInteger, primary_key=True),
-    Column("n", BigInteger, nullable=False),
-)
+
+
+def _rollup(name: str, period: str, key: Column[Any], *sums: str) -> Table:
+    """The day's figures by ``period`` and ``key``, kept by triggers (migration 0014), in shards."""
+    return Table(
+        name,
+        metadata,
+        Column(period, DateTime(timezone=True), primary_key=True),
+        key,
+        Column("shard", SmallInteger, primary_key=True),
+        *(Column(total, BigInteger, nullable=False) for total in ("n", *sums)),
+    )
+
+
+event_minutes = _rollup("event_minutes", "minute", Column("status", Text, primary_key=True), "ms_n", "ms_sum")
+event_ms_hours = _rollup("event_ms_hours", "hour", Column("bucket", SmallInteger, primary_key=True))
 delivery_counts = _counter("delivery_counts", "destination", "status")
 Index(
     "ix_integration_events_log_failed_updated_at",

@@ -45,6 +45,10 @@ ROLLUPS = {
         "n",
     ),
 }
+TABLES = {  # table → (period column, key column, its type, the sums besides the count)
+    "event_minutes": ("minute", "status", sa.Text, ("ms_n", "ms_sum")),
+    "event_ms_hours": ("hour", "bucket", sa.SmallInteger, ()),
+}
 TRANSITIONS = {
     "insert": ("SELECT *, 1 AS d FROM inserted", "REFERENCING NEW TABLE AS inserted"),
     "update": (
@@ -70,24 +74,15 @@ def _upsert(table: str, rows: str) -> str:
 
 
 def upgrade() -> None:
-    op.create_table(
-        "event_minutes",
-        sa.Column("minute", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("status", sa.Text, nullable=False),
-        sa.Column("shard", sa.SmallInteger, nullable=False),
-        sa.Column("n", sa.BigInteger, nullable=False),
-        sa.Column("ms_n", sa.BigInteger, nullable=False),
-        sa.Column("ms_sum", sa.BigInteger, nullable=False),
-        sa.PrimaryKeyConstraint("minute", "status", "shard", name="pk_event_minutes"),
-    )
-    op.create_table(
-        "event_ms_hours",
-        sa.Column("hour", sa.DateTime(timezone=True), nullable=False),
-        sa.Column("bucket", sa.SmallInteger, nullable=False),
-        sa.Column("shard", sa.SmallInteger, nullable=False),
-        sa.Column("n", sa.BigInteger, nullable=False),
-        sa.PrimaryKeyConstraint("hour", "bucket", "shard", name="pk_event_ms_hours"),
-    )
+    for table, (period, key, key_type, sums) in TABLES.items():
+        op.create_table(
+            table,
+            sa.Column(period, sa.DateTime(timezone=True), nullable=False),
+            sa.Column(key, key_type, nullable=False),
+            sa.Column("shard", sa.SmallInteger, nullable=False),
+            *(sa.Column(total, sa.BigInteger, nullable=False) for total in ("n", *sums)),
+            sa.PrimaryKeyConstraint(period, key, "shard", name=f"pk_{table}"),
+        )
     for operation, (rows, transition) in TRANSITIONS.items():
         function = f"event_rollups_on_{operation}"
         body = ";".join(_upsert(table, rows) for table in ROLLUPS)
