@@ -1,7 +1,11 @@
-"""What every delivery function shares, whatever its destination: an SQS batch in and the partial
-batch response out (or, from the schedule, a health check); a delivery that is to be retried comes
-back after the back-off, and on its last receive is ``dead_lettered``; a destination that refuses
-the router's credentials is paused, and resumed by the first health check it passes.
+"""What every delivery function shares, whatever its destination (docs/decisions.md, "One destination
+skeleton"): an SQS batch in and the partial batch response out, or from the schedule a health check.
+A batch is parsed, its open deliveries parked while the destination is paused, their targets locked,
+those a newer delivery replaces superseded, the rest attempted by the destination and settled, every
+step counted under the same metrics; near the invocation's deadline the rest is handed back untried.
+A delivery to retry comes back after the back-off, and on its last receive is ``dead_lettered``; a
+destination that refuses the router's credentials is paused, and resumed by the first health check it
+passes. The stores and clients are reached through ports (``ports.py``).
 """
 
 from __future__ import annotations

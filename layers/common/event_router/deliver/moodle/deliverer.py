@@ -1,19 +1,18 @@
-"""The delivery functions (docs/connect-moodle.md): take deliveries off a destination's queue and make the
-destination match what the mirror holds.
+"""The Moodle delivery (docs/connect-moodle.md): a student's managed Moodle account, and their enrolments,
+made to match what the mirror holds, through the steps every destination shares (``skeleton.py``).
 
-For each delivery of a batch, one at a time per target (an advisory lock): skip it when it is done
-or a newer one for the same target is still to do; while the destination is paused, park it; else
-read the mirror, call the destination, and settle it:
+Each delivery ends:
 
 - ``delivered``, with what was done;
 - ``waiting`` when something must happen first (an enrolment whose student has no Moodle user
   yet): the student's delivery wakes it;
+- ``conflict`` when the account is not one the router may change (``rules.py``);
 - ``failed`` when the data cannot work (Moodle's message is kept); replayable once fixed;
-- ``paused`` when the destination is misconfigured (a wrong token, a missing permission): the
-  destination stops taking deliveries, an alarm fires, nothing is dead-lettered, and the health
-  check that runs every minute resumes it once Moodle answers again;
-- retried (SQS delivers the message again, spaced out by the back-off) when the destination is
-  unreachable or unwell; after the last receive, ``dead_lettered``.
+- ``paused`` when Moodle refuses the router's token or permissions: deliveries stop, an alarm fires,
+  nothing is dead-lettered, and the health check that runs every minute resumes them once Moodle
+  answers again;
+- retried (SQS delivers the message again, spaced out by the back-off) when Moodle is unreachable or
+  unwell; after the last receive, ``dead_lettered``.
 """
 
 from __future__ import annotations
