@@ -11,7 +11,8 @@ from typing import Any
 from bench.events import event_of, log_as_verified, pg, sqs_batch, student_webhook, verifier_log
 from bench.harness import Harness, RoundTrips, Row, median, percentile, quiet, say, verdict
 from devstack.invoke import environment
-from event_router.queues import message_attributes, sqs_client
+from event_router.core.aws import sqs_client
+from event_router.queues import message_attributes
 from event_router.settings import Settings
 from event_router.store.eventlog import MARK_QUEUED_SQL, RECORD_SQL, record_params
 

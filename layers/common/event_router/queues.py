@@ -8,35 +8,16 @@ Postgres-down path of docs/api.md). Bodies are capped at 256 KiB, so a message
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
-from botocore.session import get_session
 
 from event_router.contract import Module
 from event_router.errors import QueueUnavailable
 from event_router.messages import EventMessage
 from event_router.observability import logger
-from event_router.settings import Settings
-
-
-def sqs_client(settings: Settings) -> Any:
-    """An SQS client that gives up within a few seconds, so a webhook sender is answered in time."""
-    config = Config(
-        connect_timeout=settings.sqs_connect_timeout,
-        read_timeout=settings.sqs_read_timeout,
-        retries={"max_attempts": settings.sqs_max_attempts, "mode": "standard"},
-    )
-    # botocore's own client (boto3 wraps the same one, and would cost the cold start its import).
-    return get_session().create_client("sqs", region_name=_region(), config=config)
-
-
-def _region() -> str | None:
-    return os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
 
 
 def message_attributes(event: EventMessage) -> dict[str, dict[str, str]]:

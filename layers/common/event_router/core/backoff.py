@@ -73,8 +73,8 @@ class VisibilityBackoff:
         if not records:
             return
         if self.client is None:
-            # Imported here: boto3 would add a third of a second to every processor's cold start.
-            from event_router.queues import sqs_client  # noqa: PLC0415
+            # Imported here: the AWS client's modules are left out of the cold start until a retry needs them.
+            from event_router.core.aws import sqs_client  # noqa: PLC0415
 
             self.client = sqs_client(self.settings)
         entries = [

@@ -2,7 +2,7 @@
 
 Each secret is kept for ``max_age`` seconds (``SECRETS_MAX_AGE``), so a rotated or corrected secret
 takes effect within that time and without a deploy, and a warm container does not call Secrets
-Manager on every request. The client is botocore's, made on first use: Powertools' parameters
+Manager on every request. The client is botocore's (``aws.py``), made on first use: Powertools' parameters
 utility would import boto3 on top of botocore, a tenth of a second of every cold start for a cache
 of a few lines (docs/decisions.md, "Secrets through botocore").
 """
@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from event_router.core import aws
 from event_router.core.lifecycle import after_restore
 from event_router.errors import Refusal
 
@@ -37,13 +38,11 @@ def forget_secrets() -> None:
 
 
 def _client() -> Any:
-    region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION")
-    key = (os.environ.get("AWS_ENDPOINT_URL_SECRETS_MANAGER") or os.environ.get("AWS_ENDPOINT_URL"), region)
+    """The Secrets Manager client of the endpoint configured now (tests point it at a stand-in)."""
+    key = (os.environ.get("AWS_ENDPOINT_URL_SECRETS_MANAGER") or os.environ.get("AWS_ENDPOINT_URL"), aws.region())
     with _LOCK:
         if key not in _CLIENTS:
-            from botocore.session import get_session  # noqa: PLC0415 - only functions that read a secret
-
-            _CLIENTS[key] = get_session().create_client("secretsmanager", region_name=region)
+            _CLIENTS[key] = aws.client("secretsmanager")
         return _CLIENTS[key]
 
 

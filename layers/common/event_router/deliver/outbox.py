@@ -56,8 +56,8 @@ class DeliveryPublisher:
         if not by_queue:
             return
         if self._client is None:
-            # Imported here: boto3 would add a third of a second to every processor's cold start.
-            from event_router.queues import sqs_client  # noqa: PLC0415
+            # Imported here: the AWS client's modules are left out of the cold start until a delivery is sent.
+            from event_router.core.aws import sqs_client  # noqa: PLC0415
 
             self._client = sqs_client(self._settings)
         for url, messages in by_queue.items():

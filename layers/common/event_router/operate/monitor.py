@@ -15,9 +15,10 @@ from datetime import datetime
 from typing import Any
 
 from event_router.contract import Module
+from event_router.core.aws import sqs_client
 from event_router.errors import StorageUnavailable
 from event_router.observability import logger
-from event_router.queues import DeadLetterQueue, queues_answer, sqs_client
+from event_router.queues import DeadLetterQueue, queues_answer
 from event_router.settings import Settings, load_settings
 from event_router.store.connection import PreparedConnection, connection_params
 from event_router.store.operations import EventLogOperations

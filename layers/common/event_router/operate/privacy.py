@@ -24,6 +24,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from event_router.core.aws import sqs_client
 from event_router.core.problems import problems
 from event_router.deliver.outbox import DeliveryMessage
 from event_router.erasure import ErasureKey, Identity, erasure_key, row_identities
@@ -34,7 +35,7 @@ from event_router.observability import logger
 from event_router.process.batch import read_event
 from event_router.process.processor import RULES
 from event_router.process.rules import MirrorWrite
-from event_router.queues import DeadLetterQueue, sqs_client
+from event_router.queues import DeadLetterQueue
 from event_router.settings import Settings, load_settings
 from event_router.store.connection import PreparedConnection, connection_params
 from event_router.store.privacy import PrivacyStore, Student

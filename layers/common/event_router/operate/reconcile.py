@@ -605,11 +605,12 @@ def grade_event(user: int, course: int, item: dict[str, Any]) -> EventMessage:
 
 def build_reconciler(settings: Settings | None = None) -> Reconciler:
     """Wire the reconciliation from the container's settings."""
+    from event_router.core.aws import sqs_client  # noqa: PLC0415
     from event_router.deliver.moodle.client import moodle_client  # noqa: PLC0415 - the Moodle connector's
     from event_router.deliver.moodle.rules import account_policy  # noqa: PLC0415
     from event_router.deliver.outbox import DeliveryPublisher  # noqa: PLC0415
     from event_router.deliver.zoho.client import zoho_client  # noqa: PLC0415
-    from event_router.queues import SqsPublisher, sqs_client  # noqa: PLC0415
+    from event_router.queues import SqsPublisher  # noqa: PLC0415
 
     settings = settings or load_settings()
     connection = PreparedConnection(connection_params(settings, "reconcile"), settings.db_idle_ping_seconds)

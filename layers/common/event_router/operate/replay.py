@@ -14,6 +14,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from event_router.core.aws import sqs_client
 from event_router.core.problems import problems
 from event_router.deliver.outbox import DeliveryMessage, DeliveryPublisher
 from event_router.errors import QueueUnavailable, StorageUnavailable
@@ -23,7 +24,7 @@ from event_router.operate.requeue import DEFAULT_STATUSES, ReplayRequest, Replay
 from event_router.operate.retention import Retention
 from event_router.operate.sweep import Sweep
 from event_router.process.batch import read_event
-from event_router.queues import DeadLetterQueue, SqsPublisher, sqs_client
+from event_router.queues import DeadLetterQueue, SqsPublisher
 from event_router.settings import Settings, load_settings
 from event_router.store.connection import PreparedConnection, connection_params
 from event_router.store.deliveries import DeliveryStore

@@ -16,6 +16,7 @@ from time import monotonic
 from typing import Any, Protocol
 
 from event_router.contract import WEBHOOK_ROUTES, ZOHO_NOTIFY_ROUTE, Route, Source, modules_of
+from event_router.core.aws import sqs_client
 from event_router.derived import channel_token
 from event_router.errors import (
     DataRejected,
@@ -30,7 +31,7 @@ from event_router.errors import (
 )
 from event_router.messages import EventMessage
 from event_router.observability import Metric, count, logger
-from event_router.queues import SqsPublisher, sqs_client
+from event_router.queues import SqsPublisher
 from event_router.settings import Settings, load_settings
 from event_router.store.connection import connection_params
 from event_router.store.eventlog import PgEventLog
