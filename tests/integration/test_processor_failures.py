@@ -156,7 +156,7 @@ def test_an_unexpected_error_in_one_event_fails_that_event_only(
         send(zoho("student", record_id, "insert", T1, Name=f"Student {record_id}"))
     real_plan = students_rule.plan
 
-    def plan(event: Any) -> Any:
+    def plan(event: Any, mapping: Any = None) -> Any:
         if event.record_id == "BOOM":
             raise KeyError("a bug in a sync rule")
         return real_plan(event)

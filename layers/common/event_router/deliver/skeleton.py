@@ -226,14 +226,11 @@ class DeliveryFunction[L: Ledger]:
         """Record how a delivery ended; one to retry stays ``pending`` for the back-off, or on its
         last receive is ``dead_lettered``."""
         if outcome.status == DeliveryStatus.PENDING:
-            retries = self._retries
-            last = receive_count(record) >= retries.max_receive_count
+            received, retries = receive_count(record), self._retries
             outcome = Outcome(
-                DeliveryStatus.DEAD_LETTERED if last else DeliveryStatus.PENDING,
+                DeliveryStatus.DEAD_LETTERED if received >= retries.max_receive_count else DeliveryStatus.PENDING,
                 error=outcome.error,
-                retry_in=retry_delay(
-                    receive_count(record), self._retries.retry_base_seconds, self._retries.retry_max_seconds
-                ),
+                retry_in=retry_delay(received, retries.retry_base_seconds, retries.retry_max_seconds),
             )
             work.retry.append(record)
         self._store.settle(delivery, outcome)
@@ -243,8 +240,9 @@ class DeliveryFunction[L: Ledger]:
     def paused_outcome(self) -> Outcome | None:
         """While the destination is paused, how a delivery ends without being tried."""
         reason = self._store.paused(self.destination)
-        if reason is None:
-            return None
+        return self._parked(reason) if reason is not None else None
+
+    def _parked(self, reason: str) -> Outcome:
         return Outcome(
             DeliveryStatus.PAUSED, error=f"{self.destination.capitalize()} is paused ({reason})", attempted=False
         )
@@ -254,9 +252,7 @@ class DeliveryFunction[L: Ledger]:
         anything else fails the delivery with the destination's message."""
         if kind == "configuration":
             self.pause(code)
-            return Outcome(
-                DeliveryStatus.PAUSED, error=f"{self.destination.capitalize()} is paused ({code})", attempted=False
-            )
+            return self._parked(code)
         if kind == "transient":
             return Outcome(DeliveryStatus.PENDING, error=str(error))
         return Outcome(DeliveryStatus.FAILED, error=str(error))

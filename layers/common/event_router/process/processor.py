@@ -83,8 +83,7 @@ class ModuleProcessor:
     ) -> None:
         self.module = module
         self.store = store
-        # The college's Zoho field names, when FIELD_MAPPING renames any; the guide's otherwise.
-        self.plan = RULES[module] if mapping is None else partial(RULES[module], mapping=mapping)
+        self.plan = partial(RULES[module], mapping=mapping)  # the college's Zoho field names
         self.max_receive_count = max_receive_count
         self.backoff = backoff or NoBackoff()
         self.deliveries = deliveries or NoDeliveries()
@@ -125,12 +124,13 @@ def build_processor(settings: Settings | None = None) -> ModuleProcessor:
     queue_url = settings.queue_urls().get(settings.module)
     backoff = queue_backoff(queue_url, settings)
     identity = RouterIdentity(DeliveryStore(connection))
-    mapping = field_mapping(settings)
+    # The college's Zoho field names, when FIELD_MAPPING renames any (None: the rules use the guide's).
+    mapping = field_mapping(settings) if settings.field_mapping else None
     records = None
     if settings.zoho_configured():  # the client loads urllib3: only a processor that reads Zoho pays for it
         from event_router.deliver.zoho.client import zoho_client  # noqa: PLC0415
 
-        records = ZohoRecords(zoho_client(settings, connection), mapping)
+        records = ZohoRecords(zoho_client(settings, connection), mapping or field_mapping(settings))
     return ModuleProcessor(
         settings.module,
         MirrorStore(connection),
@@ -140,5 +140,5 @@ def build_processor(settings: Settings | None = None) -> ModuleProcessor:
         identity.current,
         records,
         lambda: erasure_key(settings),
-        mapping if settings.field_mapping else None,
+        mapping,
     )

@@ -147,7 +147,7 @@ _CONNECTIONS: weakref.WeakSet[PreparedConnection] = weakref.WeakSet()
 @before_snapshot
 def _close_connections() -> None:
     for connection in list(_CONNECTIONS):
-        connection.close()
+        connection.close_all()
 
 
 @after_restore
@@ -169,12 +169,21 @@ class PreparedConnection:
         self._params = params
         self._idle_ping_seconds = idle_ping_seconds
         self._local = threading.local()
+        self._opened: weakref.WeakSet[pg8000.native.Connection] = weakref.WeakSet()  # every thread's
         _CONNECTIONS.add(self)
 
     def forget(self) -> None:
         """Start afresh: every connection of this object is dropped unopened (a container restored
         from a snapshot must not reuse a socket the snapshot held)."""
         self._local = threading.local()
+        self._opened = weakref.WeakSet()
+
+    def close_all(self) -> None:
+        """Close the connections of every thread (before a snapshot, which must hold no socket)."""
+        for connection in list(self._opened):
+            with contextlib.suppress(*DRIVER_ERRORS):
+                connection.close()
+        self.forget()
 
     def run(self, sql: str, **params: Any) -> list[list[Any]]:
         """Execute ``sql`` (``:name`` parameters) as a prepared statement; its rows."""
@@ -224,6 +233,7 @@ class PreparedConnection:
         if connection is None:
             connection = local.connection = pg8000.native.Connection(**self._params())
             local.statements = {}
+            self._opened.add(connection)
         statement = local.statements.get(sql)
         if statement is None:
             statement = local.statements[sql] = connection.prepare(sql)
