@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import ssl
 from typing import Any
 
@@ -14,6 +15,7 @@ from pydantic import ValidationError
 
 from event_router.errors import CredentialsUnavailable
 from event_router.settings import Settings
+from event_router.store import connection
 from event_router.store.connection import connect_params, connection_params, describe_error
 from event_router.verify.credentials import SecretsManagerCredentials, credentials_for, parse_secret
 from event_router.verify.signatures import WebhookCredentials
@@ -44,6 +46,30 @@ def test_database_url_with_a_socket_directory_connects_through_the_socket() -> N
 
     assert result["unix_sock"] == "/run/pg/.s.PGSQL.5433"
     assert "host" not in result
+
+
+def test_a_tcp_connection_sends_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Nagle's algorithm off, as libpq has it: with it on, a statement larger than pg8000's write
+    buffer waited 40 ms for the server's delayed acknowledgement (a batch of 100 events: 100 ms)."""
+    opened: list[dict[str, Any]] = []
+    monkeypatch.setattr(connection.pg8000.native, "Connection", lambda **kw: opened.append(kw) or kw["sock"])
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        sock = connection.open_connection(params(f"postgresql://router@127.0.0.1:{port}/events"))
+        with sock:
+            assert sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY) != 0
+            assert sock.getsockopt(socket.SOL_SOCKET, socket.SO_KEEPALIVE) != 0
+            assert sock.getpeername() == ("127.0.0.1", port)
+    assert opened[0]["host"] == "127.0.0.1"  # still there: it names the server TLS checks
+    assert opened[0]["user"] == "router"
+
+
+def test_a_unix_socket_connection_is_left_to_pg8000(monkeypatch: pytest.MonkeyPatch) -> None:
+    opened: list[dict[str, Any]] = []
+    monkeypatch.setattr(connection.pg8000.native, "Connection", lambda **kw: opened.append(kw))
+    connection.open_connection(params("postgresql://postgres@/postgres?host=/run/pg"))
+    assert opened[0]["unix_sock"] == "/run/pg/.s.PGSQL.5432"
+    assert "sock" not in opened[0]
 
 
 @pytest.mark.parametrize("scheme", ["postgresql", "postgres", "postgresql+pg8000"])
