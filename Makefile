@@ -15,7 +15,7 @@ export AWS_REGION ?= eu-west-2
 export AWS_DEFAULT_REGION ?= $(AWS_REGION)
 export SAM_CLI_TELEMETRY := 0
 
-.PHONY: help install dev invoke send replay privacy reconcile test lint format validate build bench deploy migrate generate clean
+.PHONY: help install dev invoke send replay privacy reconcile test test-browser lint format validate build bench deploy migrate generate clean
 
 help: ## list the commands
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -60,6 +60,10 @@ reconcile: $(VENV)/.installed ## import and reconcile on the running stack: ARGS
 
 test: $(VENV)/.installed ## run the test suite (embedded Postgres unless TEST_DATABASE_URL is set)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+test-browser: $(VENV)/.installed ## the console in Debian's Chromium (installed if missing) against make dev's stack; screenshots into docs/images/console/
+	scripts/install-chromium
+	$(PY) -m pytest -m browser tests/browser $(PYTEST_ARGS)
 
 lint: $(VENV)/.installed $(CHECKOV_VENV)/.installed ## ruff (lint + format check), mypy, the import directions, and Checkov on template.yaml
 	$(VENV)/bin/ruff check .

@@ -165,12 +165,15 @@ class _RequestHandler(BaseHTTPRequestHandler):
             return
         payload = response.get("body") or ""
         raw = base64.b64decode(payload) if response.get("isBase64Encoded") else str(payload).encode()
-        self._respond(int(response.get("statusCode", 200)), response.get("headers") or {}, raw)
+        cookies = response.get("cookies") or []  # payload format 2.0 answers cookies apart
+        self._respond(int(response.get("statusCode", 200)), response.get("headers") or {}, raw, cookies)
 
-    def _respond(self, status: int, headers: dict[str, str], body: bytes) -> None:
+    def _respond(self, status: int, headers: dict[str, str], body: bytes, cookies: list[str] | None = None) -> None:
         self.send_response(status)
         for name, value in headers.items():
             self.send_header(name, value)
+        for cookie in cookies or []:
+            self.send_header("set-cookie", cookie)
         self.send_header("content-length", str(len(body)))
         self.end_headers()
         self.wfile.write(body)

@@ -103,6 +103,10 @@ class LocalStack:
         overrides = {"MoodleUrl": self.moodle_url or "", "ZohoDataCentre": "com", **self.parameter_overrides}
         resolver = Resolver(template, overrides, STACK_NAME)
         resolver.refs["WebhookApi"] = resolver.refs["OperatorApi"] = LOCAL_API
+        # The console's sign-in is Cognito's: locally nobody signs in (CONSOLE_LOGIN=none, below).
+        for kind in ("AWS::Cognito::UserPool", "AWS::Cognito::UserPoolGroup"):
+            for name, resource in resources_of_type(template, kind).items():
+                resolver.refs[name] = resource["Properties"].get("GroupName") or f"eu-west-2_{name}"
         self._create_queues(template, resolver)
         self._create_secrets(template, resolver)
         specs = functions(template)
@@ -248,6 +252,9 @@ class LocalStack:
         public = f"https://{LOCAL_API}.execute-api.eu-west-2.amazonaws.com"
         local = f"http://127.0.0.1:{self.port}"
         variables = {k: v.replace(f"{public}/live", local).replace(public, local) for k, v in variables.items()}
+        # The console is served on 127.0.0.1 only, to whoever runs the stack: no sign-in.
+        if variables.get("CONSOLE_LOGIN") == "cognito":
+            variables["CONSOLE_LOGIN"] = "none"
         # Deployed functions log in with a Secrets Manager secret; locally the URL says it all.
         return {**variables, "DATABASE_URL": database_url}
 

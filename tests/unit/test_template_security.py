@@ -134,7 +134,10 @@ DATABASE_LOGINS = {
     "ReplayFunction": "AppDatabaseSecret",
     "PrivacyFunction": "AppDatabaseSecret",
     "MonitorFunction": "AppDatabaseSecret",
+    "ConsoleFunction": "AppDatabaseSecret",
 }
+# The console's authorizer asks Cognito about a cookie: it has no database login at all.
+NO_DATABASE = ("ConsoleAuthorizerFunction",)
 LOGIN_ROLES = {
     "IngestDatabaseSecret": "event_router_ingest",
     "ProcessDatabaseSecret": "event_router_process",
@@ -151,6 +154,8 @@ ERASURE_KEY_READERS = ("PrivacyFunction", "StudentsProcessor", "EnrollmentsProce
 def test_a_function_reads_its_database_login_and_at_most_its_own_webhook_secret(function: str) -> None:
     if function == "MigrateFunction":  # the owner login, to run the migrations and create the others
         expected = {json.dumps({"Ref": secret}) for secret in (*LOGIN_ROLES, "DatabaseSecretArn")}
+    elif function in NO_DATABASE:
+        expected = set()
     else:
         expected = {json.dumps({"Ref": DATABASE_LOGINS[function]})}
     if function in MOODLE_CALLERS:  # the Moodle web-service token
@@ -192,7 +197,9 @@ def test_only_the_migrations_use_the_owner_login_and_each_kind_of_function_has_i
         role: f"${{{secret}}}" for secret, role in LOGIN_ROLES.items()
     }
     for name in FUNCTIONS:
-        if name != "MigrateFunction":
+        if name in NO_DATABASE:
+            assert "DATABASE_SECRET_ARN" not in properties(name)["Environment"]["Variables"], name
+        elif name != "MigrateFunction":
             own = properties(name)["Environment"]["Variables"]["DATABASE_SECRET_ARN"]
             assert own == {"Ref": DATABASE_LOGINS[name]}, name
     # The functions that face the internet sign in with a login of their own.
@@ -213,6 +220,7 @@ def test_only_the_verifiers_and_replay_may_send_to_module_queues_and_only_over_t
     assert (senders["Effect"], senders["Action"]) == ("Deny", "sqs:SendMessage")
     allowed = senders["Condition"]["ArnNotEquals"]["aws:PrincipalArn"]
     assert sorted(a["Fn::GetAtt"][0] for a in allowed) == [
+        "ConsoleFunctionRole",  # an operator's replay from the console
         "MoodleWebhookFunctionRole",
         "ReconcileFunctionRole",  # the records it reads enter the pipeline as events
         "ReplayFunctionRole",

@@ -131,6 +131,12 @@ class Settings(BaseModel):
     reconcile_zoho_credits: int = Field(5000, ge=1, alias="RECONCILE_ZOHO_CREDITS")
     reconcile_moodle_calls: int = Field(5000, ge=1, alias="RECONCILE_MOODLE_CALLS")
     reconcile_queue_url: str | None = Field(None, alias="RECONCILE_QUEUE_URL")
+    # The operators' console (docs/operate.md, "The console"): deployed, its users sign in with the
+    # stack's Cognito user pool; ``none`` (make dev only) serves it to whoever reaches the port.
+    console_login: Literal["cognito", "none"] = Field("cognito", alias="CONSOLE_LOGIN")
+    cognito_domain: str | None = Field(None, alias="COGNITO_DOMAIN")  # https://<prefix>.auth.<region>.amazoncognito.com
+    cognito_user_pool_id: str | None = Field(None, alias="COGNITO_USER_POOL_ID")
+    console_operators_group: str = Field("operators", alias="CONSOLE_OPERATORS_GROUP")
     # The key of the erasure register's keyed hashes (event_router/erasure.py): a Secrets Manager
     # secret deployed, a fake value in local development.
     erasure_key: str | None = Field(None, alias="ERASURE_KEY")

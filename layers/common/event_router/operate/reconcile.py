@@ -195,7 +195,10 @@ class Reconciler:
             for record in event["Records"]:
                 follow_up = json.loads(record.get("body") or "{}")
                 request = ReconcileRequest(
-                    dry_run=bool(follow_up.get("dry_run")), run_id=follow_up.get("run_id"), requested_by="follow-up"
+                    dry_run=bool(follow_up.get("dry_run")),
+                    run_id=follow_up.get("run_id"),
+                    # a run started from the console says who started it; a run's own follow-up does not
+                    requested_by=str(follow_up.get("requested_by") or "follow-up")[:200],
                 )
                 answers.append(self.handle(request, remaining_ms))
             return {"runs": answers}

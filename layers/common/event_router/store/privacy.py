@@ -191,7 +191,7 @@ class PrivacyStore:
         self.connection = connection
 
     def _run(self, sql: str, params: dict[str, Any]) -> list[list[Any]]:
-        return self.connection.run(sql, **_only(sql, params))
+        return self.connection.run(sql, **only_named(sql, params))
 
     def redact_old_payloads(self, days: int, batch: int) -> int:
         """Tombstone up to ``batch`` settled payloads older than ``days``; how many."""
@@ -328,6 +328,6 @@ class PrivacyStore:
         return document
 
 
-def _only(sql: str, params: dict[str, Any]) -> dict[str, Any]:
+def only_named(sql: str, params: dict[str, Any]) -> dict[str, Any]:
     """The parameters ``sql`` names (a prepared statement takes exactly those)."""
     return {k: v for k, v in params.items() if re.search(rf":{k}\b", sql)}

@@ -286,6 +286,22 @@ privacy_requests = Table(
 )
 
 
+# What operators did through the console, and who (migration 0015, docs/operate.md).
+console_actions = Table(
+    "console_actions",
+    metadata,
+    Column("id", BigInteger, Identity(always=False), primary_key=True),
+    _timestamp("at", nullable=False, default=True),
+    Column("actor", Text, nullable=False),
+    Column("action", Text, nullable=False),
+    Column("target", Text, nullable=False),
+    Column("outcome", Text, nullable=False),
+    Column("detail", JSONB, nullable=False, server_default=text("'{}'::jsonb")),
+    CheckConstraint("action IN ('replay', 'resend', 'resume', 'reconcile')", name="ck_console_actions_action"),
+    Index("ix_console_actions_at", "at"),
+)
+
+
 def _counter(name: str, *keys: str) -> Table:
     """Totals by status, kept by triggers (migration 0008), in shards summed when read."""
     return Table(
