@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 from bench.harness import Harness, RoundTrips, Row, median, percentile, quiet, say, verdict
+from devstack.apigw import http_api_event
 from event_router.operate.migrate import make_engine
 
 SIZES = (1_000_000, 5_000_000, 10_000_000)
@@ -145,6 +146,10 @@ def stats_busy_day(h: Harness) -> list[Row]:
                 t0 = time.perf_counter()
                 connection.exec_driver_sql(LOG_DAY_SQL).all()
                 scans.append((time.perf_counter() - t0) * 1000)
+            deep = connection.exec_driver_sql(
+                "SELECT id FROM integration_events_log ORDER BY received_at DESC, id DESC OFFSET 50000 LIMIT 1"
+            ).scalar_one()
+        console_rows = _console_pages(h, url, deep)
     finally:
         engine.dispose()
         h.drop_database(url)
@@ -156,7 +161,41 @@ def stats_busy_day(h: Harness) -> list[Row]:
             verdict(median(timings) <= 50),
         ),
         ("  the same day scanned from the log (before the rollups)", f"{median(scans):.0f} ms", "", ""),
+        *console_rows,
     ]
+
+
+def _console_pages(h: Harness, url: str, deep: int) -> list[Row]:
+    """The console's overview and pages of events on the busy day's log, as an operator opens them."""
+    console = h.function("functions/console", "console-busy", DATABASE_URL=url, CONSOLE_LOGIN="none")
+    pages = {
+        "console overview": ("/console", ""),
+        "console events, newest page": ("/console/events", ""),
+        "console events, failed only": ("/console/events", "status=failed"),
+        "console events, failed grades": ("/console/events", "status=failed&module=grades"),
+        "console events, 1,000 pages deep": ("/console/events", f"before={deep}"),
+    }
+    rows: list[Row] = []
+    with quiet():
+        for label, (path, query) in pages.items():
+            event = http_api_event("GET", path, b"", {"host": "127.0.0.1"}, query=query)
+            answer = console(event)  # warm: connected, the statement prepared
+            assert answer["statusCode"] == 200, answer["body"][:500]
+            timings = []
+            for _ in range(20):
+                t0 = time.perf_counter()
+                answer = console(event)
+                timings.append((time.perf_counter() - t0) * 1000)
+            assert "<td" in answer["body"]
+            rows.append(
+                (
+                    f"{label} p50 / p99 (10M log)",
+                    f"{median(timings):.1f} / {percentile(timings, 0.99):.1f} ms",
+                    "<= 100 ms",
+                    verdict(median(timings) <= 100),
+                )
+            )
+    return rows
 
 
 def health_flood(h: Harness, calls: int = 1000) -> list[Row]:
