@@ -78,10 +78,9 @@ class ConsoleStore:
         conditions = [_FILTERS[name] for name in sorted(given)]
         if before is not None:
             # The first condition is the index's range; the second breaks ties between rows of one instant.
-            conditions.append(f"received_at <= (SELECT received_at FROM {EVENT_LOG} WHERE id = CAST(:before AS bigint))")
-            conditions.append(
-                f"(received_at, id) < (SELECT received_at, id FROM {EVENT_LOG} WHERE id = CAST(:before AS bigint))"
-            )
+            cursor = f"FROM {EVENT_LOG} WHERE id = CAST(:before AS bigint)"
+            conditions.append(f"received_at <= (SELECT received_at {cursor})")
+            conditions.append(f"(received_at, id) < (SELECT received_at, id {cursor})")
             given["before"] = before
         sql = (
             f"SELECT {_LISTED} FROM {EVENT_LOG}"
