@@ -89,32 +89,43 @@ def processor_throughput(h: Harness, batch_size: int, batches: int) -> list[Row]
     handler_s: list[float] = []
     floor_s: list[float] = []
     serial = iter(range(10**9))
+
+    def handled(sqs_event: dict[str, Any]) -> float:
+        started = time.perf_counter()
+        response = processor(sqs_event)
+        elapsed = time.perf_counter() - started
+        assert response == {"batchItemFailures": []}, response
+        return elapsed
+
+    def floored(floor_events: list[Any]) -> float:
+        started = time.perf_counter()
+        floor_db.run("BEGIN")
+        for e in floor_events:
+            data = e.payload["data"]
+            upsert.run(
+                id=e.record_id,
+                number=data["Student_ID_Number"],
+                email=data["Academic_Email"],
+                name=data["Name"],
+                data=json.dumps(data),
+                modified=e.occurred_at,
+                event_id=e.event_id,
+            )
+        floor_db.run("COMMIT")
+        return time.perf_counter() - started
+
     with quiet():
-        for b in range(batches + 1):  # the first batch warms up and is not counted
+        for b in range(batches + 2):  # the first two batches warm up and are not counted
             events = [event_of(student_webhook(next(serial), f"p{batch_size}")) for _ in range(batch_size)]
             log_as_verified(log, events)
             sqs_event = sqs_batch(events)
-            started = time.perf_counter()
-            response = processor(sqs_event)
-            elapsed = time.perf_counter() - started
-            assert response == {"batchItemFailures": []}, response
             floor_events = [event_of(student_webhook(next(serial), f"q{batch_size}")) for _ in range(batch_size)]
-            started_floor = time.perf_counter()
-            floor_db.run("BEGIN")
-            for e in floor_events:
-                data = e.payload["data"]
-                upsert.run(
-                    id=e.record_id,
-                    number=data["Student_ID_Number"],
-                    email=data["Academic_Email"],
-                    name=data["Name"],
-                    data=json.dumps(data),
-                    modified=e.occurred_at,
-                    event_id=e.event_id,
-                )
-            floor_db.run("COMMIT")
-            elapsed_floor = time.perf_counter() - started_floor
-            if b:
+            # Each goes first every other batch: the second finds the caches the first warmed.
+            if b % 2:
+                elapsed, elapsed_floor = handled(sqs_event), floored(floor_events)
+            else:
+                elapsed_floor, elapsed = floored(floor_events), handled(sqs_event)
+            if b > 1:
                 handler_s.append(elapsed)
                 floor_s.append(elapsed_floor)
     log.close()

@@ -4,6 +4,7 @@ redeliveries, crashes mid-batch, events out of order, deletes, equal timestamps.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -16,6 +17,7 @@ from sqlalchemy import Engine
 from devstack.poller import QueuePoller, lambda_sqs_event
 from devstack.samples import Sample, zoho_webhook
 from event_router.messages import EventMessage
+from event_router.process.batch import Batch
 from event_router.store.connection import PreparedConnection, connect_params
 from event_router.store.mirror import CLAIM_SQL, MirrorStore
 from event_router.verify.bodies import decode_body
@@ -61,7 +63,9 @@ def test_same_event_delivered_twice_changes_its_row_once(
     assert (row["status"], row["attempts"]) == ("completed", 1)
 
 
+@pytest.mark.parametrize("path", ["one-statement", "transaction"])
 def test_batch_redelivered_after_a_crash_mid_batch_changes_each_row_once(
+    path: str,
     send: Callable[[Sample], Any],
     load: Callable[..., Invoke],
     queues: Queues,
@@ -75,16 +79,34 @@ def test_batch_redelivered_after_a_crash_mid_batch_changes_each_row_once(
     event = lambda_sqs_event(messages, "arn:aws:sqs:eu-west-2:123456789012:grades")
     processor = load("GradesProcessor", MODULE="grades")
 
-    # When the processor dies after writing the batch's mirror rows, before it commits
-    real_apply_many = MirrorStore.apply_many
+    # When the processor dies after writing the batch's mirror rows, before they commit: inside its
+    # one statement (held open here, as a statement is until it ends), or inside the batch's transaction
+    real_apply_batch, real_apply_many = MirrorStore.apply_batch, MirrorStore.apply_many
+    died: list[str] = []
 
-    def dies_after_writing(store: MirrorStore, writes: Any) -> Any:
+    def statement_dies(store: MirrorStore, rows: Any) -> Any:
+        died.append("one-statement")
+        store.connection.run("BEGIN")
+        real_apply_batch(store, rows)
+        assert mirror_writes() == {}  # written, but not visible outside the statement's transaction
+        store.connection.close()  # the container's socket dies with it: Postgres rolls back
+        raise SystemExit("container killed")
+
+    def transaction_dies(store: MirrorStore, writes: Any) -> Any:
+        died.append("transaction")
         real_apply_many(store, writes)
         assert mirror_writes() == {}  # written, but not visible outside the batch's transaction
         raise SystemExit("container killed")
 
-    with mock.patch.object(MirrorStore, "apply_many", dies_after_writing), pytest.raises(SystemExit):
+    usual = mock.patch.object(Batch, "_in_one_statement", return_value=False)
+    with (
+        mock.patch.object(MirrorStore, "apply_batch", statement_dies),
+        mock.patch.object(MirrorStore, "apply_many", transaction_dies),
+        usual if path == "transaction" else contextlib.nullcontext(),
+        pytest.raises(SystemExit),
+    ):
         processor(event)
+    assert died == [path]
     # nothing of the batch is half-applied: its transaction died with it, the claim included
     assert sorted(log_status(db).values()) == ["queued"] * 10
     assert mirror_writes() == {}

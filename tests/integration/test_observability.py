@@ -41,10 +41,12 @@ def distinctive_samples() -> list[Sample]:
 
 
 def emf_metrics(lines: list[str]) -> list[dict[str, Any]]:
+    """One entry per metric of every EMF document (a processor's batch writes its metrics together)."""
     documents = [json.loads(line) for line in lines if line.startswith("{") and '"_aws"' in line]
     return [
-        {"name": d["_aws"]["CloudWatchMetrics"][0]["Metrics"][0]["Name"], **{k: v for k, v in d.items() if k != "_aws"}}
+        {"name": metric["Name"], **{k: v for k, v in d.items() if k != "_aws"}}
         for d in documents
+        for metric in d["_aws"]["CloudWatchMetrics"][0]["Metrics"]
     ]
 
 

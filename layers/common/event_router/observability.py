@@ -11,7 +11,7 @@ payload field values. Tests capture every line and check.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from enum import StrEnum
 from itertools import batched
 
@@ -62,21 +62,36 @@ class Metric(StrEnum):
 
 
 def emit(metric: Metric, values: Sequence[float], unit: MetricUnit = MetricUnit.Count, **dimensions: str) -> None:
-    """``metric``'s values with their own dimensions: one EMF document per 100 values (EMF's limit).
+    """``metric``'s values with their own dimensions: one EMF document per 100 values (EMF's limit)."""
+    emit_together({metric: (values, unit)}, **dimensions)
+
+
+def emit_together(values: Mapping[Metric, tuple[Sequence[float], MetricUnit]], **dimensions: str) -> None:
+    """Several metrics that share their dimensions, in one EMF document (more when a metric has
+    over 100 values, EMF's limit: the n-th document holds each metric's n-th hundred).
 
     The values go to Powertools' serializer together: ``add_metric`` one value at a time formats
     the whole list so far into a debug message on every call (quadratic in the values) and prints
     by itself, ignoring ``POWERTOOLS_METRICS_DISABLED``, when it reaches 100.
     ``POWERTOOLS_METRICS_DISABLED=true`` silences it (the local stack does, by default).
     """
-    if not values or is_metrics_disabled():
+    chunks = {metric: list(batched(v, 100)) for metric, (v, _) in values.items() if v}
+    if not chunks or is_metrics_disabled():
         return
     metrics = EphemeralMetrics(namespace=NAMESPACE)
     for key, dimension in dimensions.items():
         metrics.add_dimension(name=key, value=dimension)
-    for chunk in batched(values, 100):
+    for n in range(max(len(c) for c in chunks.values())):
         document = metrics.serialize_metric_set(
-            metrics={metric.value: {"Unit": unit.value, "StorageResolution": 60, "Value": [float(v) for v in chunk]}}
+            metrics={
+                metric.value: {
+                    "Unit": values[metric][1].value,
+                    "StorageResolution": 60,
+                    "Value": [float(v) for v in chunk[n]],
+                }
+                for metric, chunk in chunks.items()
+                if n < len(chunk)
+            }
         )
         print(json.dumps(document, separators=(",", ":")))
 

@@ -21,7 +21,7 @@ from event_router.core.problems import problems
 from event_router.erasure import ErasureKey, row_identities
 from event_router.errors import DataRejected, DeliveryError, Problem, StorageUnavailable
 from event_router.messages import EventMessage, MoodleFacts, ZohoRecord
-from event_router.observability import Metric, count, emit, logger
+from event_router.observability import Metric, emit_together, logger
 from event_router.process.rules import (
     CannotApply,
     Change,
@@ -29,7 +29,7 @@ from event_router.process.rules import (
     MirrorWrite,
 )
 from event_router.sources.zoho.records import with_record
-from event_router.store.mirror import Claim, MirrorStore, Settlement, Write
+from event_router.store.mirror import BatchRow, Claim, MirrorStore, Settlement, Write
 
 # A message whose event was settled already (a redelivery, a duplicate): acknowledged, counted, not applied.
 REDELIVERED = "redelivered"
@@ -61,7 +61,7 @@ class Processing(Protocol):
     erasure: Callable[[], ErasureKey | None]
 
     def plan(self, event: EventMessage) -> Change: ...
-    def write(self, claim: Claim, event: EventMessage, change: MirrorWrite) -> Write: ...
+    def write(self, claim: Claim | None, event: EventMessage, change: MirrorWrite) -> Write: ...
 
 
 Decision = MirrorWrite | tuple[str, dict[str, Any], str | None]  # a change to apply, or (status, result, error)
@@ -83,12 +83,15 @@ class Batch:
         self._key: ErasureKey | None = None  # the erasure register's, read once per batch
 
     def run(self) -> None:
-        """Settle every event: the whole batch in one transaction, or event by event if that fails."""
+        """Settle every event: the whole batch in one statement where it can be, else in one
+        transaction, or event by event if that fails."""
         self._fetch()
         # The rules are pure: every decision is made before the database is touched.
         decisions = {m: self._decide(e) for m, e in self._events.items() if e is not None}
         events = [e for m, e in self._events.items() if e is not None and m not in self._unfetched]
         self._key = self._processor.erasure()
+        if self._in_one_statement(decisions):
+            return
         # One statement is a transaction by itself: no BEGIN and COMMIT, unless the erasure register
         # is read: its lock must last until the writes commit.
         guarded = self._key is not None and any(isinstance(d, MirrorWrite) for d in decisions.values())
@@ -111,6 +114,57 @@ class Batch:
             per_event = (time.monotonic() - started) * 1000 / len(settled)
             for source in {e.source for e in settled}:
                 self._timings[Metric.PROCESSING_TIME, source].append(per_event)
+
+    def _in_one_statement(self, decisions: dict[str, Decision]) -> bool:
+        """The common batch in one statement (``MirrorStore.apply_batch``): every message an event
+        whose rule wrote one change of the same kind to a different row. Claiming, the erasure
+        check, the changes, their deliveries and the events' settling then cost one round trip
+        and no BEGIN or COMMIT. An event it leaves open (about an erased identity, not yet logged,
+        or settled already) goes the slow way, alone; a failure of the statement changed nothing,
+        and the batch goes the usual way. False: not such a batch, or the statement failed."""
+        writes = [d for d in decisions.values() if isinstance(d, MirrorWrite)]
+        if not writes or len(writes) != len(self._records) or self._unfetched:
+            return False
+        kinds = {(d.table, d.tombstone) for d in writes}
+        if len(kinds) > 1 or len({tuple(d.key.values()) for d in writes}) < len(writes):
+            return False
+        started = time.monotonic()
+        self._store.begin_batch()
+        rows: list[BatchRow] = []
+        try:
+            for message_id, event in self._events.items():
+                change = decisions[message_id]
+                if event is None or not isinstance(change, MirrorWrite):
+                    return False  # (every message is a decided event: counted above)
+                named = row_identities(change.table, {**change.key, **change.values})
+                digests = sorted(self._key.digests(named)) if self._key is not None else []
+                at = event.occurred_at.timestamp() * 1000 if event.occurred_at is not None else None
+                # (writing asks who the router is, which may read the database)
+                rows.append(BatchRow(self._processor.write(None, event, change), at, digests))
+            applied = self._store.apply_batch(rows)
+        except StorageUnavailable as error:  # nothing was written: each event on its own, as the usual way does
+            logger.warning("batch statement failed; settling its events one by one", error=str(error))
+            self._outcomes = {r["messageId"]: self._settle_alone(r, decisions) for r in self._records}
+            return True
+        except Exception as error:  # noqa: BLE001 - nothing was written (a value refused): the usual way
+            logger.warning("one-statement batch failed; settling it the usual way", error=type(error).__name__)
+            return False
+        elapsed_ms = (time.monotonic() - started) * 1000
+        left = []
+        for record, row in zip(self._records, rows, strict=True):
+            event = row.write.event
+            done = applied.get((event.source, event.event_id))
+            if done is not None:
+                self._claims[event.source, event.event_id] = done.claim
+            if done is None or done.status == "erased":
+                left.append(record)  # not claimed, or claimed and still open
+                continue
+            self._outcomes[record["messageId"]] = done.status
+            self.deliveries += done.deliveries
+            self._timings[Metric.PROCESSING_TIME, event.source].append(elapsed_ms / len(applied))
+        for record in left:  # rare: each on its own, claimed (again) by the slow path
+            self._outcomes[record["messageId"]] = self._settle_alone(record, decisions)
+        return True
 
     def _settle_together(self, decisions: dict[str, Decision]) -> dict[str, str | EventNotProcessed]:
         """The fast path: every change of one kind in one statement, every other ending in one more."""
@@ -316,10 +370,14 @@ class Batch:
                 logger.info("event processed", status=outcome, event_module=module)
         logger.set_correlation_id(None)
         logger.info("batch processed", event_module=module, completed=completed, received=len(self._records))
+        # One EMF document per source: its counts and timings share their dimensions.
+        by_source: defaultdict[str, dict[Metric, tuple[list[float], MetricUnit]]] = defaultdict(dict)
         for (metric, origin), value in counts.items():
-            count(metric, value=value, source=origin, module=module)
+            by_source[origin][metric] = ([value], MetricUnit.Count)
         for (metric, origin), values in self._timings.items():
-            emit(metric, values, MetricUnit.Milliseconds, source=origin, module=module)
+            by_source[origin][metric] = (values, MetricUnit.Milliseconds)
+        for origin, metrics in by_source.items():
+            emit_together(metrics, source=origin, module=module)
 
 
 def _retried(outcome: str | EventNotProcessed | None) -> bool:

@@ -92,7 +92,7 @@ class ModuleProcessor:
         self.erasure = erasure  # the erasure register's key (None: nobody can have been erased)
         self._batch_processor = BatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
 
-    def write(self, claim: Claim, event: EventMessage, change: MirrorWrite) -> Write:
+    def write(self, claim: Claim | None, event: EventMessage, change: MirrorWrite) -> Write:
         """The mirror change of an event with what it calls for: a delivery, unless it is an echo."""
         if is_echo(event, self.identity()):
             return Write(claim, event, change, notes={"echo": True})

@@ -17,7 +17,9 @@ only the events' identities: their payloads travel only for rows it has to write
 Each of the last three writes the event's row once, counting the attempt (``attempts + 1``) and its
 processing time (since ``started_ms``, when the processor began the batch).
 
-A processor runs a batch's statements in one transaction (``PreparedConnection.transaction``).
+A processor runs a batch's statements in one transaction (``PreparedConnection.transaction``), or,
+for the common batch (every event one change of the same kind to a different row), all of it in one
+statement: ``apply_batch`` claims, checks the erasure register, applies and settles at once.
 """
 
 from __future__ import annotations
@@ -125,52 +127,129 @@ def _stale_guard(table: MirrorTable, tombstone: bool) -> str:
     return f"{stored} IS NULL OR {stored} < {incoming} OR ({stored} = {incoming}{not_deleted} AND {later_arrival})"
 
 
+def _updates(table: MirrorTable, tombstone: bool) -> str:
+    """What an upsert sets on a row that exists (a column kept when the change leaves it empty)."""
+    keys = [c.name for c in table.key]
+    return ", ".join(
+        f"{c.name} = coalesce(EXCLUDED.{c.name}, {table.name}.{c.name})"
+        if c.kept_when_null
+        else f"{c.name} = EXCLUDED.{c.name}"
+        for c in table.written(tombstone)
+        if c.name not in keys
+    )
+
+
+def _applied(table: MirrorTable, tombstone: bool, changes: str, values: str) -> str:
+    """What both statements below share: upsert the mirror rows of ``changes`` (a relation with
+    each claimed event's ``log_id``, ``result``, the columns written and its delivery; ``values``
+    selects the columns from it) under the stale-write guard, note which wrote, write the
+    deliveries those call for: CTEs ``applied``, ``outcome`` and ``made``, then ``settle``, the
+    start of the UPDATE that completes the events (or skips them as stale)."""
+    keys = [c.name for c in table.key]
+    return f"""applied AS (
+    INSERT INTO {table.name} ({", ".join(c.name for c in table.written(tombstone))})
+    SELECT {values} FROM {changes}
+    ON CONFLICT ({", ".join(keys)}) DO UPDATE SET {_updates(table, tombstone)}, updated_at = now()
+    WHERE {_stale_guard(table, tombstone)}
+    RETURNING {", ".join(keys)}
+), outcome AS (
+    SELECT changed.log_id, changed.result, applied.{keys[0]} IS NOT NULL AS wrote
+    FROM {changes} LEFT JOIN applied ON {" AND ".join(f"applied.{k} = changed.{k}" for k in keys)}
+), made AS (
+    INSERT INTO {DELIVERIES} (destination, action, target_key, event_log_id)
+    SELECT changed.delivery_destination, changed.delivery_action, changed.delivery_target, changed.log_id
+    FROM {changes} JOIN outcome ON outcome.log_id = changed.log_id
+    WHERE outcome.wrote AND changed.delivery_destination IS NOT NULL
+    RETURNING id, destination, event_log_id
+)"""
+
+
+# Completes the events of ``outcome`` (or skips them as stale), with the deliveries ``made`` for each.
+_SETTLE = f"""UPDATE {EVENT_LOG} AS log SET
+    status = CASE WHEN outcome.wrote THEN 'completed' ELSE 'skipped' END,
+    result = CASE WHEN outcome.wrote THEN outcome.result ELSE CAST(:stale AS jsonb) END,
+    error_message = NULL, {_SETTLED}
+FROM outcome WHERE log.id = outcome.log_id"""
+_MADE = "(SELECT jsonb_agg(jsonb_build_array(made.id, made.destination)) FROM made WHERE made.event_log_id = log.id)"
+
+
 def _apply_sql(table: MirrorTable, tombstone: bool) -> str:
     """Lock the claimed log rows, upsert their mirror rows under the stale-write guard, write the
     deliveries the changes call for, complete the events: one statement for a batch of changes of
     one kind (keys unique within the batch), so a mirror change, its deliveries and its event's
     completion commit together or not at all."""
     written = table.written(tombstone)
-    names = ", ".join(c.name for c in written)
-    keys = [c.name for c in table.key]
-    updates = ", ".join(
-        f"{c.name} = coalesce(EXCLUDED.{c.name}, {table.name}.{c.name})"
-        if c.kept_when_null
-        else f"{c.name} = EXCLUDED.{c.name}"
-        for c in written
-        if c.name not in keys
-    )
     incoming_columns = (Column("log_id", "bigint"), Column("result", "jsonb"), *written, *_DELIVERY_COLUMNS)
+    changes = "(SELECT incoming.* FROM incoming JOIN claimed ON claimed.id = incoming.log_id) AS changed"
     return f"""
 WITH incoming AS (
     SELECT * FROM {_recordset("rows", incoming_columns)}
 ), claimed AS (
     SELECT id FROM {EVENT_LOG} WHERE id IN (SELECT log_id FROM incoming) AND status NOT IN ({_DONE})
     ORDER BY id FOR UPDATE  -- a fixed order, so concurrent batches cannot deadlock
-), applied AS (
-    INSERT INTO {table.name} ({names})
-    SELECT {names} FROM incoming JOIN claimed ON claimed.id = incoming.log_id
-    ON CONFLICT ({", ".join(keys)}) DO UPDATE SET {updates}, updated_at = now()
-    WHERE {_stale_guard(table, tombstone)}
-    RETURNING {", ".join(keys)}
-), outcome AS (
-    SELECT incoming.log_id, incoming.result, applied.{keys[0]} IS NOT NULL AS wrote
-    FROM incoming JOIN claimed ON claimed.id = incoming.log_id
-    LEFT JOIN applied ON {" AND ".join(f"applied.{k} = incoming.{k}" for k in keys)}
-), made AS (
-    INSERT INTO {DELIVERIES} (destination, action, target_key, event_log_id)
-    SELECT incoming.delivery_destination, incoming.delivery_action, incoming.delivery_target, incoming.log_id
-    FROM incoming JOIN outcome ON outcome.log_id = incoming.log_id
-    WHERE outcome.wrote AND incoming.delivery_destination IS NOT NULL
-    RETURNING id, destination, event_log_id
+), {_applied(table, tombstone, changes, ", ".join(f"changed.{c.name}" for c in written))}
+{_SETTLE}
+RETURNING log.id, log.status, {_MADE}"""
+
+
+def _batch_sql(table: MirrorTable, tombstone: bool) -> str:
+    """A whole batch of changes of one kind in one statement, and so in one transaction without a
+    BEGIN or COMMIT: claim the events' log rows (as ``CLAIM_SQL``, in the same order), leave aside
+    those about an identity erased since (the erasure register read in this very statement, so an
+    erasure waits for it as for any batch), and apply and settle the rest (as ``APPLY_SQL``).
+    Rows arrive by (source, event id), without the claim's log id and arrival time, which the
+    statement reads itself. Answers each claimed event: its log id, arrival, status (or
+    ``erased``) and the deliveries written; an event it does not answer was not claimed (settled
+    already, or not logged)."""
+    written = table.written(tombstone)
+    received = f"to_timestamp({_epoch_ms('changed.received_at')} / 1000.0)"  # as the claim's epoch ms
+
+    def value(column: Column) -> str:
+        if column.name == "last_log_id":
+            return "changed.log_id"
+        if column.name == "source_modified_at" or (column.name == "deleted_at" and tombstone):
+            return f"coalesce(changed.{column.name}, {received})"
+        return f"changed.{column.name}"
+
+    incoming_columns = (
+        *_IDENTITY,
+        Column("at_ms", "double precision"),
+        Column("digests", "jsonb"),
+        Column("result", "jsonb"),
+        *(c for c in written if c.name != "last_log_id"),
+        *_DELIVERY_COLUMNS,
+    )
+    return f"""
+WITH incoming AS (
+    SELECT * FROM {_recordset("rows", incoming_columns)}
+), claimed AS (
+    SELECT logged.id, logged.received_at, wanted.source, wanted.event_id
+    FROM (SELECT source, event_id FROM incoming ORDER BY source, event_id) AS wanted
+    JOIN LATERAL (
+        SELECT id, received_at FROM {EVENT_LOG} AS log
+        WHERE log.source = wanted.source AND log.event_id = wanted.event_id AND log.status NOT IN ({_DONE})
+        FOR UPDATE
+    ) AS logged ON true
+), erased AS (
+    SELECT claimed.id FROM claimed JOIN incoming USING (source, event_id)
+    WHERE EXISTS (
+        SELECT 1 FROM erased_identities AS register
+        WHERE register.digest IN (SELECT jsonb_array_elements_text(incoming.digests))
+          AND {_epoch_ms("register.erased_at")} >= coalesce(incoming.at_ms, {_epoch_ms("claimed.received_at")})
+    )
+), writable AS (
+    SELECT claimed.id AS log_id, claimed.received_at, incoming.*
+    FROM claimed JOIN incoming USING (source, event_id)
+    WHERE claimed.id NOT IN (SELECT id FROM erased)
+), {_applied(table, tombstone, "writable AS changed", ", ".join(value(c) for c in written))}, settled AS (
+    {_SETTLE}
+    RETURNING log.id, log.source, log.event_id, {_epoch_ms("log.received_at")} AS received_ms, log.status,
+        {_MADE} AS made
 )
-UPDATE {EVENT_LOG} AS log SET
-    status = CASE WHEN outcome.wrote THEN 'completed' ELSE 'skipped' END,
-    result = CASE WHEN outcome.wrote THEN outcome.result ELSE CAST(:stale AS jsonb) END,
-    error_message = NULL, {_SETTLED}
-FROM outcome WHERE log.id = outcome.log_id
-RETURNING log.id, log.status,
-    (SELECT jsonb_agg(jsonb_build_array(made.id, made.destination)) FROM made WHERE made.event_log_id = log.id)"""
+SELECT id, source, event_id, received_ms, status, made FROM settled
+UNION ALL
+SELECT id, source, event_id, {_epoch_ms("received_at")}, 'erased', NULL FROM claimed
+WHERE id IN (SELECT id FROM erased)"""
 
 
 # The erasure register's entries among a batch's identities. Reading holds the table's ACCESS SHARE
@@ -210,6 +289,7 @@ _KINDS = [
     for tombstone in ((False, True) if table.tombstones else (False,))
 ]
 APPLY_SQL = {(name, tombstone): _apply_sql(MIRRORS[name], tombstone) for name, tombstone in _KINDS}
+BATCH_SQL = {(name, tombstone): _batch_sql(MIRRORS[name], tombstone) for name, tombstone in _KINDS}
 _WRITTEN = {(name, tombstone): {c.name for c in MIRRORS[name].written(tombstone)} for name, tombstone in _KINDS}
 
 
@@ -244,11 +324,31 @@ class Write:
     """A mirror change to apply for a claimed event, the delivery it calls for, and notes for the
     event's result (``{"echo": true}``)."""
 
-    claim: Claim
+    claim: Claim | None  # None: the one-statement batch (``apply_batch``) claims the event itself
     event: EventMessage
     change: MirrorChange
     delivery: Intent | None = None
     notes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BatchRow:
+    """A change for the one-statement batch: its write (without a claim), when its source says it
+    happened (epoch ms; None: when it arrived), and the erasure register's digests of whom it names."""
+
+    write: Write
+    at_ms: float | None
+    digests: list[str]
+
+
+@dataclass(frozen=True)
+class Applied:
+    """What the one-statement batch did with an event: its claim, its status (``erased``: nothing,
+    the event is still open), the deliveries it wrote as (id, destination)."""
+
+    claim: Claim
+    status: str
+    deliveries: list[tuple[int, str]]
 
 
 class MirrorStore:
@@ -338,30 +438,59 @@ class MirrorStore:
         status = "dead_lettered" if last_attempt else "queued"
         self.connection.run(RELEASE_SQL, log_id=claimed.log_id, status=status, error=error)
 
+    def apply_batch(self, rows: Sequence[BatchRow]) -> dict[tuple[str, str], Applied]:
+        """A batch of changes of one kind, keys unique, in one statement (``BATCH_SQL``): (source,
+        event id) → what became of each event it claimed (its status, or ``erased``: left open, for
+        the slow path to forget). An event missing from the answer was not claimed."""
+        if not rows:
+            return {}
+        change = rows[0].write.change
+        encoded = to_json([self._row(row.write) | {"at_ms": row.at_ms, "digests": row.digests} for row in rows])
+        answer = self.connection.run(
+            BATCH_SQL[change.table, change.tombstone],
+            rows=encoded.decode(),
+            stale=json.dumps(STALE),
+            started_ms=self.started_ms,
+        )
+        return {
+            (str(source), str(event_id)): Applied(
+                Claim(int(log_id), int(received_ms)), str(status), [(int(i), str(d)) for i, d in made or []]
+            )
+            for log_id, source, event_id, received_ms, status, made in answer
+        }
+
     @staticmethod
     def _row(write: Write) -> dict[str, Any]:
         """The mirror row a change writes, with the bookkeeping of the stale-write guard, and the
-        delivery it calls for."""
+        delivery it calls for. Without a claim (the one-statement batch) the row names its event by
+        (source, event id), and the statement fills in what the claim would have said."""
         claimed, event, change = write.claim, write.event, write.change
         table = MIRRORS[change.table]
-        when = event.occurred_at or datetime.fromtimestamp(claimed.received_ms / 1000).astimezone()
+        when: datetime | None = event.occurred_at  # None, without a claim: the statement uses the arrival
+        if when is None and claimed is not None:
+            when = datetime.fromtimestamp(claimed.received_ms / 1000).astimezone()
         row: dict[str, Any] = {
             **change.key,
             **change.values,
             "source_modified_at": when,
             "last_event_id": event.event_id,
-            "last_log_id": claimed.log_id,
         }
+        if claimed is not None:
+            row["last_log_id"] = claimed.log_id
         if table.tombstones:
             row["deleted_at"] = when if change.tombstone else None
-        expected = _WRITTEN[change.table, change.tombstone]
+        expected = _WRITTEN[change.table, change.tombstone] - ({"last_log_id"} if claimed is None else set())
         if set(row) != expected:
             raise ValueError(f"{change.table} change writes {sorted(row)}, the table takes {sorted(expected)}")
         delivery = write.delivery
-        return row | {
-            "log_id": claimed.log_id,
-            "result": {"table": change.table, "action": change.action, **write.notes},
-            "delivery_destination": delivery.destination if delivery else None,
-            "delivery_action": delivery.action if delivery else None,
-            "delivery_target": delivery.target_key if delivery else None,
-        }
+        identity = {"log_id": claimed.log_id} if claimed else {"source": event.source, "event_id": event.event_id}
+        return (
+            row
+            | identity
+            | {
+                "result": {"table": change.table, "action": change.action, **write.notes},
+                "delivery_destination": delivery.destination if delivery else None,
+                "delivery_action": delivery.action if delivery else None,
+                "delivery_target": delivery.target_key if delivery else None,
+            }
+        )
