@@ -1,6 +1,6 @@
 """The processor's common batch in one statement (``MirrorStore.apply_batch``): claimed, checked
 against the erasure register, applied and settled in one round trip, with what it leaves open (an
-event about an erased student, a redelivery, an event not logged) settled the slow way, alone."""
+event about an erased student, a redelivery, an event not logged) settled the usual way, together."""
 
 from __future__ import annotations
 
@@ -98,8 +98,9 @@ def test_what_the_statement_leaves_open_is_settled_alone(
     # When they come in one batch
     assert pollers("students", batch_size=10).drain() == 10
 
-    # Then the statement settles the others, and the slow path the three it left open
+    # Then the statement settles the others, and the usual way the three it left open
     assert statements[0] == "WITH incoming AS ("
+    assert statements.count("BEGIN") == 1  # the three left open, together in one transaction
     final = statuses(db)
     assert [s for s in (unlogged, *others) if final[s] != ("completed", None)] == []
     [once] = rows(db, "SELECT status, attempts FROM integration_events_log WHERE record_id = :r", r=redelivered)

@@ -119,8 +119,8 @@ class Batch:
         """The common batch in one statement (``MirrorStore.apply_batch``): every message an event
         whose rule wrote one change of the same kind to a different row. Claiming, the erasure
         check, the changes, their deliveries and the events' settling then cost one round trip
-        and no BEGIN or COMMIT. An event it leaves open (about an erased identity, not yet logged,
-        or settled already) goes the slow way, alone; a failure of the statement changed nothing,
+        and no BEGIN or COMMIT. The events it leaves open (about an erased identity, not yet logged,
+        or settled already) go the usual way, together; a failure of the statement changed nothing,
         and the batch goes the usual way. False: not such a batch, or the statement failed."""
         writes = [d for d in decisions.values() if isinstance(d, MirrorWrite)]
         if not writes or len(writes) != len(self._records) or self._unfetched:
@@ -162,11 +162,31 @@ class Batch:
             self._outcomes[record["messageId"]] = done.status
             self.deliveries += done.deliveries
             self._timings[Metric.PROCESSING_TIME, event.source].append(elapsed_ms / len(applied))
-        for record in left:  # rare: each on its own, claimed (again) by the slow path
-            self._outcomes[record["messageId"]] = self._settle_alone(record, decisions)
+        if left:  # rare: claimed (again) the usual way, together, in one transaction
+            self._settle_rest(left, decisions)
         return True
 
-    def _settle_together(self, decisions: dict[str, Decision]) -> dict[str, str | EventNotProcessed]:
+    def _settle_rest(self, left: list[dict[str, Any]], decisions: dict[str, Decision]) -> None:
+        """What the one statement left open, the usual way: claimed together (those not logged get
+        their rows, those settled already are redeliveries), the erasure register read under the
+        same transaction; event by event if that fails."""
+        only = {r["messageId"] for r in left}
+        events = [e for m, e in self._events.items() if m in only and e is not None]
+        try:
+            with self._store.connection.transaction():
+                self._claims |= self._store.claim(events)
+                self._outcomes |= self._settle_together(decisions, only)
+        except Exception as error:  # noqa: BLE001 - one event's failure must not fail the others
+            reason = str(error) if isinstance(error, StorageUnavailable) else f"unexpected {type(error).__name__}"
+            logger.warning("batch transaction failed; settling its events one by one", error=reason)
+            for event in events:  # rolled back with the rest: each claims again, alone
+                self._claims.pop((event.source, event.event_id), None)
+            for record in left:
+                self._outcomes[record["messageId"]] = self._settle_alone(record, decisions)
+
+    def _settle_together(
+        self, decisions: dict[str, Decision], only: set[str] | None = None
+    ) -> dict[str, str | EventNotProcessed]:
         """The fast path: every change of one kind in one statement, every other ending in one more."""
         outcomes: dict[str, str | EventNotProcessed] = {}
         claimed: dict[str, Claim] = {}
@@ -174,6 +194,8 @@ class Batch:
         writes: list[Write] = []
         settles: list[Settlement] = []
         for message_id, event in self._events.items():
+            if only is not None and message_id not in only:
+                continue
             if event is None:
                 outcomes[message_id] = EventNotProcessed("message body is not an event")
                 continue
