@@ -88,40 +88,51 @@ class Batch:
         self._fetch()
         # The rules are pure: every decision is made before the database is touched.
         decisions = {m: self._decide(e) for m, e in self._events.items() if e is not None}
-        events = [e for m, e in self._events.items() if e is not None and m not in self._unfetched]
         self._key = self._processor.erasure()
-        if self._in_one_statement(decisions):
-            return
+        self._store.begin_batch()
+        if not self._in_one_statement(decisions):
+            self._settle_usual(self._records, decisions)
+
+    def _settle_usual(self, records: list[dict[str, Any]], decisions: dict[str, Decision]) -> None:
+        """``records``' events claimed together (those not logged get their rows, those settled
+        already are redeliveries) and settled in one transaction, or event by event if that fails."""
+        only = {r["messageId"] for r in records}
+        events = [e for m, e in self._events.items() if m in only and e is not None and m not in self._unfetched]
         # One statement is a transaction by itself: no BEGIN and COMMIT, unless the erasure register
         # is read: its lock must last until the writes commit.
-        guarded = self._key is not None and any(isinstance(d, MirrorWrite) for d in decisions.values())
+        guarded = self._key is not None and any(isinstance(decisions.get(m), MirrorWrite) for m in only)
         together = len(events) > 1 or guarded
         started = time.monotonic()
-        self._store.begin_batch()
         try:
             with self._store.connection.transaction(needed=together):
-                self._claims = self._store.claim(events)
-                self._outcomes = self._settle_together(decisions)
+                self._claims |= self._store.claim(events)
+                self._outcomes |= self._settle_together(decisions, only)
         except Exception as error:  # noqa: BLE001 - one event's failure must not fail the others
-            reason = str(error) if isinstance(error, StorageUnavailable) else f"unexpected {type(error).__name__}"
-            logger.warning("batch transaction failed; settling its events one by one", error=reason)
             if together:
-                self._claims = {}  # rolled back with the rest
-            self._outcomes = {r["messageId"]: self._settle_alone(r, decisions) for r in self._records}
+                for event in events:  # rolled back with the rest: each claims again, alone
+                    self._claims.pop((event.source, event.event_id), None)
+            self._one_by_one(records, decisions, error)
             return
-        settled = [e for m, e in self._events.items() if e is not None and not _retried(self._outcomes[m])]
+        settled = [e for m, e in self._events.items() if m in only and e and not _retried(self._outcomes.get(m))]
         if settled:  # one figure for the batch: its events shared the statements
             per_event = (time.monotonic() - started) * 1000 / len(settled)
             for source in {e.source for e in settled}:
                 self._timings[Metric.PROCESSING_TIME, source].append(per_event)
+
+    def _one_by_one(self, records: list[dict[str, Any]], decisions: dict[str, Decision], error: Exception) -> None:
+        reason = str(error) if isinstance(error, StorageUnavailable) else f"unexpected {type(error).__name__}"
+        logger.warning("batch transaction failed; settling its events one by one", error=reason)
+        for record in records:
+            self._outcomes[record["messageId"]] = self._settle_alone(record, decisions)
 
     def _in_one_statement(self, decisions: dict[str, Decision]) -> bool:
         """The common batch in one statement (``MirrorStore.apply_batch``): every message an event
         whose rule wrote one change of the same kind to a different row. Claiming, the erasure
         check, the changes, their deliveries and the events' settling then cost one round trip
         and no BEGIN or COMMIT. The events it leaves open (about an erased identity, not yet logged,
-        or settled already) go the usual way, together; a failure of the statement changed nothing,
-        and the batch goes the usual way. False: not such a batch, or the statement failed."""
+        or settled already) go the usual way, together. If the statement fails nothing was written:
+        with the database out of reach, each event on its own (as the usual way would end up);
+        otherwise the whole batch the usual way. False: not such a batch, or the statement failed."""
         writes = [d for d in decisions.values() if isinstance(d, MirrorWrite)]
         if not writes or len(writes) != len(self._records) or self._unfetched:
             return False
@@ -129,7 +140,6 @@ class Batch:
         if len(kinds) > 1 or len({tuple(d.key.values()) for d in writes}) < len(writes):
             return False
         started = time.monotonic()
-        self._store.begin_batch()
         rows: list[BatchRow] = []
         try:
             for message_id, event in self._events.items():
@@ -142,14 +152,14 @@ class Batch:
                 # (writing asks who the router is, which may read the database)
                 rows.append(BatchRow(self._processor.write(None, event, change), at, digests))
             applied = self._store.apply_batch(rows)
-        except StorageUnavailable as error:  # nothing was written: each event on its own, as the usual way does
-            logger.warning("batch statement failed; settling its events one by one", error=str(error))
-            self._outcomes = {r["messageId"]: self._settle_alone(r, decisions) for r in self._records}
+        except StorageUnavailable as error:
+            self._one_by_one(self._records, decisions, error)
             return True
         except Exception as error:  # noqa: BLE001 - nothing was written (a value refused): the usual way
             logger.warning("one-statement batch failed; settling it the usual way", error=type(error).__name__)
             return False
-        elapsed_ms = (time.monotonic() - started) * 1000
+        settled = {identity: done for identity, done in applied.items() if done.status != "erased"}
+        per_event = (time.monotonic() - started) * 1000 / max(len(settled), 1)
         left = []
         for record, row in zip(self._records, rows, strict=True):
             event = row.write.event
@@ -161,28 +171,10 @@ class Batch:
                 continue
             self._outcomes[record["messageId"]] = done.status
             self.deliveries += done.deliveries
-            self._timings[Metric.PROCESSING_TIME, event.source].append(elapsed_ms / len(applied))
-        if left:  # rare: claimed (again) the usual way, together, in one transaction
-            self._settle_rest(left, decisions)
+            self._timings[Metric.PROCESSING_TIME, event.source].append(per_event)
+        if left:  # rare
+            self._settle_usual(left, decisions)
         return True
-
-    def _settle_rest(self, left: list[dict[str, Any]], decisions: dict[str, Decision]) -> None:
-        """What the one statement left open, the usual way: claimed together (those not logged get
-        their rows, those settled already are redeliveries), the erasure register read under the
-        same transaction; event by event if that fails."""
-        only = {r["messageId"] for r in left}
-        events = [e for m, e in self._events.items() if m in only and e is not None]
-        try:
-            with self._store.connection.transaction():
-                self._claims |= self._store.claim(events)
-                self._outcomes |= self._settle_together(decisions, only)
-        except Exception as error:  # noqa: BLE001 - one event's failure must not fail the others
-            reason = str(error) if isinstance(error, StorageUnavailable) else f"unexpected {type(error).__name__}"
-            logger.warning("batch transaction failed; settling its events one by one", error=reason)
-            for event in events:  # rolled back with the rest: each claims again, alone
-                self._claims.pop((event.source, event.event_id), None)
-            for record in left:
-                self._outcomes[record["messageId"]] = self._settle_alone(record, decisions)
 
     def _settle_together(
         self, decisions: dict[str, Decision], only: set[str] | None = None

@@ -28,11 +28,11 @@ _FILTERS = {  # filter → its condition (the value travels as a parameter of th
     "received_from": "received_at >= :received_from",
     "received_to": "received_at < :received_to",
 }
-EVENT_SQL = f"""
-SELECT id, event_id, source, module, event_type, record_id, status, attempts, replay_count, error_message,
-    result, occurred_at, received_at, queued_at, processed_at, processing_ms, auth_method,
-    payload->>'redacted' IS NOT NULL AS redacted, payload
-FROM {EVENT_LOG} WHERE id = :id"""
+_EVENT = (
+    "id, event_id, source, module, event_type, record_id, status, attempts, replay_count, error_message,"
+    " result, occurred_at, received_at, queued_at, processed_at, processing_ms, auth_method, payload"
+)
+EVENT_SQL = f"SELECT {_EVENT}, payload->>'redacted' IS NOT NULL AS redacted FROM {EVENT_LOG} WHERE id = :id"
 _DELIVERY = "id, destination, action, target_key, status, attempts, last_error, result, created_at, updated_at"
 CAUSED_SQL = f"SELECT {_DELIVERY} FROM {DELIVERIES} WHERE event_log_id = :id ORDER BY id"
 DELIVERY_SQL = f"SELECT {_DELIVERY}, event_log_id FROM {DELIVERIES} WHERE id = :id"
@@ -44,7 +44,9 @@ ENROLMENT_IDS_SQL = "SELECT zoho_record_id FROM enrollments WHERE student_zoho_i
 RECORD_ACTION_SQL = """
 INSERT INTO console_actions (actor, action, target, outcome, detail)
 VALUES (:actor, :action, :target, :outcome, CAST(:detail AS jsonb)) RETURNING id"""
-ACTIONS_SQL = "SELECT id, at, actor, action, target, outcome, detail FROM console_actions ORDER BY id DESC LIMIT :limit"
+_ACTION = "id, at, actor, action, target, outcome, detail"
+ACTIONS_SQL = f"SELECT {_ACTION} FROM console_actions ORDER BY id DESC LIMIT :limit"
+ACTION_SQL = f"SELECT {_ACTION} FROM console_actions WHERE id = :id"
 
 
 def _rows(columns: str, rows: list[list[Any]]) -> list[dict[str, Any]]:
@@ -95,11 +97,7 @@ class ConsoleStore:
         rows = self.connection.run(EVENT_SQL, id=log_id)
         if not rows:
             return None
-        names = (
-            "id, event_id, source, module, event_type, record_id, status, attempts, replay_count, error_message,"
-            " result, occurred_at, received_at, queued_at, processed_at, processing_ms, auth_method, redacted, payload"
-        )
-        event = _rows(names, rows)[0]
+        event = _rows(f"{_EVENT}, redacted", rows)[0]
         event["deliveries"] = _rows(_DELIVERY, self.connection.run(CAUSED_SQL, id=log_id))
         return event
 
@@ -139,4 +137,8 @@ class ConsoleStore:
         return int(rows[0][0])
 
     def actions(self, limit: int = 20) -> list[dict[str, Any]]:
-        return _rows("id, at, actor, action, target, outcome, detail", self.connection.run(ACTIONS_SQL, limit=limit))
+        return _rows(_ACTION, self.connection.run(ACTIONS_SQL, limit=limit))
+
+    def action(self, action_id: int) -> dict[str, Any] | None:
+        rows = _rows(_ACTION, self.connection.run(ACTION_SQL, id=action_id))
+        return rows[0] if rows else None

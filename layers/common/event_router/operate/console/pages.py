@@ -145,8 +145,9 @@ class Console:
             if view is None or method != "GET":
                 return self._page(404, "message.html", caller, title="Not found", message="No such page.")
             template, context = view(caller, query)
-            if query.get("done", "").isdigit():
-                context["done"] = next((a for a in self._store.actions(50) if a["id"] == int(query["done"])), None)
+            done = _number(query.get("done"), "done")  # the action just taken, whose outcome the page shows
+            if done is not None:
+                context["done"] = self._store.action(done)
             return self._page(200, template, caller, **context)
         except BadRequest as bad:
             return self._page(400, "message.html", caller, title="Not understood", message=str(bad))
