@@ -6,6 +6,8 @@ import json
 import re
 import socket
 import ssl
+import struct
+import threading
 from typing import Any
 
 import boto3
@@ -38,7 +40,7 @@ def test_database_url_in_the_usual_form_becomes_pg8000_parameters_with_timeouts(
         "timeout": 3,
     }
     assert result["startup_params"] == {"statement_timeout": "2500"}
-    assert "ssl_context" not in result
+    assert result["ssl_context"] is False  # no sslmode: disable, as libpq's URLs mean it
 
 
 def test_database_url_with_a_socket_directory_connects_through_the_socket() -> None:
@@ -94,6 +96,30 @@ def test_sslmode_sets_up_tls(mode: str, verify: ssl.VerifyMode, hostname: bool) 
     context = params(f"postgresql://u@h/d?sslmode={mode}")["ssl_context"]
 
     assert (context.verify_mode, context.check_hostname) == (verify, hostname)
+
+
+SSL_REQUEST = struct.pack("!ii", 8, 80877103)
+
+
+@pytest.mark.parametrize(("mode", "asks_for_tls"), [("disable", False), ("allow", False), ("prefer", True)])
+def test_a_connection_asks_for_tls_only_when_its_sslmode_says_so(mode: str, asks_for_tls: bool) -> None:
+    """What pg8000 sends first to a server on loopback: its TLS request, or its start-up message."""
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        port = server.getsockname()[1]
+        first: list[bytes] = []
+
+        def answer() -> None:
+            peer, _ = server.accept()
+            with peer:
+                first.append(peer.recv(8))
+
+        listener = threading.Thread(target=answer)
+        listener.start()
+        with pytest.raises(Exception):  # noqa: B017, PT011 - the fake server hangs up, whatever was asked
+            connection.open_connection(params(f"postgresql://router@127.0.0.1:{port}/events?sslmode={mode}"))
+        listener.join()
+
+    assert (first[0] == SSL_REQUEST) is asks_for_tls
 
 
 def test_driver_errors_are_described_without_their_text() -> None:

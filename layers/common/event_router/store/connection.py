@@ -59,9 +59,7 @@ def connect_params(url: str, *, timeout: float, statement_timeout_ms: int, appli
         params["unix_sock"] = f"{host}/.s.PGSQL.{port}"
     else:
         params["host"], params["port"] = host, port
-    tls = _tls_context(query.get("sslmode", "disable"), query.get("sslrootcert"))
-    if tls is not None:
-        params["ssl_context"] = tls
+    params["ssl_context"] = _tls_context(query.get("sslmode", "disable"), query.get("sslrootcert"))
     return params
 
 
@@ -84,8 +82,14 @@ def open_connection(params: dict[str, Any]) -> pg8000.native.Connection:
         raise
 
 
-def _tls_context(sslmode: str, root_cert: str | None) -> ssl.SSLContext | None:
-    if sslmode in ("disable", "allow", "prefer"):
+def _tls_context(sslmode: str, root_cert: str | None) -> ssl.SSLContext | bool | None:
+    """pg8000's ``ssl_context`` for a libpq ``sslmode``. Left out (``None``), pg8000 asks every server
+    for TLS and takes it unverified: ``prefer``. ``disable`` (and ``allow``, which pg8000 cannot
+    retry) must say ``False``, or each connection pays for the request's round trip and for loading
+    the system's certificate store (about 18 ms of a cold start) to talk TLS to anyone."""
+    if sslmode in ("disable", "allow"):
+        return False
+    if sslmode == "prefer":
         return None
     context = ssl.create_default_context(cafile=root_cert)
     if sslmode == "require":
