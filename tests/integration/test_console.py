@@ -132,6 +132,37 @@ def test_values_are_escaped(console: Invoke, db: Engine) -> None:
     assert "console-&lt;b&gt;bold&lt;/b&gt;" in page
 
 
+def day_table(page: str) -> dict[str, list[str]]:
+    """The overview's "Last 24 hours, by module and status" table: row header → the row's cells,
+    with the column headers under ``"Module"`` and the totals under ``"All modules"``."""
+    table = page[page.index("<caption>Last 24 hours, by module and status") :]
+    table = table[: table.index("</table>")]
+    rows: dict[str, list[str]] = {}
+    for row in re.findall(r"<tr>(.*?)</tr>", table, re.S):
+        cells = [re.sub(r"<[^>]+>", "", cell).strip() for cell in re.findall(r"<t[hd][^>]*>(.*?)</t[hd]>", row, re.S)]
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+def test_the_overview_counts_the_days_events_by_module_and_status(console: Invoke, db: Engine) -> None:
+    for n, (module, status) in enumerate(
+        [("students", "completed"), ("students", "completed"), ("students", "failed"), ("enrollments", "failed")]
+    ):
+        log_event(db, f"console-day-{n}", status, module=module)
+    log_event(db, "console-day-old", "completed", module="grades", at=datetime.now(UTC) - timedelta(days=3))
+
+    page = get(console, "/console")["body"]
+    rows = day_table(page)
+
+    assert rows["Module"] == ["completed", "failed", "All"]
+    assert rows["students"] == ["2", "1", "3"]
+    assert rows["enrollments"] == ["0", "1", "1"]
+    assert rows["All modules"] == ["2", "2", "4"]
+    assert "grades" not in rows  # three days old: not today's
+    assert "Last 24 hours, by module and status (4 in all)" in page
+    assert "/console/events?module=students&amp;status=failed&amp;from=" in page
+
+
 @pytest.mark.parametrize(
     ("path", "query", "status"),
     [

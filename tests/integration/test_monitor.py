@@ -193,14 +193,15 @@ def test_stats_totals_equal_the_log_after_a_mixed_concurrent_burst(
 INSERT_SQL = """
 INSERT INTO integration_events_log (event_id, source, module, event_type, record_id, payload, status, received_at,
                                     processing_ms)
-SELECT 'rollup-' || i, 'zoho', 'students', 'update', 'r' || i, '{}', 'queued',
-       now() - make_interval(mins => i * 7), CASE WHEN i % 5 = 0 THEN NULL ELSE (i * 37) % 4000 END
+SELECT 'rollup-' || i, 'zoho', (ARRAY['students', 'enrollments', 'grades'])[1 + i % 3], 'update', 'r' || i, '{}',
+       'queued', now() - make_interval(mins => i * 7), CASE WHEN i % 5 = 0 THEN NULL ELSE (i * 37) % 4000 END
 FROM generate_series(1, 200) AS i"""
 WRITES = (  # every kind of write the log sees, each a statement of its own
     "UPDATE integration_events_log SET status = 'completed' WHERE event_id LIKE 'rollup-%' AND id % 3 = 0",
     "UPDATE integration_events_log SET status = 'failed', processing_ms = 5 WHERE id % 7 = 0",
     "UPDATE integration_events_log SET processing_ms = NULL WHERE id % 11 = 0",
     "UPDATE integration_events_log SET received_at = now() - interval '3 days' WHERE id % 13 = 0",
+    "UPDATE integration_events_log SET module = 'payments' WHERE id % 19 = 0",
     "DELETE FROM integration_events_log WHERE id % 17 = 0",
 )
 DAY = "received_at >= date_trunc('minute', now() - interval '24 hours')"
@@ -216,14 +217,15 @@ def test_the_days_rollups_equal_the_log_after_every_kind_of_write(db: Engine) ->
     with db.connect() as connection:
         from_log = connection.execute(
             text(
-                "SELECT status, count(*), count(processing_ms), coalesce(sum(processing_ms), 0)"
-                f" FROM integration_events_log WHERE {DAY} GROUP BY status"
+                "SELECT module, status, count(*), count(processing_ms), coalesce(sum(processing_ms), 0)"
+                f" FROM integration_events_log WHERE {DAY} GROUP BY module, status"
             )
         ).all()
         from_rollups = connection.execute(
             text(
-                "SELECT status, sum(n), sum(ms_n), sum(ms_sum) FROM event_minutes"
-                " WHERE minute >= date_trunc('minute', now() - interval '24 hours') GROUP BY status HAVING sum(n) <> 0"
+                "SELECT module, status, sum(n), sum(ms_n), sum(ms_sum) FROM event_minutes"
+                " WHERE minute >= date_trunc('minute', now() - interval '24 hours')"
+                " GROUP BY module, status HAVING sum(n) <> 0"
             )
         ).all()
         histogram_log = connection.execute(
@@ -236,7 +238,7 @@ def test_the_days_rollups_equal_the_log_after_every_kind_of_write(db: Engine) ->
             text("SELECT bucket, sum(n) FROM event_ms_hours GROUP BY bucket HAVING sum(n) <> 0")
         ).all()
 
-    assert sorted(map(tuple, from_rollups)) == sorted((s, n, t, int(m)) for s, n, t, m in from_log)
+    assert sorted(map(tuple, from_rollups)) == sorted((mod, s, n, t, int(m)) for mod, s, n, t, m in from_log)
     assert sorted((int(b), int(n)) for b, n in histogram_rollups) == sorted((int(b), int(n)) for b, n in histogram_log)
 
 
@@ -249,10 +251,21 @@ def test_stats_reads_the_days_figures_from_the_rollups(load: Callable[..., Invok
                 f" FROM integration_events_log WHERE {DAY}"
             )
         ).one()
+        by_module = dict(
+            connection.execute(
+                text(f"SELECT module, count(*) FROM integration_events_log WHERE {DAY} GROUP BY 1")
+            ).all()
+        )
 
     stats = body(load("MonitorFunction")(STATS))
 
-    assert stats["last_24h"] == {"total": exact[0], "by_status": {"queued": exact[0]}}
+    assert stats["last_24h"] == {
+        "total": exact[0],
+        "by_status": {"queued": exact[0]},
+        "by_module": by_module,
+        "by_module_and_status": {module: {"queued": n} for module, n in by_module.items()},
+    }
+    assert len(by_module) == 3
     assert stats["processing_ms"]["avg"] == round(float(exact[1]), 1)
     assert abs(stats["processing_ms"]["p95"] - exact[2]) <= 0.19 * exact[2]  # a histogram's precision
 

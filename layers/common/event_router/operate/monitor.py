@@ -10,6 +10,7 @@ size grows with the log's history (the totals come from counters the writes keep
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any
@@ -81,7 +82,10 @@ class Monitor:
         except StorageUnavailable as error:
             logger.warning("stats: database unavailable", error=str(error))
             return 503, {"success": False, "error": "unavailable", "message": "Database unavailable"}
-        by, day_by_status = facts["by"], facts["day_by_status"]
+        by, day = facts["by"], facts["day"]
+        day_by_status: Counter[str] = Counter()
+        for statuses in day.values():
+            day_by_status.update(statuses)
         oldest: datetime | None = facts["oldest_unprocessed"]
         body = {
             "total_events": sum(by["status"].values()),
@@ -89,7 +93,12 @@ class Monitor:
             "by_source": by["source"],
             "by_module": by["module"],
             "recent_events": [_jsonable(r) for r in facts["recent"]],
-            "last_24h": {"total": sum(day_by_status.values()), "by_status": day_by_status},
+            "last_24h": {
+                "total": sum(day_by_status.values()),
+                "by_status": dict(day_by_status),
+                "by_module": {module: sum(statuses.values()) for module, statuses in day.items()},
+                "by_module_and_status": day,
+            },
             "failures": {
                 "failed": by["status"].get("failed", 0),
                 "dead_lettered": by["status"].get("dead_lettered", 0),

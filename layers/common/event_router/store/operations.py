@@ -60,19 +60,21 @@ SELECT count(*) FROM deleted"""
 
 # Every figure is read from data whose size does not grow with the log: the counter table for the
 # all-time totals (kept exact by triggers, migration 0008), and the day's rollups for the last 24 hours
-# (by minute for the counts and the average, by hour for the percentile's histogram: migration 0014).
+# (by minute, module and status for the counts and the average, by hour for the percentile's histogram:
+# migrations 0014 and 0016).
 STATS_TOTALS_SQL = """
 SELECT status, source, module, sum(n)
 FROM event_counts
 GROUP BY GROUPING SETS ((status), (source), (module))
 HAVING sum(n) <> 0"""
 
+# By module and status, and (module and status NULL) the whole day, for its average.
 STATS_DAY_SQL = """
-SELECT status, sum(n), sum(ms_n), sum(ms_sum)
+SELECT module, status, sum(n), sum(ms_n), sum(ms_sum)
 FROM event_minutes
 WHERE minute >= date_trunc('minute', now() - interval '24 hours')
-GROUP BY ROLLUP (status)
-HAVING sum(n) <> 0 OR status IS NULL"""
+GROUP BY GROUPING SETS ((module, status), ())
+HAVING sum(n) <> 0 OR GROUPING(module, status) <> 0"""
 
 STATS_DAY_MS_SQL = """
 SELECT bucket, sum(n)
@@ -212,13 +214,13 @@ class EventLogOperations:
             for dimension, value in (("status", status), ("source", source), ("module", module)):
                 if value is not None:
                     by[dimension][value] = int(total)
-        day_by_status: dict[str, int] = {}
+        day: dict[str, dict[str, int]] = {}  # module → status → events in the last 24 hours
         avg_ms = None
-        for status, total, timed, time_sum in self._connection.run(STATS_DAY_SQL):
-            if status is None:  # the rollup: the whole day
+        for module, status, total, timed, time_sum in self._connection.run(STATS_DAY_SQL):
+            if status is None:  # the grand total: the whole day
                 avg_ms = int(time_sum) / int(timed) if timed else None
             else:
-                day_by_status[status] = int(total)
+                day.setdefault(module, {})[status] = int(total)
         histogram = [(int(bucket), int(n)) for bucket, n in self._connection.run(STATS_DAY_MS_SQL)]
         p95_ms = percentile(histogram, 0.95)
         [(oldest, now)] = self._connection.run(STATS_OLDEST_UNPROCESSED_SQL)
@@ -226,7 +228,7 @@ class EventLogOperations:
         failed_rows = self._connection.run(STATS_FAILED_SQL, limit=recent)
         return {
             "by": by,
-            "day_by_status": day_by_status,
+            "day": day,
             "oldest_unprocessed": oldest,
             "avg_ms": avg_ms,
             "p95_ms": p95_ms,

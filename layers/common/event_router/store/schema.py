@@ -316,20 +316,26 @@ def _counter(name: str, *keys: str) -> Table:
 event_counts = _counter("event_counts", "source", "module", "status")
 
 
-def _rollup(name: str, period: str, key: Column[Any], *sums: str) -> Table:
-    """The day's figures by ``period`` and ``key``, kept by triggers (migration 0014), in shards."""
+def _rollup(name: str, period: str, keys: list[Column[Any]], *sums: str) -> Table:
+    """The day's figures by ``period`` and ``keys``, kept by triggers (migrations 0014, 0016), in shards."""
     return Table(
         name,
         metadata,
         Column(period, DateTime(timezone=True), primary_key=True),
-        key,
+        *keys,
         Column("shard", SmallInteger, primary_key=True),
         *(Column(total, BigInteger, nullable=False) for total in ("n", *sums)),
     )
 
 
-event_minutes = _rollup("event_minutes", "minute", Column("status", Text, primary_key=True), "ms_n", "ms_sum")
-event_ms_hours = _rollup("event_ms_hours", "hour", Column("bucket", SmallInteger, primary_key=True))
+event_minutes = _rollup(
+    "event_minutes",
+    "minute",
+    [Column("module", Text, primary_key=True), Column("status", Text, primary_key=True)],
+    "ms_n",
+    "ms_sum",
+)
+event_ms_hours = _rollup("event_ms_hours", "hour", [Column("bucket", SmallInteger, primary_key=True)])
 delivery_counts = _counter("delivery_counts", "destination", "status")
 Index(
     "ix_integration_events_log_failed_updated_at",

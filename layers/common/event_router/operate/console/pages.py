@@ -16,7 +16,7 @@ from __future__ import annotations
 import base64
 import json
 from collections.abc import Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode
@@ -168,9 +168,13 @@ class Console:
             *self._store.events(EventFilter(status=EventStatus.DEAD_LETTERED), limit=10),
         ]
         failures.sort(key=lambda e: e["received_at"], reverse=True)
+        # The day the rollups count (from the minute 24 hours ago), as the events page's filter.
+        day_from = datetime.fromisoformat(stats["freshness"]["as_of"]).astimezone(UTC) - timedelta(hours=24)
         return "overview.html", {
             "title": "Overview",
             "stats": stats,
+            "day_from": day_from.strftime("%Y-%m-%dT%H:%M"),
+            "day_statuses": sorted(stats["last_24h"]["by_status"]),
             "failures": failures[:10],
             "actions": self._store.actions(10),
         }
