@@ -60,8 +60,9 @@ class Harness:
 
     def function(self, code_dir: str, name: str, **overrides: str) -> Callable[[dict[str, Any]], dict[str, Any]]:
         handler = load_function(ROOT / code_dir, "app.handler", self.environment(**overrides), name)
-        context = LocalContext(name)
-        return lambda event: handler(event, context)
+        # Each invocation its own context, so its own clock: one shared context counted the time
+        # left from the function's loading, and after 30 s of a bench every batch was out of time.
+        return lambda event: handler(event, LocalContext(name))
 
     def drain(self, module: str) -> None:
         """Empty a module queue, so every measurement sees the same (empty) queue."""
@@ -114,8 +115,9 @@ def harness() -> Iterator[Harness]:
 
 @contextmanager
 def quiet() -> Iterator[None]:
-    """Logs and EMF lines still get formatted and written, to a sink, as Lambda writes them to a pipe."""
-    sink = open(os.devnull, "w")  # noqa: SIM115 - closed below
+    """Logs and EMF lines still get formatted and written, to a sink, as Lambda writes them to a pipe:
+    nowhere, or appended to the file ``BENCH_LOG`` names (to find why a bench's function failed)."""
+    sink = open(os.environ.get("BENCH_LOG") or os.devnull, "a")  # noqa: SIM115 - closed below
     previous = logger.registered_handler.setStream(sink)  # type: ignore[attr-defined]
     try:
         with redirect_stdout(sink):
