@@ -13,6 +13,7 @@ import pg8000.native
 from devstack.poller import lambda_sqs_event
 from devstack.samples import Sample, zoho_webhook
 from event_router.messages import EventMessage
+from event_router.queues import message_attributes
 from event_router.store.connection import connect_params
 from event_router.store.eventlog import PgEventLog
 from event_router.verify.bodies import decode_body
@@ -38,8 +39,9 @@ def event_of(sample: Sample) -> EventMessage:
     return parse_event("zoho", "students", decode_body(sample.body))
 
 
-def sqs_batch(events: list[EventMessage]) -> dict[str, Any]:
-    """The SQS event a processor receives for ``events``, first delivery."""
+def sqs_batch(events: list[EventMessage], *, logged: bool = True) -> dict[str, Any]:
+    """The SQS event a processor receives for ``events``, first delivery, with the attributes the
+    verifier gives them (``logged=False``: as it queues them while Postgres is down)."""
     messages = [
         {
             "MessageId": str(uuid.uuid4()),
@@ -47,6 +49,7 @@ def sqs_batch(events: list[EventMessage]) -> dict[str, Any]:
             "Body": e.model_dump_json(),
             "MD5OfBody": "",
             "Attributes": {"ApproximateReceiveCount": "1"},
+            "MessageAttributes": message_attributes(e, logged=logged),
         }
         for e in events
     ]

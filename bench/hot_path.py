@@ -168,7 +168,7 @@ def round_trips(h: Harness) -> list[Row]:
                     events = [event_of(student_webhook(i, f"rt{n}{logged}{tag}")) for i in range(n)]
                     if logged:
                         log_as_verified(log, events)
-                    return sqs_batch(events)
+                    return sqs_batch(events, logged=logged)
 
                 processor(batch(tag="warm"))
                 event = batch()

@@ -64,15 +64,18 @@ class InMemoryPublisher:
     """The module queues: messages in the order they were published."""
 
     published: list[EventMessage] = field(default_factory=list)
+    unlogged: list[str] = field(default_factory=list)  # the ids of events published as never logged
     down: bool = False
     raises: Exception | None = None
 
-    def publish(self, event: EventMessage) -> None:
+    def publish(self, event: EventMessage, *, logged: bool = True) -> None:
         if self.raises is not None:
             raise self.raises
         if self.down:
             raise QueueUnavailable("EndpointConnectionError")
         self.published.append(event)
+        if not logged:
+            self.unlogged.append(event.event_id)
 
 
 @dataclass

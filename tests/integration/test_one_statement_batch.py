@@ -13,7 +13,8 @@ from sqlalchemy import Engine, text
 from devstack.poller import QueuePoller
 from devstack.samples import Sample
 from event_router.store.connection import PreparedConnection
-from tests.conftest import Queues
+from event_router.store.mirror import LOG_UNLOGGED_SQL
+from tests.conftest import Queues, closed_port
 from tests.integration.conftest import OFFICER, Invoke, privacy_route
 from tests.integration.flow import T1, rows, zoho
 
@@ -109,3 +110,52 @@ def test_what_the_statement_leaves_open_is_settled_alone(
     assert rows(db, "SELECT id FROM integration_events_log WHERE record_id = :z", z=erased) == []
     forgotten = rows(db, "SELECT id FROM integration_events_log WHERE result->>'reason' = 'erased'")
     assert len(forgotten) == forgotten_before + 1
+
+
+@pytest.mark.parametrize("size", [1, 10])
+def test_events_queued_while_postgres_was_down_are_logged_then_go_in_the_one_statement(
+    size: int,
+    load_verifier: Callable[..., Invoke],
+    pollers: Callable[..., QueuePoller],
+    queues: Queues,
+    statements: list[str],
+    db: Engine,
+) -> None:
+    # Given events a verifier queued with Postgres down: no log rows, and messages that say so
+    down = load_verifier("zoho", DATABASE_URL=f"postgresql://postgres@127.0.0.1:{closed_port()}/event_router")
+    for n, zoho_id in enumerate(STUDENTS[:size]):
+        assert down(student(zoho_id, f"Student {n}").event())["statusCode"] == 202
+    assert rows(db, "SELECT id FROM integration_events_log") == []
+    statements.clear()
+
+    # When their processor takes them
+    assert pollers("students", batch_size=10).drain() == size
+
+    # Then it logs them in one statement and settles them in one more, as if the verifier had
+    assert statements == [LOG_UNLOGGED_SQL.strip().splitlines()[0], "WITH incoming AS ("]
+    assert statuses(db) == {s: ("completed", None) for s in STUDENTS[:size]}
+    logged = rows(db, "SELECT status, attempts, queued_at, auth_method FROM integration_events_log")
+    assert all(r["attempts"] == 1 and r["queued_at"] is not None and r["auth_method"] == "signature" for r in logged)
+    names = rows(db, "SELECT name FROM students WHERE zoho_record_id = ANY(:ids)", ids=STUDENTS[:size])
+    assert sorted(r["name"] for r in names) == sorted(f"Student {n}" for n in range(size))
+
+
+def test_a_message_that_says_unlogged_of_an_event_logged_meanwhile_changes_nothing_twice(
+    send: Callable[[Sample], Any],
+    pollers: Callable[..., QueuePoller],
+    queues: Queues,
+    db: Engine,
+) -> None:
+    # Given an event the sweep logged and processed after a verifier queued it unlogged
+    send(student(STUDENTS[0], "Student 0"))
+    [message] = queues.receive_all(queues.urls["students"])
+    pollers("students", batch_size=10).drain()
+    unlogged = {"unlogged": {"DataType": "String", "StringValue": "true"}}
+
+    # When the unlogged message comes too
+    queues.sqs.send_message(QueueUrl=queues.urls["students"], MessageBody=message["Body"], MessageAttributes=unlogged)
+    assert pollers("students", batch_size=10).drain() == 1
+
+    # Then the row is left as it was: one row, completed once
+    [row] = rows(db, "SELECT status, attempts FROM integration_events_log")
+    assert row == {"status": "completed", "attempts": 1}

@@ -252,6 +252,7 @@ def test_postgres_down_still_queues_the_event_and_answers_202(
     assert response["statusCode"] == 202
     [message] = queues.receive_all(queues.urls["students"])
     assert json.loads(message["Body"])["event_id"] == "zoho-notif-student-0001"
+    assert message["MessageAttributes"]["unlogged"] == {"DataType": "String", "StringValue": "true"}
 
 
 def test_sqs_down_keeps_the_row_received_and_answers_202(

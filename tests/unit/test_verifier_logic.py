@@ -35,6 +35,7 @@ def test_a_new_event_is_logged_queued_and_marked_queued() -> None:
     assert log.status("zoho", receipt.event_id) == "queued"
     assert [e.event_id for e in queue.published] == [receipt.event_id]
     assert queue.published[0].facts.kind == "zoho"
+    assert queue.unlogged == []
 
 
 def test_a_duplicate_is_neither_queued_nor_logged_again() -> None:
@@ -55,6 +56,8 @@ def test_with_the_event_log_down_the_event_is_still_queued() -> None:
 
     assert not receipt.duplicate
     assert [e.event_id for e in queue.published] == [receipt.event_id]
+    # and the message says it has no log row, so the processor writes it before the batch's statement
+    assert queue.unlogged == [receipt.event_id]
 
 
 def test_with_the_queue_down_the_row_stays_received_for_the_sweep() -> None:

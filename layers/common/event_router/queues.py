@@ -19,13 +19,24 @@ from event_router.errors import QueueUnavailable
 from event_router.messages import EventMessage
 from event_router.observability import logger
 
+# The attribute that marks an event the verifier could not log (Postgres was down): its processor
+# writes the row first, in one statement, instead of finding it missing after the batch's statement.
+UNLOGGED = "unlogged"
 
-def message_attributes(event: EventMessage) -> dict[str, dict[str, str]]:
-    """SQS message attributes that let an operator filter without opening the body."""
-    return {
-        name: {"DataType": "String", "StringValue": value}
-        for name, value in (("source", event.source), ("module", event.module), ("event_id", event.event_id))
-    }
+
+def message_attributes(event: EventMessage, *, logged: bool = True) -> dict[str, dict[str, str]]:
+    """SQS message attributes that let an operator filter without opening the body, and tell the
+    processor when the event has no log row yet."""
+    named = (("source", event.source), ("module", event.module), ("event_id", event.event_id))
+    return {name: {"DataType": "String", "StringValue": value} for name, value in named} | (
+        {} if logged else {UNLOGGED: {"DataType": "String", "StringValue": "true"}}
+    )
+
+
+def unlogged(record: Mapping[str, Any]) -> bool:
+    """Whether a received message (a Lambda SQS record) carries an event that was never logged."""
+    attribute = record.get("messageAttributes", {}).get(UNLOGGED) or {}
+    return attribute.get("stringValue") == "true"
 
 
 class SqsPublisher:
@@ -35,12 +46,13 @@ class SqsPublisher:
         self._client = client
         self._queue_urls = dict(queue_urls)
 
-    def publish(self, event: EventMessage) -> None:
+    def publish(self, event: EventMessage, *, logged: bool = True) -> None:
+        """Queue the event; ``logged=False``: it has no log row (Postgres was down), and says so."""
         try:
             self._client.send_message(
                 QueueUrl=self._queue_urls[event.module],
                 MessageBody=event.model_dump_json(),
-                MessageAttributes=message_attributes(event),
+                MessageAttributes=message_attributes(event, logged=logged),
             )
         except (BotoCoreError, ClientError) as error:
             raise QueueUnavailable(type(error).__name__) from None

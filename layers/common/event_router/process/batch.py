@@ -15,6 +15,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import ValidationError
 
+from event_router import queues
 from event_router.contract import Module, Source
 from event_router.core.backoff import receive_count
 from event_router.core.problems import problems
@@ -90,8 +91,23 @@ class Batch:
         decisions = {m: self._decide(e) for m, e in self._events.items() if e is not None}
         self._key = self._processor.erasure()
         self._store.begin_batch()
+        self._log_unlogged()
         if not self._in_one_statement(decisions):
             self._settle_usual(self._records, decisions)
+
+    def _log_unlogged(self) -> None:
+        """Write the log rows of the events whose messages say the verifier could not (Postgres was
+        down): one statement, so the batch then goes as if they had been logged. If it fails, the
+        claim writes them instead, on the usual way."""
+        unlogged = [
+            event
+            for record in self._records
+            if queues.unlogged(record) and (event := self._events[record["messageId"]]) is not None
+        ]
+        try:
+            self._store.log_unlogged(unlogged)
+        except StorageUnavailable as error:
+            logger.warning("could not log the events queued without a log row", error=str(error))
 
     def _settle_usual(self, records: list[dict[str, Any]], decisions: dict[str, Decision]) -> None:
         """``records``' events claimed together (those not logged get their rows, those settled

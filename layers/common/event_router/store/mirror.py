@@ -4,10 +4,12 @@ Each statement covers a whole batch; its rows travel as one JSON array (encoding
 pg8000's array escaping is not) that ``jsonb_to_recordset`` turns back into rows. The claim sends
 only the events' identities: their payloads travel only for rows it has to write.
 
+- ``log_unlogged`` writes the rows of events whose messages say they were queued while Postgres
+  was down, before anything else, so they are claimed like any other.
 - ``claim`` locks the batch's log rows that are not settled yet, and writes the rows of events
-  queued while Postgres was down. Events already ``completed``, ``skipped`` or ``failed`` are not
-  claimed, so a redelivered message changes nothing. A concurrent delivery of the same event waits
-  on the lock, then finds it settled.
+  queued while Postgres was down that no message said were (an older message, a replay). Events
+  already ``completed``, ``skipped`` or ``failed`` are not claimed, so a redelivered message changes
+  nothing. A concurrent delivery of the same event waits on the lock, then finds it settled.
 - ``apply_many`` locks the claimed log rows, upserts the mirror rows under the stale-write guard
   and marks the events ``completed`` (or ``skipped``, reason ``stale``): one statement for every
   change of one kind, so a mirror change and its event's completion commit together or not at all.
@@ -92,6 +94,13 @@ WITH incoming AS (
 SELECT id, source, event_id, {_epoch_ms("received_at")} FROM inserted
 UNION ALL
 SELECT id, source, event_id, {_epoch_ms("received_at")} FROM locked"""
+# The rows of events whose message says the verifier could not log them, written as the verifier
+# would have left them (``queued``) and committed by themselves, so that the batch's statement then
+# finds them like any other; a row written meanwhile (by the sweep, a redelivery) is left as it is.
+LOG_UNLOGGED_SQL = f"""
+INSERT INTO {EVENT_LOG} ({_FIELDS}, status, queued_at)
+SELECT {_FIELDS}, 'queued', now() FROM {_recordset("batch", LOGGED_FIELDS)}
+ON CONFLICT (source, event_id) DO NOTHING"""
 
 _SETTLED = """attempts = log.attempts + 1, processed_at = clock_timestamp(), updated_at = clock_timestamp(),
     processing_ms = CAST(extract(epoch FROM clock_timestamp()) * 1000 - :started_ms AS integer)"""
@@ -378,6 +387,14 @@ class MirrorStore:
             rows = self.connection.run(CLAIM_UNLOGGED_SQL, batch=json.dumps(batch, ensure_ascii=False))
             claims |= {(source, event_id): Claim(log_id, ms) for log_id, source, event_id, ms in rows}
         return claims
+
+    def log_unlogged(self, events: Sequence[EventMessage]) -> None:
+        """Write the log rows of events queued while Postgres was down (their messages say so), in one
+        statement, before the batch is claimed: the rows its statement would otherwise find missing."""
+        if events:
+            fields = {c.name for c in LOGGED_FIELDS}
+            batch = [event.model_dump(mode="json", include=fields) for event in events]
+            self.connection.run(LOG_UNLOGGED_SQL, batch=json.dumps(batch, ensure_ascii=False))
 
     def erased(self, digests: Sequence[str]) -> dict[str, int]:
         """Which of these identity digests the erasure register holds: digest → erased at (epoch ms).

@@ -103,7 +103,7 @@ class EventLog(Protocol):
 
 
 class Publisher(Protocol):
-    def publish(self, event: EventMessage) -> None: ...
+    def publish(self, event: EventMessage, *, logged: bool = True) -> None: ...
 
 
 class Verifier:
@@ -217,7 +217,7 @@ class Verifier:
             count(Metric.DUPLICATE, source=event.source, module=event.module)
             return Receipt(event.event_id, duplicate=True)
         try:
-            self._publisher.publish(event)
+            self._publisher.publish(event, logged=logged is not None)
         except Exception as error:  # noqa: BLE001 - once the row is written, no failure may lose the event
             reason = str(error) if isinstance(error, QueueUnavailable) else f"unexpected {type(error).__name__}"
             count(Metric.QUEUE_UNAVAILABLE, source=event.source, module=event.module)
