@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from enum import StrEnum
+from functools import cache
 from itertools import batched
 
 from aws_lambda_powertools import Logger
@@ -78,9 +79,7 @@ def emit_together(values: Mapping[Metric, tuple[Sequence[float], MetricUnit]], *
     chunks = {metric: list(batched(v, 100)) for metric, (v, _) in values.items() if v}
     if not chunks or is_metrics_disabled():
         return
-    metrics = EphemeralMetrics(namespace=NAMESPACE)
-    for key, dimension in dimensions.items():
-        metrics.add_dimension(name=key, value=dimension)
+    metrics = _serializer(tuple(dimensions.items()))
     for n in range(max(len(c) for c in chunks.values())):
         document = metrics.serialize_metric_set(
             metrics={
@@ -94,6 +93,16 @@ def emit_together(values: Mapping[Metric, tuple[Sequence[float], MetricUnit]], *
             }
         )
         print(json.dumps(document, separators=(",", ":")))
+
+
+@cache
+def _serializer(dimensions: tuple[tuple[str, str], ...]) -> EphemeralMetrics:
+    """Powertools' EMF serializer for one set of dimensions, made once per container: it keeps no
+    metrics between documents (each is handed its own), only the namespace and the dimensions."""
+    metrics = EphemeralMetrics(namespace=NAMESPACE)
+    for key, dimension in dimensions:
+        metrics.add_dimension(name=key, value=dimension)
+    return metrics
 
 
 def count(metric: Metric, value: float = 1, **dimensions: str) -> None:

@@ -105,8 +105,10 @@ class ModuleProcessor:
         self.deliveries.send(batch.deliveries)  # after the commit: the rows exist before their messages
         self.backoff.postpone(batch.retried())
         try:
+            # No Lambda context for the record handler, which only looks its outcome up: given one,
+            # Powertools inspects the handler's signature on every batch to see whether it wants it.
             response = process_partial_response(
-                event=event, record_handler=batch.outcome, processor=self._batch_processor, context=context
+                event=event, record_handler=batch.outcome, processor=self._batch_processor, context=None
             )
         finally:
             batch.report()
