@@ -494,3 +494,37 @@ def test_the_event_log_records_how_each_event_was_authenticated_and_a_token_open
     assert [a["statusCode"] for a in answers] == [202, 202, 401]
     logged = rows(db, "SELECT module, auth_method FROM integration_events_log ORDER BY id")
     assert logged == [{"module": "students", "auth_method": "signature"}, {"module": "grades", "auth_method": "token"}]
+
+
+def test_a_value_the_log_refuses_on_a_containers_first_request_leaves_the_container_working(
+    load_verifier: Callable[..., Invoke], db: Engine
+) -> None:
+    # Given a fresh container whose very first statement Postgres refuses with a data error (as it
+    # refuses a value out of range), the verifier's checks having let the value through
+    with db.begin() as connection:
+        connection.execute(
+            text(
+                "CREATE FUNCTION refuse_log_row() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused by the test'"
+                " USING ERRCODE = 'numeric_value_out_of_range'; END $$ LANGUAGE plpgsql"
+            )
+        )
+        connection.execute(
+            text(
+                "CREATE TRIGGER refuse_log_row BEFORE INSERT ON integration_events_log FOR EACH ROW"
+                " WHEN (NEW.event_id = 'refused-first') EXECUTE FUNCTION refuse_log_row()"
+            )
+        )
+    invoke = load_verifier("zoho")
+    refused = zoho_webhook("students", "5725767000000000201", notification_id="refused-first", Name="Ada Example")
+    good = zoho_webhook("students", "5725767000000000202", notification_id="after-refused", Name="Grace Example")
+
+    try:
+        first, then = invoke(refused.event()), invoke(good.event())
+    finally:
+        with db.begin() as connection:
+            connection.execute(text("DROP FUNCTION refuse_log_row() CASCADE"))
+
+    # Then that request is refused as bad input, and the container takes the next one as usual
+    assert first["statusCode"] == 400, first
+    assert then["statusCode"] == 202, then
+    assert [r["event_id"] for r in log_rows(db)] == ["after-refused"]

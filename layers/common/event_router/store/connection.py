@@ -215,7 +215,8 @@ class PreparedConnection:
             rows: list[list[Any]] = self._statement(sql).run(**params)
         except DRIVER_ERRORS as error:
             if sqlstate(error)[:2] in DATA_ERROR_CLASSES:
-                raise DataRejected(describe_error(error)) from None  # the connection is still good
+                self._local.last_used = monotonic()  # the connection is still good: it just answered
+                raise DataRejected(describe_error(error)) from None
             self.close()
             raise StorageUnavailable(describe_error(error)) from None
         self._local.last_used = monotonic()
@@ -256,7 +257,9 @@ class PreparedConnection:
                 connection = None
         if connection is None:
             connection = local.connection = open_connection(self._params())
-            local.statements = {}
+            # Used now, whatever its first statement does: a connection whose first statement Postgres
+            # refused (a data error) had no time of last use, and every later call failed on it.
+            local.statements, local.last_used = {}, monotonic()
             self._opened.add(connection)
         statement = local.statements.get(sql)
         if statement is None:
