@@ -159,3 +159,40 @@ def test_a_message_that_says_unlogged_of_an_event_logged_meanwhile_changes_nothi
     # Then the row is left as it was: one row, completed once
     [row] = rows(db, "SELECT status, attempts FROM integration_events_log")
     assert row == {"status": "completed", "attempts": 1}
+
+
+def test_an_unlogged_event_whose_row_the_log_refuses_fails_alone(
+    load_verifier: Callable[..., Invoke],
+    pollers: Callable[..., QueuePoller],
+    queues: Queues,
+    db: Engine,
+) -> None:
+    # Given three events queued with Postgres down, one of which the log will refuse (a data error)
+    down = load_verifier("zoho", DATABASE_URL=f"postgresql://postgres@127.0.0.1:{closed_port()}/event_router")
+    first, refused, third = STUDENTS[:3]
+    for n, zoho_id in enumerate((first, refused, third)):
+        assert down(student(zoho_id, f"Student {n}").event())["statusCode"] == 202
+    with db.begin() as connection:
+        connection.execute(
+            text(
+                "CREATE FUNCTION refuse_log_row() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused by the test'"
+                " USING ERRCODE = 'numeric_value_out_of_range'; END $$ LANGUAGE plpgsql"
+            )
+        )
+        connection.execute(
+            text(
+                "CREATE TRIGGER refuse_log_row BEFORE INSERT ON integration_events_log FOR EACH ROW"
+                f" WHEN (NEW.record_id = '{refused}') EXECUTE FUNCTION refuse_log_row()"
+            )
+        )
+
+    # When their processor takes the batch
+    try:
+        result = pollers("students", batch_size=10).poll_once()
+    finally:
+        with db.begin() as connection:
+            connection.execute(text("DROP FUNCTION refuse_log_row() CASCADE"))
+
+    # Then the refused one alone is handed back to SQS; the others are logged and completed
+    assert (result.received, result.failed) == (3, 1)
+    assert statuses(db) == {first: ("completed", None), third: ("completed", None)}

@@ -97,8 +97,9 @@ class Batch:
 
     def _log_unlogged(self) -> None:
         """Write the log rows of the events whose messages say the verifier could not (Postgres was
-        down): one statement, so the batch then goes as if they had been logged. If it fails, the
-        claim writes them instead, on the usual way."""
+        down): one statement, so the batch then goes as if they had been logged. If it fails it
+        wrote nothing (a value the log refuses, the database out of reach), and the claim writes
+        them instead, the usual way, where each event's failure is its own."""
         unlogged = [
             event
             for record in self._records
@@ -106,8 +107,9 @@ class Batch:
         ]
         try:
             self._store.log_unlogged(unlogged)
-        except StorageUnavailable as error:
-            logger.warning("could not log the events queued without a log row", error=str(error))
+        except Exception as error:  # noqa: BLE001 - one event's bad value must not fail the batch here
+            reason = str(error) if isinstance(error, StorageUnavailable) else type(error).__name__
+            logger.warning("could not log the events queued without a log row", error=reason)
 
     def _settle_usual(self, records: list[dict[str, Any]], decisions: dict[str, Decision]) -> None:
         """``records``' events claimed together (those not logged get their rows, those settled
