@@ -18,7 +18,7 @@ from devstack.samples import EVENTS_DIR, Sample, dev_environment
 from devstack.template import functions, load_template
 from devstack.zoho_standin import ZohoStandIn
 from event_router.contract import Module
-from tests.conftest import Queues
+from tests.conftest import Queues, closed_port
 from tests.integration.flow import rows
 from tests.integration.pipelines import Invoke, ZohoPipeline
 
@@ -186,9 +186,16 @@ def mirror_writes(db: Engine) -> Iterator[Callable[[], dict[str, int]]]:
         connection.execute(text("DROP TABLE mirror_writes"))
 
 
-def refuse_writes(db: Engine, record_id: str, errcode: str, table: str = "grades") -> Callable[[], None]:
-    """Make every write of ``table``'s record ``record_id`` fail in the database with SQLSTATE
-    condition ``errcode``; returns what lifts it."""
+def down_database_url() -> str:
+    """A database URL where nothing listens: Postgres down."""
+    return f"postgresql://postgres@127.0.0.1:{closed_port()}/event_router"
+
+
+def refuse_writes(
+    db: Engine, record_id: str, errcode: str, table: str = "grades", column: str = "zoho_record_id"
+) -> Callable[[], None]:
+    """Make every write of ``table``'s record ``record_id`` (its ``column``) fail in the database
+    with SQLSTATE condition ``errcode``; returns what lifts it."""
     name = f"refuse_{record_id.lower()}"
     with db.begin() as connection:
         connection.execute(
@@ -199,7 +206,7 @@ def refuse_writes(db: Engine, record_id: str, errcode: str, table: str = "grades
         connection.execute(
             text(
                 f"CREATE TRIGGER {name} BEFORE INSERT OR UPDATE ON {table} FOR EACH ROW "
-                f"WHEN (NEW.zoho_record_id = '{record_id}') EXECUTE FUNCTION {name}()"
+                f"WHEN (NEW.{column} = '{record_id}') EXECUTE FUNCTION {name}()"
             )
         )
 

@@ -23,7 +23,7 @@ from event_router.store.mirror import CLAIM_SQL, MirrorStore
 from event_router.verify.bodies import decode_body
 from event_router.verify.payloads import parse_event
 from tests.conftest import Queues
-from tests.integration.conftest import Invoke, load_event
+from tests.integration.conftest import Invoke, down_database_url, load_event
 from tests.integration.flow import (
     FORM,
     STUDENT,
@@ -123,8 +123,6 @@ def test_batch_redelivered_after_a_crash_mid_batch_changes_each_row_once(
 def test_event_queued_while_postgres_was_down_gets_its_log_row_from_the_processor(
     load_verifier: Callable[..., Invoke], pollers: Callable[..., QueuePoller], db: Engine
 ) -> None:
-    from tests.integration.test_verifier import down_database_url
-
     load_verifier("zoho", DATABASE_URL=down_database_url())(load_event("zoho-student-full"))
     assert rows(db, "SELECT * FROM integration_events_log") == []
 

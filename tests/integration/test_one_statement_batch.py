@@ -14,8 +14,8 @@ from devstack.poller import QueuePoller
 from devstack.samples import Sample
 from event_router.store.connection import PreparedConnection
 from event_router.store.mirror import LOG_UNLOGGED_SQL
-from tests.conftest import Queues, closed_port
-from tests.integration.conftest import OFFICER, Invoke, privacy_route
+from tests.conftest import Queues
+from tests.integration.conftest import OFFICER, Invoke, down_database_url, privacy_route, refuse_writes
 from tests.integration.flow import T1, rows, zoho
 
 STUDENTS = [f"57257670000009{n:05d}" for n in range(10)]
@@ -122,7 +122,7 @@ def test_events_queued_while_postgres_was_down_are_logged_then_go_in_the_one_sta
     db: Engine,
 ) -> None:
     # Given events a verifier queued with Postgres down: no log rows, and messages that say so
-    down = load_verifier("zoho", DATABASE_URL=f"postgresql://postgres@127.0.0.1:{closed_port()}/event_router")
+    down = load_verifier("zoho", DATABASE_URL=down_database_url())
     for n, zoho_id in enumerate(STUDENTS[:size]):
         assert down(student(zoho_id, f"Student {n}").event())["statusCode"] == 202
     assert rows(db, "SELECT id FROM integration_events_log") == []
@@ -168,30 +168,17 @@ def test_an_unlogged_event_whose_row_the_log_refuses_fails_alone(
     db: Engine,
 ) -> None:
     # Given three events queued with Postgres down, one of which the log will refuse (a data error)
-    down = load_verifier("zoho", DATABASE_URL=f"postgresql://postgres@127.0.0.1:{closed_port()}/event_router")
+    down = load_verifier("zoho", DATABASE_URL=down_database_url())
     first, refused, third = STUDENTS[:3]
     for n, zoho_id in enumerate((first, refused, third)):
         assert down(student(zoho_id, f"Student {n}").event())["statusCode"] == 202
-    with db.begin() as connection:
-        connection.execute(
-            text(
-                "CREATE FUNCTION refuse_log_row() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused by the test'"
-                " USING ERRCODE = 'numeric_value_out_of_range'; END $$ LANGUAGE plpgsql"
-            )
-        )
-        connection.execute(
-            text(
-                "CREATE TRIGGER refuse_log_row BEFORE INSERT ON integration_events_log FOR EACH ROW"
-                f" WHEN (NEW.record_id = '{refused}') EXECUTE FUNCTION refuse_log_row()"
-            )
-        )
+    lift = refuse_writes(db, refused, "numeric_value_out_of_range", table="integration_events_log", column="record_id")
 
     # When their processor takes the batch
     try:
         result = pollers("students", batch_size=10).poll_once()
     finally:
-        with db.begin() as connection:
-            connection.execute(text("DROP FUNCTION refuse_log_row() CASCADE"))
+        lift()
 
     # Then the refused one alone is handed back to SQS; the others are logged and completed
     assert (result.received, result.failed) == (3, 1)

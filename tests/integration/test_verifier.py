@@ -21,7 +21,7 @@ from devstack.samples import DEV_SECRETS, SAMPLES, Sample, zoho_webhook
 from event_router.contract import WEBHOOK_ROUTES
 from event_router.verify.bodies import decode_body
 from tests.conftest import Queues, closed_port
-from tests.integration.conftest import Invoke, body, load_event
+from tests.integration.conftest import Invoke, body, down_database_url, load_event, refuse_writes
 from tests.integration.flow import FORM, rows
 
 ACCEPTED = [s for s in SAMPLES.values() if s.expect == 202]
@@ -38,10 +38,6 @@ def log_rows(db: Engine) -> list[dict[str, Any]]:
 def rejected_rows(db: Engine) -> list[dict[str, Any]]:
     with db.connect() as connection:
         return [dict(r) for r in connection.execute(text("SELECT * FROM rejected_requests ORDER BY id")).mappings()]
-
-
-def down_database_url() -> str:
-    return f"postgresql://postgres@127.0.0.1:{closed_port()}/event_router"
 
 
 def down_sqs_endpoint() -> str:
@@ -501,19 +497,9 @@ def test_a_value_the_log_refuses_on_a_containers_first_request_leaves_the_contai
 ) -> None:
     # Given a fresh container whose very first statement Postgres refuses with a data error (as it
     # refuses a value out of range), the verifier's checks having let the value through
-    with db.begin() as connection:
-        connection.execute(
-            text(
-                "CREATE FUNCTION refuse_log_row() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused by the test'"
-                " USING ERRCODE = 'numeric_value_out_of_range'; END $$ LANGUAGE plpgsql"
-            )
-        )
-        connection.execute(
-            text(
-                "CREATE TRIGGER refuse_log_row BEFORE INSERT ON integration_events_log FOR EACH ROW"
-                " WHEN (NEW.event_id = 'refused-first') EXECUTE FUNCTION refuse_log_row()"
-            )
-        )
+    lift = refuse_writes(
+        db, "5725767000000000201", "numeric_value_out_of_range", table="integration_events_log", column="record_id"
+    )
     invoke = load_verifier("zoho")
     refused = zoho_webhook("students", "5725767000000000201", notification_id="refused-first", Name="Ada Example")
     good = zoho_webhook("students", "5725767000000000202", notification_id="after-refused", Name="Grace Example")
@@ -521,8 +507,7 @@ def test_a_value_the_log_refuses_on_a_containers_first_request_leaves_the_contai
     try:
         first, then = invoke(refused.event()), invoke(good.event())
     finally:
-        with db.begin() as connection:
-            connection.execute(text("DROP FUNCTION refuse_log_row() CASCADE"))
+        lift()
 
     # Then that request is refused as bad input, and the container takes the next one as usual
     assert first["statusCode"] == 400, first
