@@ -2,7 +2,8 @@
 
 botocore, not boto3: boto3 wraps the same clients and would add its import (and s3transfer's) to every
 cold start. One session, so the service models and endpoint data it loads are loaded once, whichever
-client (SQS, Secrets Manager) a function makes first. Sessions are not safe to share between threads
+client (SQS, Secrets Manager) a function makes first, and without botocore's scan of every service it
+knows before each first load (``service_data.py``). Sessions are not safe to share between threads
 while they make clients (the local stack runs many functions in one process), so making one is locked.
 """
 
@@ -31,9 +32,13 @@ def client(service: str, config: Config | None = None) -> Any:
     """A client of ``service`` in the container's region (endpoints from ``AWS_ENDPOINT_URL_*``)."""
     from botocore.session import get_session  # noqa: PLC0415 - a function that never calls AWS never loads it
 
+    from event_router.core import service_data  # noqa: PLC0415 - with botocore
+
     with _LOCK:
         if not _SESSION:
-            _SESSION.append(get_session())
+            session = get_session()
+            service_data.install(session)
+            _SESSION.append(session)
         return _SESSION[0].create_client(service, region_name=region(), config=config)
 
 
