@@ -4,7 +4,7 @@ function first calls AWS, with botocore itself).
 Before botocore loads a service's model (and again before its endpoint rules) it lists every service
 it has data for, only to check that the name is one of them: for each of some 420 directories a
 listing, and for each API version in it a ``stat``: about 9 ms a time on the development machine,
-and a container's first SQS client took 43–46 ms with it, 33–38 ms without (docs/benchmarks.md). A
+and a container's first SQS client took 43 to 46 ms with it, 33 to 38 ms without (docs/benchmarks.md). A
 pull request to botocore drops the scan upstream (boto/botocore#3687). Here the services are the
 directories of the search paths, one listing each: a name that is none of them is still refused,
 with botocore's own ``UnknownServiceError``.
