@@ -64,6 +64,8 @@ class RunningStack:
         self.process: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 90) -> None:
+        """Start the stack and return once it answers its health check and has written its
+        ``stack.json`` (after its server starts: a caller reading the state at once must find it)."""
         self.local_dir.mkdir(parents=True, exist_ok=True)
         with self.output.open("ab") as log, self.messages.open("ab") as messages:
             self.process = subprocess.Popen(
@@ -73,12 +75,20 @@ class RunningStack:
         while time.monotonic() < deadline:
             assert self.process.poll() is None, f"stack exited early:\n{self.tail()}"
             try:
-                if http("GET", f"{self.base_url}/api/v1/events/health")[0] == 200:
+                if http("GET", f"{self.base_url}/api/v1/events/health")[0] == 200 and self._described():
                     return
             except OSError:
                 pass
             time.sleep(0.2)
         raise AssertionError(f"stack did not become healthy:\n{self.tail()}")
+
+    def _described(self) -> bool:
+        """This run's ``stack.json`` is written (not an earlier run's: it names its process)."""
+        assert self.process is not None
+        try:
+            return bool(self.state().get("pid") == self.process.pid)
+        except (OSError, ValueError):
+            return False
 
     def tail(self) -> str:
         return self.output.read_text()[-2000:] + self.messages.read_text()[-2000:]
