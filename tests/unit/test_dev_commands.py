@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -81,8 +82,8 @@ def test_a_started_stack_has_described_itself(tmp_path: Path, monkeypatch: pytes
 
     def describe_later() -> None:
         while stack.process is None:
-            threading.Event().wait(0.05)
-        threading.Event().wait(0.5)
+            time.sleep(0.05)
+        time.sleep(0.5)
         (local / "stack.json").write_text(json.dumps({"pid": stack.process.pid, "zoho_url": "http://127.0.0.1:1"}))
 
     writer = threading.Thread(target=describe_later)
@@ -95,4 +96,4 @@ def test_a_started_stack_has_described_itself(tmp_path: Path, monkeypatch: pytes
         writer.join()
         if stack.process is not None:
             stack.process.kill()
-        stack.process.wait()
+            stack.process.wait()

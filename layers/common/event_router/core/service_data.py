@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import os
 
-from botocore.loaders import Loader, instance_cache
+from botocore.loaders import Loader, create_loader, instance_cache
 from botocore.session import Session
 
 
@@ -32,8 +32,7 @@ class ServiceDirectoryLoader(Loader):
 
 
 def install(session: Session) -> None:
-    """Give ``session`` the loader above, with the search paths botocore's would have had
-    (``AWS_DATA_PATH``'s, then its own data)."""
-    extra = session.get_config_variable("data_path")
-    paths = [os.path.expanduser(os.path.expandvars(p)) for p in extra.split(os.pathsep)] if extra else None
-    session.register_component("data_loader", ServiceDirectoryLoader(extra_search_paths=paths))
+    """Give ``session`` the loader above, with the search paths botocore's own would have had
+    (``AWS_DATA_PATH``'s, then its own data), as botocore reads them."""
+    paths = create_loader(session.get_config_variable("data_path")).search_paths
+    session.register_component("data_loader", ServiceDirectoryLoader(paths, include_default_search_paths=False))
